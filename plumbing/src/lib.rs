@@ -1,0 +1,16 @@
+//! `acido-plumbing`: the appc App Container Image model and every low-level
+//! operation acido is built from.
+//!
+//! This crate is for programs that want to read, store, render, diff or pack
+//! ACIs without going through the `acido` binary. It returns data (ids,
+//! manifests, entry lists, change lists) and never prints, exits or reads
+//! the environment; the `acido` binary and `acido-porcelain` add the user
+//! interface on top.
+//!
+//! Module map:
+//! - [`id`]: image ids (`sha512-…`), prefixes and the streaming hasher.
+//! - [`entry`]: one tar entry with its metadata and data offsets.
+#![deny(missing_docs)]
+
+pub mod entry;
+pub mod id;
