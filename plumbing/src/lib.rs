@@ -10,7 +10,11 @@
 //! Module map:
 //! - [`id`]: image ids (`sha512-…`), prefixes and the streaming hasher.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
+//! - [`compression`]: the compressions an ACI may use.
+//! - [`quote`]: C-quoting of paths in line-oriented output.
 #![deny(missing_docs)]
 
+pub mod compression;
 pub mod entry;
 pub mod id;
+pub mod quote;
