@@ -12,9 +12,11 @@
 //! - [`entry`]: one tar entry with its metadata and data offsets.
 //! - [`compression`]: the compressions an ACI may use.
 //! - [`quote`]: C-quoting of paths in line-oriented output.
+//! - [`diff`]: comparing two trees attribute by attribute, and `diff-tree`'s formats.
 #![deny(missing_docs)]
 
 pub mod compression;
+pub mod diff;
 pub mod entry;
 pub mod id;
 pub mod quote;
