@@ -446,3 +446,41 @@ fn encoders_on_a_real_diff_quote_odd_paths() {
     assert_eq!(v["changes"][1]["a"]["type"], "regular");
     assert_eq!(v["changes"][1]["a"]["size"], 4);
 }
+
+#[test]
+fn non_utf8_names_stay_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = pair();
+    let name = std::ffi::OsStr::from_bytes(b"bad\xff");
+    fs::write(p.b.join(name), b"").unwrap();
+    let changes = diff_trees(&p.a, &p.b, &ignore_dirs()).unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].path, b"bad\xff");
+
+    let mut out = Vec::new();
+    format::write_name_status(&mut out, &changes, false).unwrap();
+    assert_eq!(out, b"A\t\"bad\\377\"\n");
+    let mut out = Vec::new();
+    format::write_name_status(&mut out, &changes, true).unwrap();
+    assert_eq!(out, b"A\0bad\xff\0");
+    let mut out = Vec::new();
+    format::write_json(&mut out, &changes).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["changes"][0]["path"],
+        serde_json::json!({"bytes": [98, 97, 100, 255]})
+    );
+}
+
+#[test]
+fn a_symlinked_root_is_resolved_once() {
+    let p = pair();
+    let link = p._tmp.path().join("b-link");
+    symlink(&p.b, &link).unwrap();
+    let tree = walk(&link).unwrap();
+    assert_eq!(tree.root(), fs::canonicalize(&p.b).unwrap());
+    assert_eq!(
+        summary(&diff_trees(&p.a, &link, &DiffOptions::default()).unwrap()),
+        vec![]
+    );
+}

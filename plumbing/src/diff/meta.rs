@@ -175,7 +175,8 @@ pub struct Tree {
 pub const ROOT_PATH: &[u8] = b".";
 
 impl Tree {
-    /// The directory that was walked.
+    /// The directory that was walked (a symlinked root already resolved, so
+    /// that reading files through [`Tree::full_path`] crosses no link).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -292,7 +293,7 @@ pub fn walk(root: &Path) -> Result<Tree, DiffError> {
     }
     group_hard_links(&mut entries);
     Ok(Tree {
-        root: root.to_path_buf(),
+        root: walk_root,
         entries,
     })
 }
