@@ -341,7 +341,10 @@ mod tests {
                     mode: 0o644,
                     uid: 0,
                     gid: 0,
-                    mtime: Timestamp { secs: 1_600_000_000, nanos: 0 },
+                    mtime: Timestamp {
+                        secs: 1_600_000_000,
+                        nanos: 0,
+                    },
                     atime: None,
                     size: 76,
                     header_offset: 0,
@@ -357,7 +360,10 @@ mod tests {
                     mode: 0o4755,
                     uid: u64::MAX,
                     gid: 1000,
-                    mtime: Timestamp { secs: -2, nanos: 750_000_000 },
+                    mtime: Timestamp {
+                        secs: -2,
+                        nanos: 750_000_000,
+                    },
                     atime: Some(Timestamp { secs: 5, nanos: 1 }),
                     size: 0,
                     header_offset: 1024,
@@ -411,22 +417,34 @@ mod tests {
         huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(matches!(
             EntryIndex::decode(&huge),
-            Err(IndexError::Corrupt { field: "entry count", .. })
+            Err(IndexError::Corrupt {
+                field: "entry count",
+                ..
+            })
         ));
     }
 
     #[test]
     fn rejects_overlong_varints() {
-        let mut r = Reader { bytes: &[0xff; 11], pos: 0 };
+        let mut r = Reader {
+            bytes: &[0xff; 11],
+            pos: 0,
+        };
         assert!(r.u64("x").is_err());
-        let mut r = Reader { bytes: &[0x80, 0x00], pos: 0 };
+        let mut r = Reader {
+            bytes: &[0x80, 0x00],
+            pos: 0,
+        };
         assert!(r.u64("x").is_err());
         let max = {
             let mut v = Vec::new();
             put_u64(&mut v, u64::MAX);
             v
         };
-        let mut r = Reader { bytes: &max, pos: 0 };
+        let mut r = Reader {
+            bytes: &max,
+            pos: 0,
+        };
         assert_eq!(r.u64("x"), Ok(u64::MAX));
     }
 

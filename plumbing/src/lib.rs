@@ -11,10 +11,14 @@
 //! - [`id`]: image ids (`sha512-…`), prefixes and the streaming hasher.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
 //! - [`compression`]: the compressions an ACI may use.
+//! - [`archive`]: compression detection, decompression, hashing, tar scanning.
+//! - [`index`]: the per-blob entry index encoding.
 //! - [`quote`]: C-quoting of paths in line-oriented output.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod compression;
 pub mod entry;
 pub mod id;
+pub mod index;
 pub mod quote;
