@@ -235,3 +235,112 @@ pub fn scan_blob(tar: &[u8], limits: &Limits) -> Result<Vec<Entry>, ArchiveError
     check_layout(&parsed.entries)?;
     Ok(parsed.entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tar::tests::{fix_checksum, header, minimal, push};
+    use super::*;
+    use crate::entry::EntryKind;
+    use proptest::prelude::*;
+
+    fn scan_vec(bytes: Vec<u8>) -> Result<Scanned, ArchiveError> {
+        scan(io::Cursor::new(bytes), &mut io::sink(), &Limits::default())
+    }
+
+    #[test]
+    fn scan_keeps_hard_links_and_skips_the_root_entry() {
+        let mut t = Vec::new();
+        push(&mut t, header(b"./", b'5', 0), b"");
+        push(&mut t, header(b"./manifest", b'0', 2), b"{}");
+        push(&mut t, header(b"./rootfs/", b'5', 0), b"");
+        push(&mut t, header(b"rootfs/a", b'0', 1), b"a");
+        let mut link = header(b"rootfs/b", b'1', 0);
+        link[157..167].copy_from_slice(b"./rootfs/a");
+        fix_checksum(&mut link);
+        push(&mut t, link, b"");
+        t.extend_from_slice(&[0; 1024]);
+        let scanned = scan_vec(t.clone()).unwrap();
+        assert_eq!(scanned.manifest, b"{}");
+        assert_eq!(scanned.entries.len(), 4, "the ./ entry is not kept");
+        let b = &scanned.entries[3];
+        assert_eq!(b.kind, EntryKind::HardLink);
+        assert_eq!(b.link_target.as_deref(), Some(&b"rootfs/a"[..]));
+        assert_eq!(scan_blob(&t, &Limits::default()).unwrap(), scanned.entries);
+    }
+
+    #[test]
+    fn scan_rejects_a_link_to_a_later_entry() {
+        let mut t = Vec::new();
+        push(&mut t, header(b"manifest", b'0', 2), b"{}");
+        push(&mut t, header(b"rootfs", b'5', 0), b"");
+        let mut link = header(b"rootfs/b", b'1', 0);
+        link[157..165].copy_from_slice(b"rootfs/a");
+        fix_checksum(&mut link);
+        push(&mut t, link, b"");
+        push(&mut t, header(b"rootfs/a", b'0', 1), b"a");
+        let err = scan_vec(t).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rootfs/b: hard link target rootfs/a is not an earlier file inside rootfs/"
+        );
+    }
+
+    #[test]
+    fn hashing_covers_bytes_after_the_end_marker() {
+        let t = minimal();
+        let mut padded = t.clone();
+        padded.extend_from_slice(&[0; 8192]);
+        let a = scan_vec(t).unwrap();
+        let b = scan_vec(padded.clone()).unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(b.size, padded.len() as u64);
+        assert_eq!(a.entries, b.entries);
+        let mut hasher = IdHasher::new();
+        hasher.update(&padded);
+        assert_eq!(b.id, hasher.finish());
+    }
+
+    #[test]
+    fn write_errors_are_reported() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = scan(io::Cursor::new(minimal()), &mut Full, &Limits::default()).unwrap_err();
+        assert_eq!(err.to_string(), "writing decompressed copy: disk full");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn scan_never_panics_on_mutated_input(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            gzip in any::<bool>(),
+        ) {
+            let mut t = minimal();
+            for (at, value) in &flips {
+                let len = t.len();
+                t[at % len] = *value;
+            }
+            let input = if gzip {
+                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(&t).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut gz = enc.finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if let Some((at, value)) = flips.first() {
+                    let len = gz.len();
+                    gz[at % len] = *value;
+                }
+                gz
+            } else {
+                t
+            };
+            let _ = scan_vec(input.clone());
+            let _ = hash_stream(io::Cursor::new(input));
+        }
+    }
+}
