@@ -1,7 +1,7 @@
 //! Reading ACI archives: compression detection, decompression, hashing and
 //! tar scanning with layout checks (aci-format §1–3, §11.1).
 //!
-//! - [`detect`] names the compression from the first bytes.
+//! - [`detect()`] names the compression from the first bytes.
 //! - [`hash_stream`] decompresses to the end and hashes: the image id,
 //!   without any layout check (what `hash-object` needs).
 //! - [`scan`] does the same while copying every decompressed byte to a
