@@ -11,12 +11,16 @@
 //! - [`id`]: image ids (`sha512-…`), prefixes and the streaming hasher.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
 //! - [`compression`]: the compressions an ACI may use.
+//! - [`archive`]: compression detection, decompression, hashing, tar scanning.
+//! - [`index`]: the per-blob entry index encoding.
 //! - [`quote`]: C-quoting of paths in line-oriented output.
 //! - [`diff`]: comparing two trees attribute by attribute, and `diff-tree`'s formats.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod compression;
 pub mod diff;
 pub mod entry;
 pub mod id;
+pub mod index;
 pub mod quote;

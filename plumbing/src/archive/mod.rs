@@ -1,0 +1,346 @@
+//! Reading ACI archives: compression detection, decompression, hashing and
+//! tar scanning with layout checks (aci-format §1–3, §11.1).
+//!
+//! - [`detect()`] names the compression from the first bytes.
+//! - [`hash_stream`] decompresses to the end and hashes: the image id,
+//!   without any layout check (what `hash-object` needs).
+//! - [`scan`] does the same while copying every decompressed byte to a
+//!   writer (the store's temp file), parsing the tar into [`Entry`]s with
+//!   exact offsets, and checking the layout.
+//! - [`scan_blob`] re-indexes an already uncompressed tar held in memory.
+//!
+//! Decompression runs on its own thread (see [`decompress`]); hashing,
+//! writing and parsing run on the caller's.
+
+pub mod decompress;
+pub mod detect;
+pub mod layout;
+pub mod tar;
+
+use std::io::{self, Read, Write};
+
+use crate::compression::Compression;
+use crate::entry::Entry;
+use crate::id::{IdHasher, ImageId};
+
+pub use self::decompress::{decoder, Chunks};
+pub use self::detect::detect;
+pub use self::layout::{check_layout, clean_path, LayoutError};
+pub use self::tar::{EntryRef, TarError, TarParser};
+
+/// Why an archive could not be read, hashed or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The input holds no bytes at all.
+    #[error("empty input (not an ACI)")]
+    EmptyInput,
+    /// A known compression or archive format that ACIs may not use.
+    #[error("{format} data is not supported (ACIs are plain tar, gzip, bzip2 or xz)")]
+    UnsupportedFormat {
+        /// The format found (`zstd`, `lz4`, `zip`).
+        format: &'static str,
+    },
+    /// The input starts with zero bytes only: an empty tar with no entries.
+    #[error("input starts with zero blocks only (an empty tar, not an ACI)")]
+    OnlyZeroBlocks,
+    /// Nothing recognisable.
+    #[error("unknown format (first bytes: {})", hex_bytes(first_bytes))]
+    UnknownFormat {
+        /// Up to 8 leading bytes.
+        first_bytes: Vec<u8>,
+    },
+    /// Reading the (compressed) input failed.
+    #[error("reading input: {source}")]
+    Read {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The compressed stream is truncated or corrupt.
+    #[error(
+        "{compression} stream truncated or corrupt after {offset} decompressed bytes: {source}"
+    )]
+    Decompress {
+        /// The detected compression.
+        compression: Compression,
+        /// How many bytes were decompressed before the failure.
+        offset: u64,
+        /// The decoder's error.
+        source: io::Error,
+    },
+    /// Writing the decompressed copy failed.
+    #[error("writing decompressed copy: {source}")]
+    Write {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The decoder thread could not be started.
+    #[error("starting decompression thread: {source}")]
+    Thread {
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The decompressed stream is larger than [`Limits::max_decompressed_size`].
+    #[error("decompressed size exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: u64,
+    },
+    /// The tar stream is malformed or exceeds a limit.
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    /// The entries do not form a valid ACI layout.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let more = if bytes.len() >= 8 { " ..." } else { "" };
+    format!("{}{more}", hex.join(" "))
+}
+
+/// Bounds that keep hostile archives from exhausting memory or disk.
+/// Exceeding one is an error naming the limit and the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest decompressed stream accepted, in bytes (default 64 GiB).
+    /// Protects the disk from decompression bombs.
+    pub max_decompressed_size: u64,
+    /// Most entries accepted (default 1 000 000). Each costs memory in the
+    /// entry list and index.
+    pub max_entries: usize,
+    /// Longest entry name, before cleaning (default 4096, Linux `PATH_MAX`).
+    pub max_path_len: usize,
+    /// Longest symlink or hard-link target (default 4096).
+    pub max_link_target_len: usize,
+    /// Largest PAX or GNU long-name/long-link header data (default 1 MiB);
+    /// these are held in memory while parsing.
+    pub max_extended_header_size: u64,
+    /// Largest `manifest` (default 1 MiB); it is held in memory.
+    pub max_manifest_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_decompressed_size: 64 << 30,
+            max_entries: 1_000_000,
+            max_path_len: 4096,
+            max_link_target_len: 4096,
+            max_extended_header_size: 1 << 20,
+            max_manifest_size: 1 << 20,
+        }
+    }
+}
+
+/// The result of [`hash_stream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashOutcome {
+    /// SHA-512 of the whole decompressed stream.
+    pub id: ImageId,
+    /// Length of the decompressed stream.
+    pub size: u64,
+    /// The detected compression.
+    pub compression: Compression,
+}
+
+/// The result of [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// SHA-512 of the whole decompressed stream (aci-format §3), including
+    /// the end-of-archive blocks and anything after them.
+    pub id: ImageId,
+    /// Length of the decompressed stream.
+    pub size: u64,
+    /// The detected compression.
+    pub compression: Compression,
+    /// Every entry in archive order, with cleaned paths and exact offsets.
+    pub entries: Vec<Entry>,
+    /// The `manifest` entry's bytes, as stored (not parsed here).
+    pub manifest: Vec<u8>,
+}
+
+/// Decompresses `input` to its end and hashes it: the image id.
+///
+/// No tar parsing and no layout check, so any well-compressed stream gets
+/// an id; only an unknown format or a truncated/corrupt compressed stream
+/// fails (aci-format §1 step 7: a missing gzip trailer fails here).
+pub fn hash_stream(input: impl Read + Send + 'static) -> Result<HashOutcome, ArchiveError> {
+    let chunks = Chunks::start(input)?;
+    let compression = chunks.compression();
+    let mut hasher = IdHasher::new();
+    let size = chunks.for_each(|chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    Ok(HashOutcome {
+        id: hasher.finish(),
+        size,
+        compression,
+    })
+}
+
+/// Decompresses, hashes, copies and parses `input` in one pass, then checks
+/// the layout.
+///
+/// Every decompressed byte is written to `copy_to`, so on success it holds
+/// exactly the tar whose SHA-512 is the returned id and whose offsets the
+/// entries give. On error `copy_to` holds a prefix and must be discarded.
+pub fn scan(
+    input: impl Read + Send + 'static,
+    copy_to: &mut dyn Write,
+    limits: &Limits,
+) -> Result<Scanned, ArchiveError> {
+    let chunks = Chunks::start(input)?;
+    let compression = chunks.compression();
+    let mut hasher = IdHasher::new();
+    let mut parser = TarParser::new(limits);
+    let size = chunks.for_each(|chunk| {
+        if hasher.len() + chunk.len() as u64 > limits.max_decompressed_size {
+            return Err(ArchiveError::TooLarge {
+                max: limits.max_decompressed_size,
+            });
+        }
+        hasher.update(chunk);
+        copy_to
+            .write_all(chunk)
+            .map_err(|source| ArchiveError::Write { source })?;
+        parser.feed(chunk)?;
+        Ok(())
+    })?;
+    let parsed = parser.finish()?;
+    check_layout(&parsed.entries)?;
+    Ok(Scanned {
+        id: hasher.finish(),
+        size,
+        compression,
+        entries: parsed.entries,
+        // check_layout guarantees one regular manifest, whose data the
+        // parser kept; an empty one is left to the manifest parser.
+        manifest: parsed.manifest.unwrap_or_default(),
+    })
+}
+
+/// Parses an uncompressed tar held in memory (a stored blob, e.g. through
+/// an mmap) into its entries and checks the layout: an index rebuild.
+pub fn scan_blob(tar: &[u8], limits: &Limits) -> Result<Vec<Entry>, ArchiveError> {
+    if tar.len() as u64 > limits.max_decompressed_size {
+        return Err(ArchiveError::TooLarge {
+            max: limits.max_decompressed_size,
+        });
+    }
+    let mut parser = TarParser::new(limits);
+    parser.feed(tar)?;
+    let parsed = parser.finish()?;
+    check_layout(&parsed.entries)?;
+    Ok(parsed.entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tar::tests::{fix_checksum, header, minimal, push};
+    use super::*;
+    use crate::entry::EntryKind;
+    use proptest::prelude::*;
+
+    fn scan_vec(bytes: Vec<u8>) -> Result<Scanned, ArchiveError> {
+        scan(io::Cursor::new(bytes), &mut io::sink(), &Limits::default())
+    }
+
+    #[test]
+    fn scan_keeps_hard_links_and_skips_the_root_entry() {
+        let mut t = Vec::new();
+        push(&mut t, header(b"./", b'5', 0), b"");
+        push(&mut t, header(b"./manifest", b'0', 2), b"{}");
+        push(&mut t, header(b"./rootfs/", b'5', 0), b"");
+        push(&mut t, header(b"rootfs/a", b'0', 1), b"a");
+        let mut link = header(b"rootfs/b", b'1', 0);
+        link[157..167].copy_from_slice(b"./rootfs/a");
+        fix_checksum(&mut link);
+        push(&mut t, link, b"");
+        t.extend_from_slice(&[0; 1024]);
+        let scanned = scan_vec(t.clone()).unwrap();
+        assert_eq!(scanned.manifest, b"{}");
+        assert_eq!(scanned.entries.len(), 4, "the ./ entry is not kept");
+        let b = &scanned.entries[3];
+        assert_eq!(b.kind, EntryKind::HardLink);
+        assert_eq!(b.link_target.as_deref(), Some(&b"rootfs/a"[..]));
+        assert_eq!(scan_blob(&t, &Limits::default()).unwrap(), scanned.entries);
+    }
+
+    #[test]
+    fn scan_rejects_a_link_to_a_later_entry() {
+        let mut t = Vec::new();
+        push(&mut t, header(b"manifest", b'0', 2), b"{}");
+        push(&mut t, header(b"rootfs", b'5', 0), b"");
+        let mut link = header(b"rootfs/b", b'1', 0);
+        link[157..165].copy_from_slice(b"rootfs/a");
+        fix_checksum(&mut link);
+        push(&mut t, link, b"");
+        push(&mut t, header(b"rootfs/a", b'0', 1), b"a");
+        let err = scan_vec(t).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rootfs/b: hard link target rootfs/a is not an earlier file inside rootfs/"
+        );
+    }
+
+    #[test]
+    fn hashing_covers_bytes_after_the_end_marker() {
+        let t = minimal();
+        let mut padded = t.clone();
+        padded.extend_from_slice(&[0; 8192]);
+        let a = scan_vec(t).unwrap();
+        let b = scan_vec(padded.clone()).unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(b.size, padded.len() as u64);
+        assert_eq!(a.entries, b.entries);
+        let mut hasher = IdHasher::new();
+        hasher.update(&padded);
+        assert_eq!(b.id, hasher.finish());
+    }
+
+    #[test]
+    fn write_errors_are_reported() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = scan(io::Cursor::new(minimal()), &mut Full, &Limits::default()).unwrap_err();
+        assert_eq!(err.to_string(), "writing decompressed copy: disk full");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn scan_never_panics_on_mutated_input(
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            gzip in any::<bool>(),
+        ) {
+            let mut t = minimal();
+            for (at, value) in &flips {
+                let len = t.len();
+                t[at % len] = *value;
+            }
+            let input = if gzip {
+                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(&t).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut gz = enc.finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if let Some((at, value)) = flips.first() {
+                    let len = gz.len();
+                    gz[at % len] = *value;
+                }
+                gz
+            } else {
+                t
+            };
+            let _ = scan_vec(input.clone());
+            let _ = hash_stream(io::Cursor::new(input));
+        }
+    }
+}
