@@ -12,7 +12,8 @@ fn fixtures_dir() -> PathBuf {
 
 /// `manifests/<file>` → (exit code, first line of actool's message).
 fn verdicts() -> BTreeMap<String, (u8, String)> {
-    let text = std::fs::read_to_string(fixtures_dir().join("VERDICTS.md")).expect("VERDICTS.md is readable");
+    let text = std::fs::read_to_string(fixtures_dir().join("VERDICTS.md"))
+        .expect("VERDICTS.md is readable");
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -20,7 +21,8 @@ fn verdicts() -> BTreeMap<String, (u8, String)> {
         if cells.len() < 5 {
             continue;
         }
-        let (Ok(exit), Some(file)) = (cells[1].parse::<u8>(), cells[2].strip_prefix("`manifests/")) else {
+        let (Ok(exit), Some(file)) = (cells[1].parse::<u8>(), cells[2].strip_prefix("`manifests/"))
+        else {
             continue;
         };
         let file = file.trim_end_matches('`').to_owned();
@@ -36,10 +38,19 @@ fn every_manifest_fixture_gets_the_reference_verdict() {
     let dir = fixtures_dir().join("manifests");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixture directory exists")
-        .map(|e| e.expect("readable entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("readable entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     files.sort();
-    assert!(files.len() >= 56, "expected the 56 manifest fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 56,
+        "expected the 56 manifest fixtures, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for file in &files {
         let Some((exit, message)) = verdicts.get(file) else {
@@ -63,7 +74,12 @@ fn every_manifest_fixture_gets_the_reference_verdict() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

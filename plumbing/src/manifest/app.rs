@@ -2,6 +2,7 @@
 //! whom, with which environment, mount points, ports and isolators.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -98,7 +99,10 @@ impl AppError {
                 format!("bad eventHandler \"name\": {}", go_quote(name))
             }
             AppError::DuplicateEventHandler { name } => {
-                format!("Only one eventHandler of name {} allowed", go_quote(name.as_str()))
+                format!(
+                    "Only one eventHandler of name {} allowed",
+                    go_quote(name.as_str())
+                )
             }
             AppError::EmptyEnvironmentName => {
                 "environment variable name must not be empty".to_owned()
@@ -287,19 +291,23 @@ fn valid_env_name(name: &str) -> bool {
 }
 
 fn check_environment(environment: &[EnvironmentVariable]) -> Result<(), AppError> {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for variable in environment {
         let name = variable.name.as_str();
         if name.is_empty() {
             return Err(AppError::EmptyEnvironmentName);
         }
         if !valid_env_name(name) {
-            return Err(AppError::BadEnvironmentName { name: name.to_owned() });
+            return Err(AppError::BadEnvironmentName {
+                name: name.to_owned(),
+            });
         }
         if seen.contains(&name) {
-            return Err(AppError::DuplicateEnvironment { name: name.to_owned() });
+            return Err(AppError::DuplicateEnvironment {
+                name: name.to_owned(),
+            });
         }
-        seen.push(name);
+        seen.insert(name);
     }
     Ok(())
 }
@@ -357,7 +365,13 @@ impl AppState {
     pub fn to_app(&self) -> App {
         App {
             exec: self.exec.clone(),
-            event_handlers: self.event_handlers.clone().into_vec().into_iter().flatten().collect(),
+            event_handlers: self
+                .event_handlers
+                .clone()
+                .into_vec()
+                .into_iter()
+                .flatten()
+                .collect(),
             user: self.user.clone(),
             group: self.group.clone(),
             supplementary_gids: self.supplementary_gids.clone().into_vec(),
@@ -365,7 +379,13 @@ impl AppState {
             environment: self.environment.clone().unwrap_or_default(),
             mount_points: self.mount_points.clone().into_vec(),
             ports: self.ports.clone().into_vec(),
-            isolators: self.isolators.clone().into_vec().into_iter().flatten().collect(),
+            isolators: self
+                .isolators
+                .clone()
+                .into_vec()
+                .into_iter()
+                .flatten()
+                .collect(),
             user_annotations: self.user_annotations.clone().unwrap_or_default(),
             user_labels: self.user_labels.clone().unwrap_or_default(),
         }
@@ -399,33 +419,47 @@ fn decode_event_handler(node: &Node) -> Decoded<EventHandler> {
     let mut frame = Frame::new();
     let mut name = String::new();
     let mut exec = None;
-    frame.object(node, "eventHandler", "types.eventHandler", &["name", "exec"], |f, i, v| {
-        if i == 0 {
-            string_into(f, v, "string", &mut name);
-        } else {
-            exec = f.custom(|| decode_exec(v))?;
-        }
-        Ok(())
-    })?;
+    frame.object(
+        node,
+        "eventHandler",
+        "types.eventHandler",
+        &["name", "exec"],
+        |f, i, v| {
+            if i == 0 {
+                string_into(f, v, "string", &mut name);
+            } else {
+                exec = f.custom(|| decode_exec(v))?;
+            }
+            Ok(())
+        },
+    )?;
     frame.finish()?;
     let name = name.parse::<EventHandlerName>()?;
     Ok(EventHandler { name, exec })
 }
 
 fn decode_environment(node: &Node) -> Decoded<Option<Vec<EnvironmentVariable>>> {
-    let environment = fresh_slice(node, "types.environment", |f, item, slot: &mut EnvironmentVariable| {
-        f.object(
-            item,
-            "EnvironmentVariable",
-            "types.EnvironmentVariable",
-            &["name", "value"],
-            |f, i, v| {
-                let target = if i == 0 { &mut slot.name } else { &mut slot.value };
-                string_into(f, v, "string", target);
-                Ok(())
-            },
-        )
-    })?;
+    let environment = fresh_slice(
+        node,
+        "types.environment",
+        |f, item, slot: &mut EnvironmentVariable| {
+            f.object(
+                item,
+                "EnvironmentVariable",
+                "types.EnvironmentVariable",
+                &["name", "value"],
+                |f, i, v| {
+                    let target = if i == 0 {
+                        &mut slot.name
+                    } else {
+                        &mut slot.value
+                    };
+                    string_into(f, v, "string", target);
+                    Ok(())
+                },
+            )
+        },
+    )?;
     check_environment(environment.as_deref().unwrap_or_default())?;
     Ok(environment)
 }
@@ -461,37 +495,51 @@ pub(crate) fn decode_app(source: &[u8], node: &Node, state: AppState) -> Decoded
     frame.object(node, "app", "types.app", &APP_FIELDS, |f, i, v| {
         match i {
             0 => app.exec = f.custom(|| decode_exec(v))?,
-            1 => app.event_handlers.decode(f, v, "[]types.EventHandler", |f, item, slot| {
-                *slot = Some(f.custom(|| decode_event_handler(item))?);
-                Ok(())
-            })?,
+            1 => app
+                .event_handlers
+                .decode(f, v, "[]types.EventHandler", |f, item, slot| {
+                    *slot = Some(f.custom(|| decode_event_handler(item))?);
+                    Ok(())
+                })?,
             2 => string_into(f, v, "string", &mut app.user),
             3 => string_into(f, v, "string", &mut app.group),
-            4 => app.supplementary_gids.decode(f, v, "[]int", |f, item, slot| {
-                int_into(f, item, "int", slot);
-                Ok(())
-            })?,
+            4 => app
+                .supplementary_gids
+                .decode(f, v, "[]int", |f, item, slot| {
+                    int_into(f, item, "int", slot);
+                    Ok(())
+                })?,
             5 => string_into(f, v, "string", &mut app.working_directory),
             6 => app.environment = f.custom(|| decode_environment(v))?,
-            7 => app.mount_points.decode(f, v, "[]types.MountPoint", |f, item, slot| {
-                let fields = ["name", "path", "readOnly"];
-                f.object(item, "MountPoint", "types.MountPoint", &fields, |f, i, v| {
-                    match i {
-                        0 => slot.name = f.custom(|| super::decode_name(v))?,
-                        1 => string_into(f, v, "string", &mut slot.path),
-                        _ => bool_into(f, v, "bool", &mut slot.read_only),
-                    }
-                    Ok(())
-                })
-            })?,
+            7 => app
+                .mount_points
+                .decode(f, v, "[]types.MountPoint", |f, item, slot| {
+                    let fields = ["name", "path", "readOnly"];
+                    f.object(
+                        item,
+                        "MountPoint",
+                        "types.MountPoint",
+                        &fields,
+                        |f, i, v| {
+                            match i {
+                                0 => slot.name = f.custom(|| super::decode_name(v))?,
+                                1 => string_into(f, v, "string", &mut slot.path),
+                                _ => bool_into(f, v, "bool", &mut slot.read_only),
+                            }
+                            Ok(())
+                        },
+                    )
+                })?,
             8 => app.ports.decode(f, v, "[]types.Port", |f, item, slot| {
                 *slot = f.custom(|| decode_port(item))?;
                 Ok(())
             })?,
-            9 => app.isolators.decode(f, v, "types.Isolators", |f, item, slot| {
-                *slot = Some(f.custom(|| decode_isolator(source, item))?);
-                Ok(())
-            })?,
+            9 => app
+                .isolators
+                .decode(f, v, "types.Isolators", |f, item, slot| {
+                    *slot = Some(f.custom(|| decode_isolator(source, item))?);
+                    Ok(())
+                })?,
             10 => string_map_into(f, v, "types.UserAnnotations", &mut app.user_annotations),
             _ => string_map_into(f, v, "types.UserLabels", &mut app.user_labels),
         }
@@ -538,7 +586,8 @@ mod tests {
             "environment variable does not have valid identifier \"1FOO\""
         );
         assert_eq!(
-            app(r#"{"user":"0","group":"0","environment":[{"name":"A"},{"name":"A"}]}"#).unwrap_err(),
+            app(r#"{"user":"0","group":"0","environment":[{"name":"A"},{"name":"A"}]}"#)
+                .unwrap_err(),
             "duplicate environment variable of name \"A\""
         );
         assert_eq!(
@@ -569,15 +618,30 @@ mod tests {
     fn ports_follow_the_reference() {
         // aci-format §15 case 11.
         let port = |p: &str| app(&format!(r#"{{"user":"0","group":"0","ports":[{p}]}}"#));
-        assert_eq!(port(r#"{"name":"a","port":0}"#).unwrap_err(), "port must be in 1-65535 range");
-        assert_eq!(port(r#"{"name":"a","port":65536}"#).unwrap_err(), "port must be in 1-65535 range");
+        assert_eq!(
+            port(r#"{"name":"a","port":0}"#).unwrap_err(),
+            "port must be in 1-65535 range"
+        );
+        assert_eq!(
+            port(r#"{"name":"a","port":65536}"#).unwrap_err(),
+            "port must be in 1-65535 range"
+        );
         assert_eq!(
             port(r#"{"name":"a","port":65535,"count":2}"#).unwrap_err(),
             "end of port range must be in 1-65535 range"
         );
-        assert_eq!(port(r#"{"name":"a","port":65535}"#).unwrap().ports[0].count, 1);
-        assert_eq!(port(r#"{"name":"a","port":80,"count":0}"#).unwrap().ports[0].count, 1);
-        assert_eq!(port(r#"{"name":"a","port":80,"count":3}"#).unwrap().ports[0].count, 3);
+        assert_eq!(
+            port(r#"{"name":"a","port":65535}"#).unwrap().ports[0].count,
+            1
+        );
+        assert_eq!(
+            port(r#"{"name":"a","port":80,"count":0}"#).unwrap().ports[0].count,
+            1
+        );
+        assert_eq!(
+            port(r#"{"name":"a","port":80,"count":3}"#).unwrap().ports[0].count,
+            3
+        );
         assert_eq!(
             port(r#"{"name":"a.b","port":80}"#).unwrap_err(),
             "ACName must contain only lower case alphanumeric characters plus \"-\""
@@ -590,7 +654,8 @@ mod tests {
 
     #[test]
     fn a_repeated_app_key_decodes_into_the_first() {
-        let node = parse(br#"{"user":"0","group":"0","mountPoints":[{"name":"a","path":"/a"}]}"#).unwrap();
+        let node =
+            parse(br#"{"user":"0","group":"0","mountPoints":[{"name":"a","path":"/a"}]}"#).unwrap();
         let first = decode_app(b"", &node, AppState::default()).unwrap();
         let node = parse(br#"{"user":"1","mountPoints":[{"name":"b"}]}"#).unwrap();
         let second = decode_app(b"", &node, first).unwrap().to_app();

@@ -4,43 +4,42 @@
 //! Go 1.19's error texts. Only acceptance and the message matter; neither
 //! parser builds a value.
 
-use super::json::go_quote;
+use std::fmt::Write as _;
+
+use super::json::{go_quote, go_quote_bytes};
 
 const RFC3339: &str = "2006-01-02T15:04:05Z07:00";
 
-/// Go's `time` package quoting (its private `quote`): bytes outside
-/// printable ASCII are written as `\xNN`.
-fn time_quote(s: &str) -> String {
+/// Go's `time` package quoting (its private `quote`): every byte outside
+/// printable ASCII (0x20..0x7f, DEL included) is written as `\xNN`.
+fn time_quote(s: &[u8]) -> String {
     let mut out = String::from("\"");
-    for c in s.chars() {
-        if c.is_ascii() && !c.is_ascii_control() {
-            if c == '"' || c == '\\' {
+    for &b in s {
+        if (0x20..0x80).contains(&b) {
+            if b == b'"' || b == b'\\' {
                 out.push('\\');
             }
-            out.push(c);
+            out.push(char::from(b));
         } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("\\x{b:02x}"));
-            }
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
     out.push('"');
     out
 }
 
-fn cannot_parse(value: &str, rest: &str, elem: &str) -> String {
+fn cannot_parse(value: &str, rest: &[u8], elem: &str) -> String {
     format!(
         "parsing time {} as {}: cannot parse {} as {}",
-        time_quote(value),
-        time_quote(RFC3339),
+        time_quote(value.as_bytes()),
+        time_quote(RFC3339.as_bytes()),
         time_quote(rest),
-        time_quote(elem)
+        time_quote(elem.as_bytes())
     )
 }
 
 fn with_message(value: &str, message: &str) -> String {
-    format!("parsing time {}{message}", time_quote(value))
+    format!("parsing time {}{message}", time_quote(value.as_bytes()))
 }
 
 fn is_digit(s: &[u8], i: usize) -> bool {
@@ -58,7 +57,10 @@ fn getnum(s: &[u8], fixed: bool) -> Option<(i64, &[u8])> {
         }
         return Some((i64::from(s[0] - b'0'), &s[1..]));
     }
-    Some((i64::from(s[0] - b'0') * 10 + i64::from(s[1] - b'0'), &s[2..]))
+    Some((
+        i64::from(s[0] - b'0') * 10 + i64::from(s[1] - b'0'),
+        &s[2..],
+    ))
 }
 
 /// Go's time-package `atoi`: optional sign, then only digits.
@@ -90,10 +92,6 @@ fn days_in(month: i64, year: i64) -> i64 {
     }
 }
 
-fn lossy(s: &[u8]) -> String {
-    String::from_utf8_lossy(s).into_owned()
-}
-
 /// `time.Parse(time.RFC3339, value)` as in Go 1.19: `Err` carries Go's
 /// message (without the `bad Date: ` prefix the appc code adds).
 pub(crate) fn parse_rfc3339(value: &str) -> Result<(), String> {
@@ -104,10 +102,10 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<(), String> {
         if rest.first() == Some(&prefix) {
             Ok(1)
         } else {
-            Err(cannot_parse(value, &lossy(rest), &(prefix as char).to_string()))
+            Err(cannot_parse(value, rest, &char::from(prefix).to_string()))
         }
     };
-    let fail = |rest: &[u8], elem: &str| cannot_parse(value, &lossy(rest), elem);
+    let fail = |rest: &[u8], elem: &str| cannot_parse(value, rest, elem);
     let range = |what: &str| with_message(value, &format!(": {what} out of range"));
 
     // 2006: four bytes, the first a digit, all parsed by atoi.
@@ -173,10 +171,9 @@ pub(crate) fn parse_rfc3339(value: &str) -> Result<(), String> {
     }
 
     if !rest.is_empty() {
-        let extra = lossy(rest);
         return Err(with_message(
             value,
-            &format!(": extra text: {}", time_quote(&extra)),
+            &format!(": extra text: {}", time_quote(rest)),
         ));
     }
     if day < 1 || day > days_in(month, year) {
@@ -193,7 +190,8 @@ pub(crate) fn parse_url_scheme(raw: &str) -> Result<String, String> {
         Some((u, f)) => (u, Some(f)),
         None => (raw, None),
     };
-    let scheme = parse_no_fragment(without_fragment).map_err(|why| url_error(without_fragment, &why))?;
+    let scheme =
+        parse_no_fragment(without_fragment).map_err(|why| url_error(without_fragment, &why))?;
     if let Some(fragment) = fragment {
         unescape(fragment, Mode::Fragment).map_err(|why| url_error(raw, &why))?;
     }
@@ -274,9 +272,9 @@ fn parse_authority(authority: &str) -> Result<(), String> {
     };
     parse_host(host)?;
     if let Some(userinfo) = userinfo {
-        let valid = userinfo.bytes().all(|c| {
-            c.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&c)
-        });
+        let valid = userinfo
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&c));
         if !valid {
             return Err("net/url: invalid userinfo".to_owned());
         }
@@ -292,8 +290,7 @@ fn parse_authority(authority: &str) -> Result<(), String> {
 }
 
 fn valid_optional_port(port: &str) -> bool {
-    port.is_empty()
-        || (port.starts_with(':') && port[1..].bytes().all(|b| b.is_ascii_digit()))
+    port.is_empty() || (port.starts_with(':') && port[1..].bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn parse_host(host: &str) -> Result<(), String> {
@@ -339,7 +336,7 @@ fn unescape(s: &str, mode: Mode) -> Result<(), String> {
             b'%' => {
                 if i + 2 >= b.len() || !is_hex(b[i + 1]) || !is_hex(b[i + 2]) {
                     let end = (i + 3).min(b.len());
-                    return Err(format!("invalid URL escape {}", go_quote(&lossy(&b[i..end]))));
+                    return Err(format!("invalid URL escape {}", go_quote_bytes(&b[i..end])));
                 }
                 let escape = &s[i..i + 3];
                 let value = u8::from_str_radix(&escape[1..], 16).unwrap_or(0);

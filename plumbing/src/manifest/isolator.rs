@@ -5,6 +5,7 @@
 //! the reference echoes them back raw when it prints a manifest.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::fmt;
 
 use super::decode::{
@@ -54,7 +55,9 @@ pub enum IsolatorError {
         name: &'static str,
     },
     /// A seccomp `errno` not of the form `E[A-Z0-9]*`.
-    #[error("isolator {name}: errno {errno:?} must be \"E\" followed by upper-case letters or digits")]
+    #[error(
+        "isolator {name}: errno {errno:?} must be \"E\" followed by upper-case letters or digits"
+    )]
     BadErrno {
         /// The isolator name.
         name: &'static str,
@@ -96,7 +99,9 @@ pub enum IsolatorError {
         name: String,
     },
     /// Both seccomp sets in one app.
-    #[error("isolators os/linux/seccomp-retain-set and os/linux/seccomp-remove-set exclude each other")]
+    #[error(
+        "isolators os/linux/seccomp-retain-set and os/linux/seccomp-remove-set exclude each other"
+    )]
     Incompatible,
 }
 
@@ -163,7 +168,9 @@ impl RawJson {
     /// The value at `node`'s span, compacted. Invalid UTF-8 (which Go
     /// would copy through) is replaced, as it cannot live in a `String`.
     pub(crate) fn from_source(source: &[u8], node: &Node) -> Self {
-        RawJson(json::compact(&String::from_utf8_lossy(&source[node.start..node.end])))
+        RawJson(json::compact(&String::from_utf8_lossy(
+            &source[node.start..node.end],
+        )))
     }
 }
 
@@ -406,7 +413,7 @@ fn check_errno(name: &'static str, errno: &str) -> Result<(), IsolatorError> {
 /// The app-level isolator checks (`Isolators.assertValid`), in order:
 /// unknown names, each value, repeats of single-instance names, conflicts.
 pub fn check_isolators(isolators: &[Isolator]) -> Result<(), IsolatorError> {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for isolator in isolators {
         isolator.check_value()?;
         let name = isolator.name.as_str();
@@ -420,7 +427,7 @@ pub fn check_isolators(isolators: &[Isolator]) -> Result<(), IsolatorError> {
                 return Err(IsolatorError::Incompatible);
             }
         }
-        seen.push(name);
+        seen.insert(name);
     }
     Ok(())
 }
@@ -464,7 +471,11 @@ fn split_quantity(s: &str) -> Result<Option<QuantityParts<'_>>, &'static str> {
             suffix: "",
         }));
     }
-    let num = if pos == num_start { "0" } else { &s[num_start..pos] };
+    let num = if pos == num_start {
+        "0"
+    } else {
+        &s[num_start..pos]
+    };
     let mut denom = "";
     if b[pos] == b'.' {
         pos += 1;
@@ -529,7 +540,14 @@ fn interpret_suffix(suffix: &str) -> Option<(u32, i64, bool)> {
     if let Some((_, e)) = decimal.iter().find(|(s, _)| *s == suffix) {
         return Some((10, *e, false));
     }
-    let binary = [("Ki", 10), ("Mi", 20), ("Gi", 30), ("Ti", 40), ("Pi", 50), ("Ei", 60)];
+    let binary = [
+        ("Ki", 10),
+        ("Mi", 20),
+        ("Gi", 30),
+        ("Ti", 40),
+        ("Pi", 50),
+        ("Ei", 60),
+    ];
     if let Some((_, e)) = binary.iter().find(|(s, _)| *s == suffix) {
         return Some((2, *e, true));
     }
@@ -605,14 +623,20 @@ pub(crate) fn decode_isolator(source: &[u8], node: &Node) -> Decoded<Isolator> {
     let mut frame = Frame::new();
     let mut name = AcIdentifier::empty();
     let mut value: Option<&Node> = None;
-    frame.object(node, "isolator", "types.isolator", &["name", "value"], |f, i, v| {
-        if i == 0 {
-            name = f.custom(|| super::decode_identifier(v))?;
-        } else {
-            value = if v.is_null() { None } else { Some(v) };
-        }
-        Ok(())
-    })?;
+    frame.object(
+        node,
+        "isolator",
+        "types.isolator",
+        &["name", "value"],
+        |f, i, v| {
+            if i == 0 {
+                name = f.custom(|| super::decode_identifier(v))?;
+            } else {
+                value = if v.is_null() { None } else { Some(v) };
+            }
+            Ok(())
+        },
+    )?;
     frame.finish()?;
     let raw = value.map(|v| RawJson::from_source(source, v));
     let Some(known) = known_name(name.as_str()) else {
@@ -648,29 +672,35 @@ fn decode_value(source: &[u8], name: &'static str, node: &Node) -> Decoded<Isola
         | RESOURCE_NETWORK_BANDWIDTH => {
             let mut r = Resource::default();
             let fields = ["default", "request", "limit"];
-            frame.object(node, "resourceValue", "types.resourceValue", &fields, |f, i, v| {
-                if i == 0 {
-                    bool_into(f, v, "bool", &mut r.default);
-                    return Ok(());
-                }
-                let slot = if i == 1 { &mut r.request } else { &mut r.limit };
-                if v.is_null() {
-                    *slot = None;
-                    return Ok(());
-                }
-                let text = quantity_text(source, v);
-                f.custom(|| {
-                    check_quantity(&text).map_err(|reason| {
-                        Fail::from(IsolatorError::BadQuantity {
-                            name,
-                            input: text.clone(),
-                            reason,
+            frame.object(
+                node,
+                "resourceValue",
+                "types.resourceValue",
+                &fields,
+                |f, i, v| {
+                    if i == 0 {
+                        bool_into(f, v, "bool", &mut r.default);
+                        return Ok(());
+                    }
+                    let slot = if i == 1 { &mut r.request } else { &mut r.limit };
+                    if v.is_null() {
+                        *slot = None;
+                        return Ok(());
+                    }
+                    let text = quantity_text(source, v);
+                    f.custom(|| {
+                        check_quantity(&text).map_err(|reason| {
+                            Fail::from(IsolatorError::BadQuantity {
+                                name,
+                                input: text.clone(),
+                                reason,
+                            })
                         })
-                    })
-                })?;
-                *slot = Some(text);
-                Ok(())
-            })?;
+                    })?;
+                    *slot = Some(text);
+                    Ok(())
+                },
+            )?;
             IsolatorValue::Resource(r)
         }
         CAPABILITIES_RETAIN | CAPABILITIES_REMOVE => {
@@ -775,8 +805,12 @@ mod tests {
     #[test]
     fn known_isolators_decode_and_check() {
         // aci-format §15 case 12.
-        let cpu = isolator(r#"{"name":"resource/cpu","value":{ "request":"250m", "limit":"1" }}"#).unwrap();
-        assert_eq!(cpu.value.as_ref().map(RawJson::as_str), Some(r#"{"request":"250m","limit":"1"}"#));
+        let cpu = isolator(r#"{"name":"resource/cpu","value":{ "request":"250m", "limit":"1" }}"#)
+            .unwrap();
+        assert_eq!(
+            cpu.value.as_ref().map(RawJson::as_str),
+            Some(r#"{"request":"250m","limit":"1"}"#)
+        );
         assert_eq!(
             isolator(r#"{"name":"resource/cpu","value":{"default":true}}"#).unwrap_err(),
             "default must be false"
@@ -786,8 +820,10 @@ mod tests {
             "default must be true"
         );
         assert_eq!(
-            isolator(r#"{"name":"resource/network-bandwidth","value":{"default":true,"request":"1"}}"#)
-                .unwrap_err(),
+            isolator(
+                r#"{"name":"resource/network-bandwidth","value":{"default":true,"request":"1"}}"#
+            )
+            .unwrap_err(),
             "request not supported by this resource, must be empty"
         );
         assert_eq!(
@@ -799,17 +835,22 @@ mod tests {
             "os/linux/oom-score-adj must be between -1000 and 1000, got -1001"
         );
         assert_eq!(
-            isolator(r#"{"name":"os/linux/capabilities-retain-set","value":{"set":[]}}"#).unwrap_err(),
+            isolator(r#"{"name":"os/linux/capabilities-retain-set","value":{"set":[]}}"#)
+                .unwrap_err(),
             "set must be non-empty"
         );
         assert_eq!(
-            isolator(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["x"],"errno":"eperm"}}"#)
-                .unwrap_err(),
+            isolator(
+                r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["x"],"errno":"eperm"}}"#
+            )
+            .unwrap_err(),
             "errno must start with an 'E' character, got eperm"
         );
         assert_eq!(
-            isolator(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["x"],"errno":"Eperm"}}"#)
-                .unwrap_err(),
+            isolator(
+                r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["x"],"errno":"Eperm"}}"#
+            )
+            .unwrap_err(),
             "errno can only contain upper case or numeric characters, got Eperm"
         );
         assert_eq!(
@@ -819,7 +860,9 @@ mod tests {
         );
         assert!(isolator(r#"{"name":"os/linux/selinux-context","value":{"user":"u","role":"r","type":"t","level":"s0:c1"}}"#).is_ok());
         assert_eq!(
-            isolator(r#"{"name":"os/unix/sysctl","value":{"a":"1"}}"#).unwrap().parsed,
+            isolator(r#"{"name":"os/unix/sysctl","value":{"a":"1"}}"#)
+                .unwrap()
+                .parsed,
             IsolatorValue::Sysctl([("a".to_owned(), "1".to_owned())].into())
         );
     }
@@ -827,7 +870,10 @@ mod tests {
     #[test]
     fn missing_value_of_a_known_isolator_is_a_clean_error() {
         assert!(matches!(
-            decode_isolator(b"{}", &parse(br#"{"name":"os/linux/no-new-privileges"}"#).unwrap()),
+            decode_isolator(
+                b"{}",
+                &parse(br#"{"name":"os/linux/no-new-privileges"}"#).unwrap()
+            ),
             Err(Fail::IsolatorWithoutValue { .. })
         ));
         let src = r#"{"name":"os/linux/no-new-privileges","value":null}"#;
@@ -851,12 +897,19 @@ mod tests {
     fn app_level_checks_repeats_and_conflicts() {
         let oom = isolator(r#"{"name":"os/linux/oom-score-adj","value":5}"#).unwrap();
         assert_eq!(
-            check_isolators(&[oom.clone(), oom]).unwrap_err().reference_message(),
+            check_isolators(&[oom.clone(), oom])
+                .unwrap_err()
+                .reference_message(),
             "isolators set contains too many instances of type os/linux/oom-score-adj\""
         );
-        let retain = isolator(r#"{"name":"os/linux/seccomp-retain-set","value":{"set":["a"]}}"#).unwrap();
-        let remove = isolator(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["a"]}}"#).unwrap();
-        assert_eq!(check_isolators(&[retain, remove]), Err(IsolatorError::Incompatible));
+        let retain =
+            isolator(r#"{"name":"os/linux/seccomp-retain-set","value":{"set":["a"]}}"#).unwrap();
+        let remove =
+            isolator(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["a"]}}"#).unwrap();
+        assert_eq!(
+            check_isolators(&[retain, remove]),
+            Err(IsolatorError::Incompatible)
+        );
         let nnp = isolator(r#"{"name":"os/linux/no-new-privileges","value":true}"#).unwrap();
         assert!(check_isolators(&[nnp.clone(), nnp]).is_ok());
     }
@@ -875,7 +928,9 @@ mod tests {
 
     #[test]
     fn quantities_follow_the_vendored_parser() {
-        for ok in ["250m", "1G", "1Gi", "1e3", "0", "00", "1.5", "+1", "-2k", "Ki", "1.", ".5", "1E"] {
+        for ok in [
+            "250m", "1G", "1Gi", "1e3", "0", "00", "1.5", "+1", "-2k", "Ki", "1.", ".5", "1E",
+        ] {
             assert_eq!(check_quantity(ok), Ok(()), "{ok}");
         }
         assert_eq!(check_quantity("1x"), Err(QUANTITY_FORMAT));

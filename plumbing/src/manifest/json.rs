@@ -281,9 +281,7 @@ impl Parser<'_> {
                 b'0'..=b'9' => c - b'0',
                 b'a'..=b'f' => c - b'a' + 10,
                 b'A'..=b'F' => c - b'A' + 10,
-                _ => {
-                    return Err(self.error_at(self.pos, "in \\u hexadecimal character escape"))
-                }
+                _ => return Err(self.error_at(self.pos, "in \\u hexadecimal character escape")),
             };
             unit = unit * 16 + u16::from(digit);
             self.pos += 1;
@@ -348,10 +346,7 @@ impl Parser<'_> {
         loop {
             self.skip_space();
             if self.need()? != b'"' {
-                return Err(self.error_at(
-                    self.pos,
-                    "looking for beginning of object key string",
-                ));
+                return Err(self.error_at(self.pos, "looking for beginning of object key string"));
             }
             let key = self.string()?;
             self.skip_space();
@@ -433,9 +428,26 @@ fn go_is_print(c: char) -> bool {
 
 /// Go's `strconv.Quote` (what `%q` and `%#v` print for a string).
 pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+    go_quote_bytes(s.as_bytes())
+}
+
+/// `strconv.Quote` of a Go string that may hold invalid UTF-8: each bad
+/// byte is written as `\xNN`.
+pub(crate) fn go_quote_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
     out.push('"');
-    for c in s.chars() {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (c, len) = match rest[0] {
+            b @ 0..=0x7f => (char::from(b), 1),
+            _ => decode_rune(rest),
+        };
+        if c == '\u{fffd}' && len == 1 {
+            let _ = write!(out, "\\x{:02x}", rest[0]);
+            rest = &rest[1..];
+            continue;
+        }
+        rest = &rest[len..];
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -607,33 +619,57 @@ mod tests {
         );
         assert_eq!(syntax(""), "unexpected end of JSON input");
         assert_eq!(syntax("{\"a\""), "unexpected end of JSON input");
-        assert_eq!(syntax("1."), "invalid character ' ' after decimal point in numeric literal");
-        assert_eq!(syntax("[nul"), "invalid character ' ' in literal null (expecting 'l')");
+        assert_eq!(
+            syntax("1."),
+            "invalid character ' ' after decimal point in numeric literal"
+        );
+        assert_eq!(
+            syntax("[nul"),
+            "invalid character ' ' in literal null (expecting 'l')"
+        );
         assert_eq!(
             syntax("\u{feff}{}"),
             "invalid character 'ï' looking for beginning of value"
         );
-        assert_eq!(syntax("{\"a\" 1}"), "invalid character '1' after object key");
+        assert_eq!(
+            syntax("{\"a\" 1}"),
+            "invalid character '1' after object key"
+        );
         assert_eq!(
             syntax("{\"a\":1 \"b\"}"),
             "invalid character '\"' after object key:value pair"
         );
         assert_eq!(syntax("[1 2]"), "invalid character '2' after array element");
-        assert_eq!(syntax("[tru]"), "invalid character ']' in literal true (expecting 'e')");
+        assert_eq!(
+            syntax("[tru]"),
+            "invalid character ']' in literal true (expecting 'e')"
+        );
         assert_eq!(syntax("-x"), "invalid character 'x' in numeric literal");
         assert_eq!(
             syntax("1.x"),
             "invalid character 'x' after decimal point in numeric literal"
         );
-        assert_eq!(syntax("1ex"), "invalid character 'x' in exponent of numeric literal");
+        assert_eq!(
+            syntax("1ex"),
+            "invalid character 'x' in exponent of numeric literal"
+        );
         assert_eq!(syntax("01"), "invalid character '1' after top-level value");
-        assert_eq!(syntax("\"a\nb\""), "invalid character '\\n' in string literal");
-        assert_eq!(syntax("\"\\q\""), "invalid character 'q' in string escape code");
+        assert_eq!(
+            syntax("\"a\nb\""),
+            "invalid character '\\n' in string literal"
+        );
+        assert_eq!(
+            syntax("\"\\q\""),
+            "invalid character 'q' in string escape code"
+        );
         assert_eq!(
             syntax("\"\\u12x4\""),
             "invalid character 'x' in \\u hexadecimal character escape"
         );
-        assert_eq!(syntax("{'a':1}"), "invalid character '\\'' looking for beginning of object key string");
+        assert_eq!(
+            syntax("{'a':1}"),
+            "invalid character '\\'' looking for beginning of object key string"
+        );
     }
 
     #[test]
@@ -669,7 +705,10 @@ mod tests {
         let mut out = String::new();
         write_string(&mut out, "a<b>&\"\\\n\u{1}\u{2028}é");
         assert_eq!(out, r#""a\u003cb\u003e\u0026\"\\\n\u0001\u2028é""#);
-        assert_eq!(compact(" { \"a b\" : [ 1 , \"<\" ] } "), r#"{"a b":[1,"\u003c"]}"#);
+        assert_eq!(
+            compact(" { \"a b\" : [ 1 , \"<\" ] } "),
+            r#"{"a b":[1,"\u003c"]}"#
+        );
         assert_eq!(go_quote("a\"b\u{0}é\u{a0}"), r#""a\"b\x00é\u00a0""#);
     }
 

@@ -30,7 +30,9 @@ mod validate;
 
 use std::fmt::Write as _;
 
-pub use app::{App, AppError, EnvironmentVariable, EventHandler, EventHandlerName, MountPoint, Port};
+pub use app::{
+    App, AppError, EnvironmentVariable, EventHandler, EventHandlerName, MountPoint, Port,
+};
 pub use isolator::{Isolator, IsolatorError, IsolatorValue, RawJson, Resource};
 pub use json::{MAX_DEPTH, MAX_MANIFEST_BYTES};
 pub use types::{
@@ -169,7 +171,8 @@ impl ManifestError {
     pub fn reference_line(&self) -> String {
         let prefix = match self {
             _ if self.stage() == ErrorStage::Unmarshal => "error unmarshaling manifest".to_owned(),
-            ManifestError::Invalid { kind, .. } | ManifestError::IsolatorWithoutValue { kind, .. } => {
+            ManifestError::Invalid { kind, .. }
+            | ManifestError::IsolatorWithoutValue { kind, .. } => {
                 format!("invalid {kind}")
             }
             _ => "invalid ImageManifest".to_owned(),
@@ -179,7 +182,9 @@ impl ManifestError {
 
     fn invalid(kind: AcKind, field: Option<&'static str>, fail: Fail) -> Self {
         match fail {
-            Fail::IsolatorWithoutValue { name } => ManifestError::IsolatorWithoutValue { kind, name },
+            Fail::IsolatorWithoutValue { name } => {
+                ManifestError::IsolatorWithoutValue { kind, name }
+            }
             other => ManifestError::Invalid {
                 kind,
                 field,
@@ -314,16 +319,22 @@ fn decode_dependency(node: &Node) -> Decoded<Dependency> {
     let mut labels = Labels::default();
     let mut size = 0u64;
     let fields = ["imageName", "imageID", "labels", "size"];
-    frame.object(node, "dependency", "types.dependency", &fields, |f, i, v| {
-        match i {
-            0 => image_name = f.custom(|| decode_identifier(v))?,
-            1 if v.is_null() => image_id = None,
-            1 => image_id = Some(f.custom(|| decode_hash(v))?),
-            2 => labels = f.custom(|| decode_labels(v))?,
-            _ => uint_into(f, v, "uint", &mut size),
-        }
-        Ok(())
-    })?;
+    frame.object(
+        node,
+        "dependency",
+        "types.dependency",
+        &fields,
+        |f, i, v| {
+            match i {
+                0 => image_name = f.custom(|| decode_identifier(v))?,
+                1 if v.is_null() => image_id = None,
+                1 => image_id = Some(f.custom(|| decode_hash(v))?),
+                2 => labels = f.custom(|| decode_labels(v))?,
+                _ => uint_into(f, v, "uint", &mut size),
+            }
+            Ok(())
+        },
+    )?;
     frame.finish()?;
     if image_name.is_empty() {
         return Err(Fail::invalid("imageName cannot be empty"));
@@ -356,7 +367,10 @@ pub(crate) fn parse_document(bytes: &[u8]) -> Result<Document, ManifestError> {
         JsonError::Syntax { message, offset } => {
             let before = &bytes[..offset.saturating_sub(1).min(bytes.len())];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
             ManifestError::Syntax {
                 message,
                 offset,
@@ -372,7 +386,9 @@ pub(crate) fn parse_document(bytes: &[u8]) -> Result<Document, ManifestError> {
 }
 
 /// The first decode `actool validate` runs: only `acKind` and `acVersion`.
-pub(crate) fn decode_header(doc: &Document) -> Result<(Option<AcKind>, Option<SemVer>), ManifestError> {
+pub(crate) fn decode_header(
+    doc: &Document,
+) -> Result<(Option<AcKind>, Option<SemVer>), ManifestError> {
     let mut frame = Frame::new();
     let mut kind = None;
     let mut version = None;
@@ -380,14 +396,20 @@ pub(crate) fn decode_header(doc: &Document) -> Result<(Option<AcKind>, Option<Se
         message: fail.message(),
     };
     frame
-        .object(&doc.root, "kind", "schema.kind", &["acVersion", "acKind"], |f, i, v| {
-            if i == 0 {
-                version = Some(f.custom(|| decode_version(v))?);
-            } else {
-                kind = f.custom(|| decode_kind_value(v))?;
-            }
-            Ok(())
-        })
+        .object(
+            &doc.root,
+            "kind",
+            "schema.kind",
+            &["acVersion", "acKind"],
+            |f, i, v| {
+                if i == 0 {
+                    version = Some(f.custom(|| decode_version(v))?);
+                } else {
+                    kind = f.custom(|| decode_kind_value(v))?;
+                }
+                Ok(())
+            },
+        )
         .map_err(header)?;
     frame.finish().map_err(header)?;
     Ok((kind, version))
@@ -545,7 +567,12 @@ impl ImageManifest {
         w.string("name", self.name.as_str());
         if !self.labels.is_empty() {
             w.key("labels");
-            write_name_values(w.out, self.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            write_name_values(
+                w.out,
+                self.labels
+                    .iter()
+                    .map(|l| (l.name.as_str(), l.value.as_str())),
+            );
         }
         if let Some(app) = &self.app {
             w.key("app");
@@ -555,7 +582,9 @@ impl ImageManifest {
             w.key("annotations");
             write_name_values(
                 w.out,
-                self.annotations.iter().map(|a| (a.name.as_str(), a.value.as_str())),
+                self.annotations
+                    .iter()
+                    .map(|a| (a.name.as_str(), a.value.as_str())),
             );
         }
         if !self.dependencies.is_empty() {
@@ -568,7 +597,12 @@ impl ImageManifest {
                 }
                 if !dep.labels.is_empty() {
                     d.key("labels");
-                    write_name_values(d.out, dep.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+                    write_name_values(
+                        d.out,
+                        dep.labels
+                            .iter()
+                            .map(|l| (l.name.as_str(), l.value.as_str())),
+                    );
                 }
                 if let Some(size) = dep.size.filter(|s| *s != 0) {
                     d.raw("size", &size.to_string());
@@ -578,7 +612,9 @@ impl ImageManifest {
         }
         if !self.path_whitelist.is_empty() {
             w.key("pathWhitelist");
-            write_list(w.out, &self.path_whitelist, |out, p| json::write_string(out, p));
+            write_list(w.out, &self.path_whitelist, |out, p| {
+                json::write_string(out, p)
+            });
         }
         w.end();
     }
@@ -687,7 +723,9 @@ fn write_app(out: &mut String, app: &App) {
         w.key("environment");
         write_name_values(
             w.out,
-            app.environment.iter().map(|e| (e.name.as_str(), e.value.as_str())),
+            app.environment
+                .iter()
+                .map(|e| (e.name.as_str(), e.value.as_str())),
         );
     }
     if !app.mount_points.is_empty() {
@@ -710,7 +748,10 @@ fn write_app(out: &mut String, app: &App) {
             o.string("protocol", &p.protocol);
             o.raw("port", &p.port.to_string());
             o.raw("count", &p.count.to_string());
-            o.raw("socketActivated", if p.socket_activated { "true" } else { "false" });
+            o.raw(
+                "socketActivated",
+                if p.socket_activated { "true" } else { "false" },
+            );
             o.end();
         });
     }

@@ -21,7 +21,10 @@ fn minimal_and_missing_fields() {
         parse(r#"{"acKind":"ImageManifest","name":"a"}"#).unwrap_err(),
         "invalid ImageManifest: acVersion must be set"
     );
-    assert_eq!(parse(&format!("{{{HEAD}}}")).unwrap_err(), "invalid ImageManifest: name must be set");
+    assert_eq!(
+        parse(&format!("{{{HEAD}}}")).unwrap_err(),
+        "invalid ImageManifest: name must be set"
+    );
     assert_eq!(
         parse(r#"{"acKind":"Image","acVersion":"0.8.11","name":"a"}"#).unwrap_err(),
         "error unmarshaling manifest: bad ACKind: Image"
@@ -40,8 +43,14 @@ fn library_kind_checks_follow_image_manifest_unmarshal() {
         err.reference_line(),
         "invalid ImageManifest: missing or bad ACKind (must be \"ImageManifest\")"
     );
-    let pod = ImageManifest::from_slice(br#"{"acKind":"PodManifest","acVersion":"0.8.11","name":"a"}"#);
-    assert_eq!(pod.unwrap_err(), ManifestError::WrongKind { found: AcKind::PodManifest });
+    let pod =
+        ImageManifest::from_slice(br#"{"acKind":"PodManifest","acVersion":"0.8.11","name":"a"}"#);
+    assert_eq!(
+        pod.unwrap_err(),
+        ManifestError::WrongKind {
+            found: AcKind::PodManifest
+        }
+    );
 }
 
 #[test]
@@ -54,7 +63,10 @@ fn json_decoding_rules_match_go() {
         parse(&with_head(r#""name":"Bad Name","name":"example.com/ok""#)).unwrap_err(),
         "invalid ImageManifest: ACIdentifier must contain only lower case alphanumeric characters plus \"-._~/\""
     );
-    let last = parse(&with_head(r#""name":"example.com/a","name":"example.com/b""#)).unwrap();
+    let last = parse(&with_head(
+        r#""name":"example.com/a","name":"example.com/b""#,
+    ))
+    .unwrap();
     assert_eq!(last.name.as_str(), "example.com/b");
     assert_eq!(
         parse(&format!("{} x", with_head(r#""name":"a""#))).unwrap_err(),
@@ -68,7 +80,10 @@ fn json_decoding_rules_match_go() {
         parse(&with_head(r#""name":null"#)).unwrap_err(),
         "invalid ImageManifest: ACIdentifier cannot be empty"
     );
-    assert!(parse(&with_head(r#""name":"a","labels":null,"app":null,"dependencies":null"#)).is_ok());
+    assert!(parse(&with_head(
+        r#""name":"a","labels":null,"app":null,"dependencies":null"#
+    ))
+    .is_ok());
     assert_eq!(
         parse(&format!("\u{feff}{}", with_head(r#""name":"a""#))).unwrap_err(),
         "error unmarshaling manifest: invalid character 'ï' looking for beginning of value"
@@ -87,11 +102,26 @@ fn json_decoding_rules_match_go() {
 #[test]
 fn type_errors_name_the_top_level_field() {
     let cases = [
-        (r#""app":{"user":5,"group":"0"}"#, "imageManifest.app of type string"),
-        (r#""pathWhitelist":[1]"#, "imageManifest.pathWhitelist of type string"),
-        (r#""labels":[{"name":"a","value":5}]"#, "imageManifest.labels of type string"),
-        (r#""dependencies":[5]"#, "imageManifest.dependencies of type types.dependency"),
-        (r#""dependencies":[{"imageName":"a","size":-1}]"#, "imageManifest.dependencies of type uint"),
+        (
+            r#""app":{"user":5,"group":"0"}"#,
+            "imageManifest.app of type string",
+        ),
+        (
+            r#""pathWhitelist":[1]"#,
+            "imageManifest.pathWhitelist of type string",
+        ),
+        (
+            r#""labels":[{"name":"a","value":5}]"#,
+            "imageManifest.labels of type string",
+        ),
+        (
+            r#""dependencies":[5]"#,
+            "imageManifest.dependencies of type types.dependency",
+        ),
+        (
+            r#""dependencies":[{"imageName":"a","size":-1}]"#,
+            "imageManifest.dependencies of type uint",
+        ),
         (
             r#""app":{"user":"0","group":"0","isolators":[{"name":"resource/cpu","value":5}]}"#,
             "imageManifest.app of type types.resourceValue",
@@ -112,7 +142,10 @@ fn type_errors_name_the_top_level_field() {
 fn dependencies_keep_lenient_image_ids() {
     // aci-format §15 case 13.
     let dep = |d: &str| parse(&with_head(&format!(r#""name":"a","dependencies":[{d}]"#)));
-    assert_eq!(dep(r#"{"imageID":"sha512-aa"}"#).unwrap_err(), "invalid ImageManifest: imageName cannot be empty");
+    assert_eq!(
+        dep(r#"{"imageID":"sha512-aa"}"#).unwrap_err(),
+        "invalid ImageManifest: imageName cannot be empty"
+    );
     assert_eq!(
         dep(r#"{"imageName":"b","imageID":"sha256-aa"}"#).unwrap_err(),
         "invalid ImageManifest: unrecognized hash type: sha256"
@@ -127,7 +160,10 @@ fn dependencies_keep_lenient_image_ids() {
     );
     let odd = dep(r#"{"imageName":"b","imageID":"sha512-XYZ","size":0}"#).unwrap();
     let d = &odd.dependencies[0];
-    assert_eq!(d.image_id.as_ref().map(ImageIdRef::as_str), Some("sha512-XYZ"));
+    assert_eq!(
+        d.image_id.as_ref().map(ImageIdRef::as_str),
+        Some("sha512-XYZ")
+    );
     assert_eq!(d.image_id.as_ref().and_then(ImageIdRef::as_prefix), None);
     assert_eq!(d.size, None);
     assert_eq!(
@@ -139,7 +175,10 @@ fn dependencies_keep_lenient_image_ids() {
 #[test]
 fn path_whitelist_is_not_validated() {
     // aci-format §15 case 15.
-    let m = parse(&with_head(r#""name":"a","pathWhitelist":["rel","../up","/dir/","",""]"#)).unwrap();
+    let m = parse(&with_head(
+        r#""name":"a","pathWhitelist":["rel","../up","/dir/","",""]"#,
+    ))
+    .unwrap();
     assert_eq!(m.path_whitelist, ["rel", "../up", "/dir/", "", ""]);
 }
 
@@ -212,13 +251,19 @@ fn new_manifests_serialize_and_parse_back() {
     });
     let back = ImageManifest::from_slice(m.to_json().as_bytes()).unwrap();
     assert_eq!(back, m);
-    assert!(back.dependencies[0].image_id.as_ref().is_some_and(ImageIdRef::is_full));
+    assert!(back.dependencies[0]
+        .image_id
+        .as_ref()
+        .is_some_and(ImageIdRef::is_full));
 }
 
 #[test]
 fn limits_give_clean_errors() {
     let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
-    assert!(matches!(ImageManifest::from_slice(&big), Err(ManifestError::TooLarge { .. })));
+    assert!(matches!(
+        ImageManifest::from_slice(&big),
+        Err(ManifestError::TooLarge { .. })
+    ));
     let deep = format!("{{{HEAD},\"x\":{}1{}}}", "[".repeat(200), "]".repeat(200));
     assert_eq!(
         ImageManifest::from_slice(deep.as_bytes()),
@@ -250,5 +295,43 @@ fn hostile_inputs_never_panic() {
     for sample in samples {
         let _ = ImageManifest::from_slice(sample);
         let _ = validate_manifest(sample, true);
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ImageManifest::from_slice(&bytes);
+            let _ = validate_manifest(&bytes, true);
+        }
+
+        #[test]
+        fn edited_manifests_never_panic(at in 0usize..FULL.len(), cut in 0usize..8, insert in "[\\[\\]{}\",:0-9a-z\\\\ ]{0,4}") {
+            let mut text = FULL.as_bytes().to_vec();
+            let end = (at + cut).min(text.len());
+            text.splice(at..end, insert.bytes());
+            let _ = validate_manifest(&text, true);
+        }
+
+        #[test]
+        fn accepted_manifests_round_trip(name in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}", value in "\\PC{0,12}", user in "[0-9a-z]{1,5}") {
+            let json = format!(
+                r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":{},"labels":[{{"name":"version","value":{}}}],"app":{{"user":{},"group":"0"}}}}"#,
+                serde_json::to_string(&name).unwrap(),
+                serde_json::to_string(&value).unwrap(),
+                serde_json::to_string(&user).unwrap(),
+            );
+            let m = ImageManifest::from_slice(json.as_bytes()).unwrap();
+            prop_assert_eq!(m.label("version"), Some(value.as_str()));
+            let back = ImageManifest::from_slice(m.to_json().as_bytes()).unwrap();
+            prop_assert_eq!(back, m);
+        }
     }
 }

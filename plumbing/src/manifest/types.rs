@@ -6,6 +6,7 @@
 //! weaker than the spec's regular expressions in places; `is_spec_valid`
 //! methods apply the spec's own rule for strict validation.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -185,7 +186,9 @@ impl ValueError {
             ValueError::BadArch { os, arch } => format!(
                 "bad arch {} for {os} (must be one of: [{}])",
                 go_quote(arch),
-                Os::from_str(os).map(|o| o.arches().join(" ")).unwrap_or_default()
+                Os::from_str(os)
+                    .map(|o| o.arches().join(" "))
+                    .unwrap_or_default()
             ),
             ValueError::DuplicateAnnotation { name } => {
                 format!("duplicate annotations of name {}", go_quote(name))
@@ -272,8 +275,12 @@ impl FromStr for AcIdentifier {
         }
         match check_charset_and_edges(s, IDENTIFIER_SEPARATORS) {
             Ok(()) => Ok(AcIdentifier(s.to_owned())),
-            Err(false) => Err(ValueError::IdentifierChars { input: s.to_owned() }),
-            Err(true) => Err(ValueError::IdentifierEdges { input: s.to_owned() }),
+            Err(false) => Err(ValueError::IdentifierChars {
+                input: s.to_owned(),
+            }),
+            Err(true) => Err(ValueError::IdentifierEdges {
+                input: s.to_owned(),
+            }),
         }
     }
 }
@@ -323,8 +330,12 @@ impl FromStr for AcName {
         }
         match check_charset_and_edges(s, b"-") {
             Ok(()) => Ok(AcName(s.to_owned())),
-            Err(false) => Err(ValueError::NameChars { input: s.to_owned() }),
-            Err(true) => Err(ValueError::NameEdges { input: s.to_owned() }),
+            Err(false) => Err(ValueError::NameChars {
+                input: s.to_owned(),
+            }),
+            Err(true) => Err(ValueError::NameEdges {
+                input: s.to_owned(),
+            }),
         }
     }
 }
@@ -362,7 +373,9 @@ impl FromStr for AcKind {
             "ImageManifest" => Ok(AcKind::ImageManifest),
             "PodManifest" => Ok(AcKind::PodManifest),
             "" => Err(ValueError::EmptyKind),
-            _ => Err(ValueError::BadKind { input: s.to_owned() }),
+            _ => Err(ValueError::BadKind {
+                input: s.to_owned(),
+            }),
         }
     }
 }
@@ -407,9 +420,9 @@ impl SemVer {
 
 fn valid_semver_identifier(id: &str) -> bool {
     id.is_empty()
-        || id
-            .split('.')
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        || id.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Go's `strconv.ParseInt(s, 10, 64)`: optional sign, decimal digits only.
@@ -425,11 +438,16 @@ impl FromStr for SemVer {
     type Err = ValueError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let bad = || ValueError::BadSemVer { input: input.to_owned() };
+        let bad = || ValueError::BadSemVer {
+            input: input.to_owned(),
+        };
         let (rest, metadata) = input.split_once('+').unwrap_or((input, ""));
         let (core, pre_release) = rest.split_once('-').unwrap_or((rest, ""));
         let parts: Vec<&str> = core.splitn(3, '.').collect();
-        if parts.len() != 3 || !valid_semver_identifier(pre_release) || !valid_semver_identifier(metadata) {
+        if parts.len() != 3
+            || !valid_semver_identifier(pre_release)
+            || !valid_semver_identifier(metadata)
+        {
             return Err(bad());
         }
         let num = |s: &str| go_parse_int(s).ok_or_else(bad);
@@ -441,7 +459,9 @@ impl FromStr for SemVer {
             metadata: metadata.to_owned(),
         };
         if version.is_zero() {
-            return Err(ValueError::ZeroSemVer { input: input.to_owned() });
+            return Err(ValueError::ZeroSemVer {
+                input: input.to_owned(),
+            });
         }
         Ok(version)
     }
@@ -590,19 +610,26 @@ impl<'a> IntoIterator for &'a Labels {
 }
 
 pub(crate) fn check_labels(labels: &[Label]) -> Result<(), ValueError> {
-    let mut seen: Vec<&str> = Vec::with_capacity(labels.len());
+    let mut seen: HashSet<&str> = HashSet::new();
     for label in labels {
         let name = label.name.as_str();
         if name == "name" {
             return Err(ValueError::LabelCalledName);
         }
         if seen.contains(&name) {
-            return Err(ValueError::DuplicateLabel { name: name.to_owned() });
+            return Err(ValueError::DuplicateLabel {
+                name: name.to_owned(),
+            });
         }
-        seen.push(name);
+        seen.insert(name);
     }
     // Duplicates were refused above, so get() finds the only value.
-    let find = |n: &str| labels.iter().find(|l| l.name.as_str() == n).map(|l| l.value.as_str());
+    let find = |n: &str| {
+        labels
+            .iter()
+            .find(|l| l.name.as_str() == n)
+            .map(|l| l.value.as_str())
+    };
     if let Some(os) = find("os") {
         let os_kind = Os::from_str(os)?;
         if let Some(arch) = find("arch") {
@@ -677,24 +704,34 @@ impl<'a> IntoIterator for &'a Annotations {
 }
 
 fn check_url(value: &str) -> Result<(), ValueError> {
-    let scheme = gocheck::parse_url_scheme(value).map_err(|reason| ValueError::BadUrl { reason })?;
+    let scheme =
+        gocheck::parse_url_scheme(value).map_err(|reason| ValueError::BadUrl { reason })?;
     if scheme == "http" || scheme == "https" {
         Ok(())
     } else {
-        Err(ValueError::UrlScheme { input: value.to_owned() })
+        Err(ValueError::UrlScheme {
+            input: value.to_owned(),
+        })
     }
 }
 
 pub(crate) fn check_annotations(annotations: &[Annotation]) -> Result<(), ValueError> {
-    let mut seen: Vec<&str> = Vec::with_capacity(annotations.len());
+    let mut seen: HashSet<&str> = HashSet::new();
     for annotation in annotations {
         let name = annotation.name.as_str();
         if seen.contains(&name) {
-            return Err(ValueError::DuplicateAnnotation { name: name.to_owned() });
+            return Err(ValueError::DuplicateAnnotation {
+                name: name.to_owned(),
+            });
         }
-        seen.push(name);
+        seen.insert(name);
     }
-    let find = |n: &str| annotations.iter().find(|a| a.name.as_str() == n).map(|a| a.value.as_str());
+    let find = |n: &str| {
+        annotations
+            .iter()
+            .find(|a| a.name.as_str() == n)
+            .map(|a| a.value.as_str())
+    };
     if let Some(created) = find("created") {
         gocheck::parse_rfc3339(created).map_err(|reason| ValueError::BadDate { reason })?;
     }
@@ -746,11 +783,17 @@ impl FromStr for ImageIdRef {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split('-').collect();
         let [kind, value] = parts[..] else {
-            return Err(ValueError::HashFormat { input: s.to_owned() });
+            return Err(ValueError::HashFormat {
+                input: s.to_owned(),
+            });
         };
         match kind {
             "sha512" => {}
-            "" => return Err(ValueError::HashEmptyType { input: s.to_owned() }),
+            "" => {
+                return Err(ValueError::HashEmptyType {
+                    input: s.to_owned(),
+                })
+            }
             _ => {
                 return Err(ValueError::HashType {
                     input: s.to_owned(),
@@ -759,7 +802,9 @@ impl FromStr for ImageIdRef {
             }
         }
         if value.is_empty() {
-            return Err(ValueError::HashEmptyValue { input: s.to_owned() });
+            return Err(ValueError::HashEmptyValue {
+                input: s.to_owned(),
+            });
         }
         Ok(ImageIdRef(s.to_owned()))
     }
@@ -788,10 +833,18 @@ mod tests {
     #[test]
     fn ac_identifier_follows_the_go_checks() {
         // aci-format §15 case 5.
-        for ok in ["a_b", "a~b", "0", "example.com/app", "example.com//app..x", "a-.b"] {
+        for ok in [
+            "a_b",
+            "a~b",
+            "0",
+            "example.com/app",
+            "example.com//app..x",
+            "a-.b",
+        ] {
             assert!(ident(ok).is_ok(), "{ok}");
         }
-        let chars = "ACIdentifier must contain only lower case alphanumeric characters plus \"-._~/\"";
+        let chars =
+            "ACIdentifier must contain only lower case alphanumeric characters plus \"-._~/\"";
         let edges = "ACIdentifier must start and end with only lower case alphanumeric characters";
         assert_eq!(ident("Example.com").unwrap_err(), chars);
         assert_eq!(ident("a b").unwrap_err(), chars);
@@ -841,11 +894,26 @@ mod tests {
             ("0.0.0+meta", "0.0.0+meta"),
             ("99.0.0", "99.0.0"),
         ] {
-            assert_eq!(ok.parse::<SemVer>().map(|v| v.to_string()), Ok(shown.to_owned()), "{ok}");
+            assert_eq!(
+                ok.parse::<SemVer>().map(|v| v.to_string()),
+                Ok(shown.to_owned()),
+                "{ok}"
+            );
         }
         for bad in [
-            "v1.0.0", "1.0", "1.0.0.0", "-1.0.0", "+1.0.0", " 1.0.0", "1.0.0 ", "1.0.0-al_pha",
-            "1.0.0+b+c", "", "1..0", "1.0.0-a..b", "99999999999999999999.0.0",
+            "v1.0.0",
+            "1.0",
+            "1.0.0.0",
+            "-1.0.0",
+            "+1.0.0",
+            " 1.0.0",
+            "1.0.0 ",
+            "1.0.0-al_pha",
+            "1.0.0+b+c",
+            "",
+            "1..0",
+            "1.0.0-a..b",
+            "99999999999999999999.0.0",
         ] {
             assert_eq!(
                 bad.parse::<SemVer>().map_err(|e| e.reference_message()),
@@ -895,7 +963,10 @@ mod tests {
             labels(&[("arch", "x86_64"), ("os", "linux")]).unwrap_err(),
             "bad arch \"x86_64\" for linux (must be one of: [amd64 i386 aarch64 aarch64_be armv6l armv7l armv7b ppc64 ppc64le s390x])"
         );
-        assert_eq!(labels(&[("name", "x")]).unwrap_err(), "invalid label name: \"name\"");
+        assert_eq!(
+            labels(&[("name", "x")]).unwrap_err(),
+            "invalid label name: \"name\""
+        );
         assert_eq!(
             labels(&[("version", "1"), ("version", "2")]).unwrap_err(),
             "duplicate labels of name \"version\""
@@ -903,7 +974,10 @@ mod tests {
         let ok = labels(&[("version", "1.0"), ("os", "linux")]).unwrap();
         assert_eq!(ok.get("os"), Some("linux"));
         assert_eq!(ok.get("arch"), None);
-        assert_eq!(ok.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["version", "os"]);
+        assert_eq!(
+            ok.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["version", "os"]
+        );
     }
 
     #[test]
@@ -939,15 +1013,24 @@ mod tests {
     fn image_id_refs_are_lenient_like_types_hash() {
         // aci-format §15 case 13.
         let hash = |s: &str| s.parse::<ImageIdRef>().map_err(|e| e.reference_message());
-        assert_eq!(hash("sha256-abcd").unwrap_err(), "unrecognized hash type: sha256");
-        assert_eq!(hash("sha512-a-b").unwrap_err(), "badly formatted hash string");
+        assert_eq!(
+            hash("sha256-abcd").unwrap_err(),
+            "unrecognized hash type: sha256"
+        );
+        assert_eq!(
+            hash("sha512-a-b").unwrap_err(),
+            "badly formatted hash string"
+        );
         assert_eq!(hash("sha512-").unwrap_err(), "unexpected empty hash value");
         assert_eq!(hash("-abc").unwrap_err(), "unexpected empty hash type");
         assert_eq!(hash("abc").unwrap_err(), "badly formatted hash string");
         let odd = hash("sha512-XYZ").unwrap();
         assert_eq!(odd.as_prefix(), None);
         let short = hash("sha512-0123abcd").unwrap();
-        assert_eq!(short.as_prefix().map(|p| p.hex().to_owned()), Some("0123abcd".to_owned()));
+        assert_eq!(
+            short.as_prefix().map(|p| p.hex().to_owned()),
+            Some("0123abcd".to_owned())
+        );
         assert!(!short.is_full());
         let full = format!("sha512-{}", "ab".repeat(64));
         assert!(hash(&full).unwrap().is_full());

@@ -2,18 +2,18 @@
 //! and pod manifests, plus, in strict mode, warnings for what the spec's
 //! own rules forbid but the reference lets through.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use super::decode::{
-    bool_into, fresh_slice, string_into, string_map_into, uint_into, Decoded, Fail, Frame,
-    GoSlice,
+    bool_into, fresh_slice, string_into, string_map_into, uint_into, Decoded, Fail, Frame, GoSlice,
 };
 use super::isolator::{decode_isolator, IsolatorValue, KNOWN_ISOLATORS};
 use super::json::{go_quote, Node};
 use super::{
     app, decode_annotations, decode_hash, decode_header, decode_identifier, decode_image_manifest,
-    decode_kind_value, decode_labels, decode_name, decode_version, parse_document, AcKind,
-    AcName, Document, ImageManifest, ManifestError,
+    decode_kind_value, decode_labels, decode_name, decode_version, parse_document, AcKind, AcName,
+    Document, ImageManifest, ManifestError,
 };
 
 /// Something the appc spec forbids that the reference implementation
@@ -118,13 +118,21 @@ const NAME_RULE: &str = "does not match the spec's AC name regex ^[a-z0-9]+([-][
 
 fn check_identifier(warnings: &mut Vec<Warning>, location: String, id: &super::AcIdentifier) {
     if !id.is_spec_valid() {
-        warn(warnings, location, format!("{} {IDENTIFIER_RULE}", go_quote(id.as_str())));
+        warn(
+            warnings,
+            location,
+            format!("{} {IDENTIFIER_RULE}", go_quote(id.as_str())),
+        );
     }
 }
 
 fn check_name(warnings: &mut Vec<Warning>, location: String, name: &AcName) {
     if !name.is_spec_valid() {
-        warn(warnings, location, format!("{} {NAME_RULE}", go_quote(name.as_str())));
+        warn(
+            warnings,
+            location,
+            format!("{} {NAME_RULE}", go_quote(name.as_str())),
+        );
     }
 }
 
@@ -139,9 +147,17 @@ fn spec_warnings(m: &ImageManifest) -> Vec<Warning> {
         check_identifier(&mut w, format!("annotations[{i}].name"), &annotation.name);
     }
     for (i, dep) in m.dependencies.iter().enumerate() {
-        check_identifier(&mut w, format!("dependencies[{i}].imageName"), &dep.image_name);
+        check_identifier(
+            &mut w,
+            format!("dependencies[{i}].imageName"),
+            &dep.image_name,
+        );
         for (j, label) in dep.labels.iter().enumerate() {
-            check_identifier(&mut w, format!("dependencies[{i}].labels[{j}].name"), &label.name);
+            check_identifier(
+                &mut w,
+                format!("dependencies[{i}].labels[{j}].name"),
+                &label.name,
+            );
         }
         if let Some(id) = &dep.image_id {
             if !id.is_full() {
@@ -170,7 +186,10 @@ fn spec_warnings(m: &ImageManifest) -> Vec<Warning> {
             warn(
                 &mut w,
                 format!("pathWhitelist[{i}]"),
-                format!("{} {problem}; the spec lists absolute paths (§5)", go_quote(path)),
+                format!(
+                    "{} {problem}; the spec lists absolute paths (§5)",
+                    go_quote(path)
+                ),
             );
         }
     }
@@ -232,14 +251,27 @@ fn decode_volume(node: &Node) -> Decoded<Option<AcName>> {
     let mut mode: Option<String> = None;
     let mut uid: Option<i64> = None;
     let mut gid: Option<i64> = None;
-    let fields = ["name", "kind", "source", "readOnly", "recursive", "mode", "uid", "gid"];
+    let fields = [
+        "name",
+        "kind",
+        "source",
+        "readOnly",
+        "recursive",
+        "mode",
+        "uid",
+        "gid",
+    ];
     frame.object(node, "volume", "types.volume", &fields, |f, i, v| {
         match i {
             0 => name = Some(f.custom(|| decode_name(v))?),
             1 => string_into(f, v, "string", &mut kind),
             2 => string_into(f, v, "string", &mut source),
             3 | 4 => {
-                let slot = if i == 3 { &mut read_only } else { &mut recursive };
+                let slot = if i == 3 {
+                    &mut read_only
+                } else {
+                    &mut recursive
+                };
                 if v.is_null() {
                     *slot = None;
                 } else {
@@ -297,69 +329,93 @@ fn decode_volume(node: &Node) -> Decoded<Option<AcName>> {
 }
 
 /// One pod app: its name, and everything else decoded for its checks.
-fn decode_runtime_app(source: &[u8], f: &mut Frame, node: &Node, slot: &mut Option<AcName>) -> Decoded {
-    let fields = ["name", "image", "app", "readOnlyRootFS", "mounts", "annotations"];
+fn decode_runtime_app(
+    source: &[u8],
+    f: &mut Frame,
+    node: &Node,
+    slot: &mut Option<AcName>,
+) -> Decoded {
+    let fields = [
+        "name",
+        "image",
+        "app",
+        "readOnlyRootFS",
+        "mounts",
+        "annotations",
+    ];
     let mut app_state: Option<app::AppState> = None;
-    f.object(node, "RuntimeApp", "schema.RuntimeApp", &fields, |f, i, v| {
-        match i {
-            0 => *slot = Some(f.custom(|| decode_name(v))?),
-            1 => {
-                let image_fields = ["name", "id", "labels"];
-                f.object(v, "RuntimeImage", "schema.RuntimeImage", &image_fields, |f, j, w| {
-                    match j {
-                        0 if w.is_null() => {}
-                        0 => {
-                            f.custom(|| decode_identifier(w))?;
-                        }
-                        // A non-pointer Hash: even null goes through its
-                        // unmarshaler, which rejects "".
-                        1 => {
-                            f.custom(|| decode_hash(w))?;
-                        }
-                        _ => {
-                            f.custom(|| decode_labels(w))?;
-                        }
-                    }
-                    Ok(())
-                })?;
-            }
-            2 if v.is_null() => app_state = None,
-            2 => {
-                let state = app_state.take().unwrap_or_default();
-                app_state = Some(f.custom(|| app::decode_app(source, v, state))?);
-            }
-            3 => {
-                let mut b = false;
-                bool_into(f, v, "bool", &mut b);
-            }
-            4 => {
-                let mut mounts = GoSlice::<()>::nil();
-                mounts.decode(f, v, "[]schema.Mount", |f, item, _| {
-                    let mount_fields = ["volume", "path", "appVolume"];
-                    f.object(item, "Mount", "schema.Mount", &mount_fields, |f, k, x| {
-                        match k {
-                            0 => {
-                                f.custom(|| decode_name(x))?;
+    f.object(
+        node,
+        "RuntimeApp",
+        "schema.RuntimeApp",
+        &fields,
+        |f, i, v| {
+            match i {
+                0 => *slot = Some(f.custom(|| decode_name(v))?),
+                1 => {
+                    let image_fields = ["name", "id", "labels"];
+                    f.object(
+                        v,
+                        "RuntimeImage",
+                        "schema.RuntimeImage",
+                        &image_fields,
+                        |f, j, w| {
+                            match j {
+                                0 if w.is_null() => {}
+                                0 => {
+                                    f.custom(|| decode_identifier(w))?;
+                                }
+                                // A non-pointer Hash: even null goes through its
+                                // unmarshaler, which rejects "".
+                                1 => {
+                                    f.custom(|| decode_hash(w))?;
+                                }
+                                _ => {
+                                    f.custom(|| decode_labels(w))?;
+                                }
                             }
-                            1 => {
-                                let mut s = String::new();
-                                string_into(f, x, "string", &mut s);
+                            Ok(())
+                        },
+                    )?;
+                }
+                2 if v.is_null() => app_state = None,
+                2 => {
+                    let state = app_state.take().unwrap_or_default();
+                    app_state = Some(f.custom(|| app::decode_app(source, v, state))?);
+                }
+                3 => {
+                    let mut b = false;
+                    bool_into(f, v, "bool", &mut b);
+                }
+                4 => {
+                    let mut mounts = GoSlice::<()>::nil();
+                    mounts.decode(f, v, "[]schema.Mount", |f, item, _| {
+                        let mount_fields = ["volume", "path", "appVolume"];
+                        f.object(item, "Mount", "schema.Mount", &mount_fields, |f, k, x| {
+                            match k {
+                                0 => {
+                                    f.custom(|| decode_name(x))?;
+                                }
+                                1 => {
+                                    let mut s = String::new();
+                                    string_into(f, x, "string", &mut s);
+                                }
+                                _ if x.is_null() => {}
+                                _ => {
+                                    f.custom(|| decode_volume(x))?;
+                                }
                             }
-                            _ if x.is_null() => {}
-                            _ => {
-                                f.custom(|| decode_volume(x))?;
-                            }
-                        }
-                        Ok(())
-                    })
-                })?;
+                            Ok(())
+                        })
+                    })?;
+                }
+                _ => {
+                    f.custom(|| decode_annotations(v))?;
+                }
             }
-            _ => {
-                f.custom(|| decode_annotations(v))?;
-            }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }
 
 /// `PodManifest.UnmarshalJSON`: the reference's pod checks (aci-format
@@ -383,77 +439,93 @@ fn decode_pod_manifest(doc: &Document) -> Result<(), ManifestError> {
         "userAnnotations",
         "userLabels",
     ];
-    let result = frame.object(&doc.root, "podManifest", "schema.podManifest", &fields, |f, i, v| {
-        failed_field = Some(fields[i]);
-        match i {
-            0 => {
-                f.custom(|| decode_version(v))?;
-            }
-            1 => kind = f.custom(|| decode_kind_value(v))?,
-            2 => {
-                f.custom(|| {
-                    let names = fresh_slice(v, "schema.appList", |f, item, slot| {
-                        decode_runtime_app(source, f, item, slot)
-                    })?
-                    .unwrap_or_default();
-                    let mut seen: Vec<&str> = Vec::new();
-                    for name in names.iter().map(|n| n.as_ref().map_or("", AcName::as_str)) {
-                        if seen.contains(&name) {
-                            return Err(Fail::invalid(format!(
-                                "duplicate apps of name {}",
-                                go_quote(name)
-                            )));
-                        }
-                        seen.push(name);
-                    }
-                    Ok(())
-                })?;
-            }
-            3 => volumes.decode(f, v, "[]types.Volume", |f, item, slot| {
-                *slot = f.custom(|| decode_volume(item))?;
-                Ok(())
-            })?,
-            4 => {
-                let mut isolators = GoSlice::<Option<IsolatorValue>>::nil();
-                isolators.decode(f, v, "[]types.Isolator", |f, item, slot| {
-                    *slot = Some(f.custom(|| decode_isolator(source, item))?.parsed);
-                    Ok(())
-                })?;
-            }
-            5 => {
-                f.custom(|| decode_annotations(v))?;
-            }
-            6 => {
-                let mut ports = GoSlice::<()>::nil();
-                ports.decode(f, v, "[]types.ExposedPort", |f, item, _| {
-                    let port_fields = ["name", "hostPort", "hostIP", "podPort"];
-                    f.object(item, "ExposedPort", "types.ExposedPort", &port_fields, |f, k, x| {
-                        match k {
-                            0 => {
-                                f.custom(|| decode_name(x))?;
+    let result = frame.object(
+        &doc.root,
+        "podManifest",
+        "schema.podManifest",
+        &fields,
+        |f, i, v| {
+            failed_field = Some(fields[i]);
+            match i {
+                0 => {
+                    f.custom(|| decode_version(v))?;
+                }
+                1 => kind = f.custom(|| decode_kind_value(v))?,
+                2 => {
+                    f.custom(|| {
+                        let names = fresh_slice(v, "schema.appList", |f, item, slot| {
+                            decode_runtime_app(source, f, item, slot)
+                        })?
+                        .unwrap_or_default();
+                        let mut seen: HashSet<&str> = HashSet::new();
+                        for name in names.iter().map(|n| n.as_ref().map_or("", AcName::as_str)) {
+                            if seen.contains(&name) {
+                                return Err(Fail::invalid(format!(
+                                    "duplicate apps of name {}",
+                                    go_quote(name)
+                                )));
                             }
-                            1 => {
-                                let mut n = 0;
-                                uint_into(f, x, "uint", &mut n);
-                            }
-                            2 => check_host_ip(f, x)?,
-                            _ if x.is_null() => {}
-                            _ => {
-                                f.custom(|| app::decode_port(x))?;
-                            }
+                            seen.insert(name);
                         }
                         Ok(())
-                    })
-                })?;
+                    })?;
+                }
+                3 => volumes.decode(f, v, "[]types.Volume", |f, item, slot| {
+                    *slot = f.custom(|| decode_volume(item))?;
+                    Ok(())
+                })?,
+                4 => {
+                    let mut isolators = GoSlice::<Option<IsolatorValue>>::nil();
+                    isolators.decode(f, v, "[]types.Isolator", |f, item, slot| {
+                        *slot = Some(f.custom(|| decode_isolator(source, item))?.parsed);
+                        Ok(())
+                    })?;
+                }
+                5 => {
+                    f.custom(|| decode_annotations(v))?;
+                }
+                6 => {
+                    let mut ports = GoSlice::<()>::nil();
+                    ports.decode(f, v, "[]types.ExposedPort", |f, item, _| {
+                        let port_fields = ["name", "hostPort", "hostIP", "podPort"];
+                        f.object(
+                            item,
+                            "ExposedPort",
+                            "types.ExposedPort",
+                            &port_fields,
+                            |f, k, x| {
+                                match k {
+                                    0 => {
+                                        f.custom(|| decode_name(x))?;
+                                    }
+                                    1 => {
+                                        let mut n = 0;
+                                        uint_into(f, x, "uint", &mut n);
+                                    }
+                                    2 => check_host_ip(f, x)?,
+                                    _ if x.is_null() => {}
+                                    _ => {
+                                        f.custom(|| app::decode_port(x))?;
+                                    }
+                                }
+                                Ok(())
+                            },
+                        )
+                    })?;
+                }
+                _ => {
+                    let mut map = None;
+                    let go_type = if i == 7 {
+                        "types.UserAnnotations"
+                    } else {
+                        "types.UserLabels"
+                    };
+                    string_map_into(f, v, go_type, &mut map);
+                }
             }
-            _ => {
-                let mut map = None;
-                let go_type = if i == 7 { "types.UserAnnotations" } else { "types.UserLabels" };
-                string_map_into(f, v, go_type, &mut map);
-            }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     result.map_err(|fail| ManifestError::invalid(pod, failed_field, fail))?;
     frame
         .finish()
@@ -465,9 +537,12 @@ fn decode_pod_manifest(doc: &Document) -> Result<(), ManifestError> {
             message: "missing or bad ACKind (must be \"PodManifest\")".to_owned(),
         });
     }
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let volumes = volumes.into_vec();
-    for name in volumes.iter().map(|n| n.as_ref().map_or("", AcName::as_str)) {
+    for name in volumes
+        .iter()
+        .map(|n| n.as_ref().map_or("", AcName::as_str))
+    {
         if seen.contains(&name) {
             return Err(ManifestError::Invalid {
                 kind: pod,
@@ -475,7 +550,7 @@ fn decode_pod_manifest(doc: &Document) -> Result<(), ManifestError> {
                 message: format!("duplicate volume name {}", go_quote(name)),
             });
         }
-        seen.push(name);
+        seen.insert(name);
     }
     Ok(())
 }
@@ -504,24 +579,36 @@ mod tests {
 
     #[test]
     fn pod_manifests_get_their_own_checks() {
-        let ok = validate_manifest(br#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[]}"#, true);
+        let ok = validate_manifest(
+            br#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[]}"#,
+            true,
+        );
         assert_eq!(ok.reference_line(), "valid PodManifest");
         let dup = validate_manifest(
             br#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[
                 {"name":"a","image":{"id":"sha512-aa"}},{"name":"a","image":{"id":"sha512-bb"}}]}"#,
             false,
         );
-        assert_eq!(dup.reference_line(), "invalid PodManifest: duplicate apps of name \"a\"");
+        assert_eq!(
+            dup.reference_line(),
+            "invalid PodManifest: duplicate apps of name \"a\""
+        );
         let no_id = validate_manifest(
             br#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[{"name":"a","image":{}}]}"#,
             false,
         );
-        assert!(no_id.is_valid(), "a missing image id is the zero Hash, not decoded");
+        assert!(
+            no_id.is_valid(),
+            "a missing image id is the zero Hash, not decoded"
+        );
         let null_id = validate_manifest(
             br#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[{"name":"a","image":{"id":null}}]}"#,
             false,
         );
-        assert_eq!(null_id.reference_line(), "invalid PodManifest: badly formatted hash string");
+        assert_eq!(
+            null_id.reference_line(),
+            "invalid PodManifest: badly formatted hash string"
+        );
         let volume = validate_manifest(
             br#"{"acKind":"PodManifest","acVersion":"0.8.11","volumes":[{"name":"v","kind":"host","source":"rel"}]}"#,
             false,
@@ -544,7 +631,11 @@ mod tests {
             true,
         );
         assert!(report.is_valid());
-        let locations: Vec<&str> = report.warnings.iter().map(|w| w.location.as_str()).collect();
+        let locations: Vec<&str> = report
+            .warnings
+            .iter()
+            .map(|w| w.location.as_str())
+            .collect();
         assert_eq!(
             locations,
             [
@@ -574,7 +665,10 @@ mod tests {
                 "app":{"user":"0","group":"0","isolators":[{"name":"example.com/x","value":1}]}}"#,
             true,
         );
-        assert_eq!(report.reference_line(), "invalid ImageManifest: invalid isolator");
+        assert_eq!(
+            report.reference_line(),
+            "invalid ImageManifest: invalid isolator"
+        );
         assert_eq!(report.warnings.len(), 1);
         assert!(report.warnings[0].message.contains("any isolator name"));
     }
@@ -584,6 +678,9 @@ mod tests {
         let report = validate_manifest(br#"{"acVersion":"0.8.11","name":"a"}"#, false);
         assert_eq!(report.kind, None);
         assert!(matches!(report.error, Some(ManifestError::MissingKind)));
-        assert!(report.error.as_ref().is_some_and(ManifestError::reference_crashes));
+        assert!(report
+            .error
+            .as_ref()
+            .is_some_and(ManifestError::reference_crashes));
     }
 }
