@@ -86,10 +86,7 @@ fn hex_digit(nibble: u8) -> char {
 }
 
 fn check_hex(input: &str, hex: &str) -> Result<(), IdError> {
-    if hex
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         Ok(())
     } else {
         Err(IdError::NotHex {
@@ -255,10 +252,7 @@ mod tests {
             Err(IdError::BadLength { found: 4, .. })
         ));
         assert!(matches!(
-            EMPTY
-                .to_uppercase()
-                .replace("SHA512-", "sha512-")
-                .parse::<ImageId>(),
+            EMPTY.to_uppercase().replace("SHA512-", "sha512-").parse::<ImageId>(),
             Err(IdError::NotHex { .. })
         ));
         assert!(matches!(

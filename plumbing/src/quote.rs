@@ -8,9 +8,7 @@ use std::borrow::Cow;
 /// Whether `path` must be quoted to survive a line-oriented listing.
 pub fn needs_quoting(path: &[u8]) -> bool {
     match std::str::from_utf8(path) {
-        Ok(text) => text
-            .chars()
-            .any(|c| c.is_control() || c == '"' || c == '\\'),
+        Ok(text) => text.chars().any(|c| c.is_control() || c == '"' || c == '\\'),
         Err(_) => true,
     }
 }
