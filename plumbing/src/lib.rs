@@ -15,12 +15,24 @@
 //! - [`index`]: the per-blob entry index encoding.
 //! - [`quote`]: C-quoting of paths in line-oriented output.
 //! - [`diff`]: comparing two trees attribute by attribute, and `diff-tree`'s formats.
+//! - [`manifest`]: the image manifest model, its validation and JSON form.
+//! - [`image`]: an image opened for reading (mmapped blob + index).
+//! - [`store`]: the content-addressed image store.
+//! - [`naming`]: naming images by id, prefix, app string or file.
+//! - [`format`]: encoders for listings (`ls-tree`).
+//! - [`validate`]: checking manifests, layout dirs and ACIs.
 #![deny(missing_docs)]
 
 pub mod archive;
 pub mod compression;
 pub mod diff;
 pub mod entry;
+pub mod format;
+pub mod image;
 pub mod id;
 pub mod index;
+pub mod manifest;
+pub mod naming;
 pub mod quote;
+pub mod store;
+pub mod validate;
