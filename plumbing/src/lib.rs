@@ -12,9 +12,11 @@
 //! - [`entry`]: one tar entry with its metadata and data offsets.
 //! - [`compression`]: the compressions an ACI may use.
 //! - [`quote`]: C-quoting of paths in line-oriented output.
+//! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 #![deny(missing_docs)]
 
 pub mod compression;
 pub mod entry;
 pub mod id;
+pub mod pack;
 pub mod quote;
