@@ -21,6 +21,7 @@
 //! - [`naming`]: naming images by id, prefix, app string or file.
 //! - [`format`]: encoders for listings (`ls-tree`).
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
+//! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 #![deny(missing_docs)]
 
 pub mod archive;
@@ -33,6 +34,7 @@ pub mod id;
 pub mod index;
 pub mod manifest;
 pub mod naming;
+pub mod pack;
 pub mod quote;
 pub mod store;
 pub mod validate;
