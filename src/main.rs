@@ -1,1 +1,59 @@
-fn main() {}
+//! The `acido` binary: parses the command line, runs one command through the
+//! libraries, and owns the exit policy (DESIGN §7): 0 success, 1 a
+//! documented negative answer, 128 a fatal error, 129 a usage error. A
+//! closed stdout pipe ends the program quietly.
+
+mod cli;
+mod commands;
+mod man;
+mod output;
+mod progress;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::output::Outcome;
+
+/// Exit status for fatal errors.
+const EXIT_FATAL: u8 = 128;
+/// Exit status for usage errors.
+const EXIT_USAGE: u8 = 129;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { EXIT_USAGE } else { 0 };
+            // Printing help or a usage error can only fail on a closed pipe.
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Negative) => ExitCode::from(1),
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut stderr = io::stderr().lock();
+            let _ = writeln!(stderr, "acido: error: {err:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let ctx = commands::Context::new(cli.store, cli.quiet);
+    match cli.command {
+        Command::HashObject(args) => commands::hash_object::run(&ctx, args),
+        Command::CatManifest(args) => commands::cat_manifest::run(&ctx, args),
+        Command::LsTree(args) => commands::ls_tree::run(&ctx, args),
+        Command::Resolve(args) => commands::resolve::run(&ctx, args),
+        Command::Validate(args) => commands::validate::run(&ctx, args),
+        Command::PackAci(args) => commands::pack_aci::run(&ctx, args),
+        Command::Import(args) => commands::import::run(&ctx, args),
+        Command::Help(args) => man::help(args),
+    }
+}

@@ -301,7 +301,7 @@ fn decode_volume(node: &Node) -> Decoded<Option<AcName>> {
     })?;
     frame.finish()?;
     let err = |m: &str| Err(Fail::invalid(m));
-    if name.as_ref().map_or(true, AcName::is_empty) {
+    if name.as_ref().is_none_or(AcName::is_empty) {
         return err("name must be set");
     }
     match kind.as_str() {

@@ -381,7 +381,7 @@ fn open_regular(path: &Path, expected: Option<(u64, u64)>) -> Result<(File, Meta
         path: path.to_owned(),
         source,
     })?;
-    let same = expected.map_or(true, |id| id == (meta.dev(), meta.ino()));
+    let same = expected.is_none_or(|id| id == (meta.dev(), meta.ino()));
     if !meta.is_file() || !same {
         return Err(PackError::FileChanged {
             path: path.to_owned(),

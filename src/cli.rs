@@ -1,0 +1,179 @@
+//! The command line: every command and option, defined once. The help
+//! texts here are also the OPTIONS sections of the man pages (`src/man.rs`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// acido: build, store and render appc App Container Images.
+#[derive(Debug, Parser)]
+#[command(
+    name = "acido",
+    version,
+    disable_help_subcommand = true,
+    after_help = "Run 'acido help COMMAND' for a command's manual page."
+)]
+pub struct Cli {
+    /// Use the image store at DIR (default: $ACIDO_STORE, else
+    /// $XDG_DATA_HOME/acido, else ~/.local/share/acido)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Print no progress or status messages on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// The command to run
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every acido command. Plumbing first, then porcelain.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute the image id of ACI files (plumbing)
+    HashObject(HashObjectArgs),
+    /// Print an image's manifest (plumbing)
+    CatManifest(CatManifestArgs),
+    /// List the entries of one image (plumbing)
+    LsTree(LsTreeArgs),
+    /// Turn image names into full image ids (plumbing)
+    Resolve(ResolveArgs),
+    /// Check manifests, layout directories and ACIs against the spec (plumbing)
+    Validate(ValidateArgs),
+    /// Pack a layout directory into an ACI, deterministically (plumbing)
+    PackAci(PackAciArgs),
+    /// Store ACI files in the image store (porcelain)
+    Import(ImportArgs),
+    /// Show the manual page of a command
+    Help(HelpArgs),
+}
+
+/// Arguments of `acido hash-object`.
+#[derive(Debug, Args)]
+pub struct HashObjectArgs {
+    /// Also store each image (validated like import)
+    #[arg(short = 'w')]
+    pub write: bool,
+    /// Read one ACI from standard input
+    #[arg(long)]
+    pub stdin: bool,
+    /// ACI files (any compression)
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `acido cat-manifest`.
+#[derive(Debug, Args)]
+pub struct CatManifestArgs {
+    /// Print the parsed manifest re-indented in the reference field order
+    /// instead of the stored bytes
+    #[arg(long)]
+    pub pretty: bool,
+    /// The image: id, id prefix, NAME[:VERSION][,LABEL=VALUE...] or an .aci file
+    pub image: String,
+}
+
+/// Arguments of `acido ls-tree`.
+#[derive(Debug, Args)]
+pub struct LsTreeArgs {
+    /// Terminate records with NUL and print paths raw
+    #[arg(short = 'z')]
+    pub nul: bool,
+    /// Also print owner, size, mtime and link targets
+    #[arg(long)]
+    pub long: bool,
+    /// The image: id, id prefix, NAME[:VERSION][,LABEL=VALUE...] or an .aci file
+    pub image: String,
+}
+
+/// Arguments of `acido resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Print ids shortened to N hex digits (64 when N is omitted)
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "64")]
+    pub abbrev: Option<usize>,
+    /// Image names: ids, id prefixes or NAME[:VERSION][,LABEL=VALUE...]
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Arguments of `acido validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also warn about what the spec's grammar forbids but the reference
+    /// implementation accepts (warnings make the exit status 1)
+    #[arg(long)]
+    pub strict: bool,
+    /// Print a line for valid inputs too
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Manifest JSON files, layout directories or ACI files
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Compression choices on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    /// xz, multithreaded
+    Xz,
+    /// gzip
+    Gzip,
+    /// bzip2
+    Bzip2,
+    /// no compression: a plain tar
+    None,
+}
+
+impl From<CompressionArg> for acido_plumbing::compression::Compression {
+    fn from(arg: CompressionArg) -> Self {
+        use acido_plumbing::compression::Compression;
+        match arg {
+            CompressionArg::Xz => Compression::Xz,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Bzip2 => Compression::Bzip2,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
+/// Arguments of `acido pack-aci`.
+#[derive(Debug, Args)]
+pub struct PackAciArgs {
+    /// Compression of the output
+    #[arg(long, value_enum, default_value = "xz")]
+    pub compression: CompressionArg,
+    /// Threads for xz compression (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: u32,
+    /// Write the ACI to FILE ('-' for standard output)
+    #[arg(short, long, value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// The layout directory: a manifest file and a rootfs directory
+    pub dir: PathBuf,
+}
+
+/// Arguments of `acido import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// ACI files (any compression); '-' reads standard input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `acido help`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// Print the page's roff source instead of showing it
+    #[arg(long)]
+    pub roff: bool,
+    /// List the names of all manual pages
+    #[arg(long, hide = true)]
+    pub pages: bool,
+    /// The command (or 'store' for the store's file format)
+    pub command: Option<String>,
+}

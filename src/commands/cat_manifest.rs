@@ -1,0 +1,25 @@
+//! `acido cat-manifest [--pretty] IMAGE`
+
+use std::io::Write;
+
+use acido_plumbing::manifest::ImageManifest;
+use anyhow::Context as _;
+
+use crate::cli::CatManifestArgs;
+use crate::commands::Context;
+use crate::output::{self, Outcome};
+
+/// Prints the stored manifest bytes, or with `--pretty` the parsed manifest.
+pub fn run(ctx: &Context, args: CatManifestArgs) -> anyhow::Result<Outcome> {
+    let image = ctx.open_image(&args.image, true)?;
+    let mut out = output::stdout();
+    if args.pretty {
+        let manifest = ImageManifest::from_slice(image.manifest_bytes())
+            .with_context(|| format!("{}: invalid image manifest", args.image))?;
+        writeln!(out, "{}", manifest.to_json_pretty())?;
+    } else {
+        out.write_all(image.manifest_bytes())?;
+    }
+    output::finish(out)?;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,41 @@
+//! `acido hash-object [-w] [--stdin] [FILE...]`
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use acido_plumbing::archive;
+use anyhow::Context as _;
+
+use crate::cli::HashObjectArgs;
+use crate::commands::Context;
+use crate::output::{self, Outcome};
+
+/// Prints the id of each input; with `-w` stores it too.
+pub fn run(ctx: &Context, args: HashObjectArgs) -> anyhow::Result<Outcome> {
+    if !args.stdin && args.files.is_empty() {
+        anyhow::bail!("hash-object: name at least one FILE, or use --stdin");
+    }
+    let store = if args.write { Some(ctx.store()?) } else { None };
+    let mut out = output::stdout();
+    let mut inputs: Vec<(String, Box<dyn Read + Send>)> = Vec::new();
+    if args.stdin {
+        inputs.push(("<stdin>".to_owned(), Box::new(io::stdin())));
+    }
+    for path in &args.files {
+        let file = File::open(path).with_context(|| format!("{}", path.display()))?;
+        inputs.push((path.display().to_string(), Box::new(file)));
+    }
+    for (name, input) in inputs {
+        let id = match &store {
+            Some(store) => store.import(input, &name)?.record.id,
+            None => {
+                archive::hash_stream(input)
+                    .with_context(|| name.clone())?
+                    .id
+            }
+        };
+        writeln!(out, "{id}")?;
+    }
+    output::finish(out)?;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,43 @@
+//! `acido import FILE...|-`
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use acido_porcelain::import::{self, ImportInput};
+use anyhow::Context as _;
+
+use crate::cli::ImportArgs;
+use crate::commands::Context;
+use crate::output::{self, Outcome};
+use crate::progress::Bar;
+
+/// Imports each input in turn and prints its id; stops at the first failure.
+pub fn run(ctx: &Context, args: ImportArgs) -> anyhow::Result<Outcome> {
+    let store = ctx.store()?;
+    let progress = Arc::new(Bar::new(ctx.quiet));
+    let mut out = output::stdout();
+    for path in &args.files {
+        let input = if path.as_os_str() == "-" {
+            ImportInput {
+                name: "-".to_owned(),
+                reader: Box::new(io::stdin()),
+                size: None,
+            }
+        } else {
+            let file = File::open(path).with_context(|| path.display().to_string())?;
+            let size = file.metadata().ok().map(|m| m.len());
+            ImportInput {
+                name: path.display().to_string(),
+                reader: Box::new(file),
+                size,
+            }
+        };
+        let report = import::import(&store, input, progress.clone())?;
+        writeln!(out, "{}", report.record.id)?;
+        // Ids reach a pipe as they are known, not all at the end.
+        out.flush()?;
+    }
+    output::finish(out)?;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,66 @@
+//! One module per command: parse nothing, call one library function,
+//! encode its result, return the outcome.
+
+pub mod cat_manifest;
+pub mod hash_object;
+pub mod import;
+pub mod ls_tree;
+pub mod pack_aci;
+pub mod resolve;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use acido_plumbing::image::OpenImage;
+use acido_plumbing::naming::{self, ImageRef};
+use acido_plumbing::store::Store;
+use anyhow::Context as _;
+
+/// What every command may need: the store and the global flags.
+pub struct Context {
+    store_dir: Option<PathBuf>,
+    /// `-q`: no progress or status on stderr.
+    pub quiet: bool,
+}
+
+impl Context {
+    /// Reads the global flags; the environment is consulted lazily.
+    pub fn new(store_dir: Option<PathBuf>, quiet: bool) -> Self {
+        Context { store_dir, quiet }
+    }
+
+    /// The store: `--store` > `$ACIDO_STORE` > `$XDG_DATA_HOME/acido` >
+    /// `~/.local/share/acido` (DESIGN §2).
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let env_dir = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let root = self
+            .store_dir
+            .clone()
+            .or_else(|| env_dir("ACIDO_STORE"))
+            .or_else(|| env_dir("XDG_DATA_HOME").map(|d| d.join("acido")))
+            .or_else(|| env_dir("HOME").map(|d| d.join(".local/share/acido")))
+            .context("no store location: use --store DIR or set ACIDO_STORE")?;
+        Ok(Store::at(root))
+    }
+
+    /// Opens an image named on the command line: from the store by id or
+    /// name, or (when `files_allowed`) an `.aci` file.
+    pub fn open_image(&self, name: &str, files_allowed: bool) -> anyhow::Result<OpenImage> {
+        let store = self.store()?;
+        match ImageRef::parse(name, files_allowed)? {
+            ImageRef::File(path) => Ok(OpenImage::open_archive(
+                &path,
+                &std::env::temp_dir(),
+                store.limits(),
+            )?),
+            image => {
+                let resolved = naming::resolve(&store, &image)?;
+                Ok(store.open(&resolved.id)?)
+            }
+        }
+    }
+}
