@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let mut stderr = io::stderr().lock();
-            let _ = writeln!(stderr, "acido: error: {err:#}");
+            let _ = writeln!(stderr, "acido: error: {}", error_line(&err));
             ExitCode::from(EXIT_FATAL)
         }
     }
@@ -56,4 +56,22 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => commands::import::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
+}
+
+/// The error and its causes on one line, `what: why: why`. Our typed
+/// errors already carry their source's text, so a cause whose message the
+/// line already holds is not repeated.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

@@ -65,7 +65,7 @@ pub enum StoreError {
         source: ArchiveError,
     },
     /// The input's manifest is invalid.
-    #[error("{input}: invalid image manifest: {source}")]
+    #[error("{input}: {source}")]
     Manifest {
         /// The input as the user named it.
         input: String,

@@ -134,7 +134,12 @@ impl Env {
         let canonical = fs::canonicalize(self.dir.path())
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| root.clone());
-        text.replace(&canonical, "[TMP]").replace(&root, "[TMP]")
+        let fixtures = fixtures().to_string_lossy().into_owned();
+        let text = text
+            .replace(&fixtures, "[FIXTURES]")
+            .replace(&canonical, "[TMP]")
+            .replace(&root, "[TMP]");
+        redact_ids(&text)
     }
 
     /// Writes a layout dir at `rel` with `manifest` and files under rootfs
@@ -214,4 +219,48 @@ fn nix_uid() -> u32 {
 pub fn actool() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/oracle/actool");
     path.is_file().then_some(path)
+}
+
+/// Replaces every image id (or id prefix of 12+ digits) with `[ID<n>]`,
+/// numbered by first appearance, so snapshots do not depend on the uid of
+/// the test runner (which packed trees record) yet still show which ids
+/// are equal. Prefixes of a full id get the full id's number.
+pub fn redact_ids(text: &str) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("sha512-") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 7..];
+        let hex_len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            .count();
+        if hex_len < 12 {
+            out.push_str("sha512-");
+            rest = after;
+            continue;
+        }
+        let hex = &after[..hex_len];
+        let n = match seen
+            .iter()
+            .position(|s| s.starts_with(hex) || hex.starts_with(s.as_str()))
+        {
+            Some(n) => {
+                if hex.len() > seen[n].len() {
+                    seen[n] = hex.to_owned();
+                }
+                n
+            }
+            None => {
+                seen.push(hex.to_owned());
+                seen.len() - 1
+            }
+        };
+        let form = if hex_len == 128 { "" } else { "-prefix" };
+        out.push_str(&format!("[ID{}{form}]", n + 1));
+        rest = &after[hex_len..];
+    }
+    out.push_str(rest);
+    out
 }
