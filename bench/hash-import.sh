@@ -4,11 +4,12 @@
 #
 # Builds a ~SIZE_MB tar of /usr files as an ACI (manifest + rootfs/), an xz
 # copy of it, then times interleaved runs of
-#   hash:    `scan hash ACI.tar`            vs  `sha512sum ACI.tar`
-#   xz scan: `scan scan ACI.tar.xz`         vs  `xz -dc ACI.tar.xz | sha512sum`
+#   hash:    `acido hash-object ACI.tar`       vs  `sha512sum ACI.tar`
+#   import:  `acido import ACI.tar.xz`         vs  `xz -dc ACI.tar.xz | sha512sum`
 # and prints the median times and their ratios (targets: hash <= 1.1,
-# xz scan <= 1.2). The scan parses the tar and checks the layout but writes
-# its copy to /dev/null, like the baseline pipeline.
+# import <= 1.2). The import parses the tar, checks layout and manifest and
+# writes the blob, its index and record into a fresh store each run (the
+# store is emptied outside the timed part).
 set -euo pipefail
 
 runs=${1:-5}
@@ -17,8 +18,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/acido-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-cargo build --quiet --release -p acido-plumbing --example scan --manifest-path "$root/Cargo.toml"
-scan="$root/target/release/examples/scan"
+cargo build --quiet --release --manifest-path "$root/Cargo.toml"
+acido="$root/target/release/acido"
 
 # The layout: regular files from /usr until SIZE_MB, under rootfs/.
 mkdir -p "$work/layout/rootfs"
@@ -42,22 +43,23 @@ printf 'tar %d MiB, xz %d MiB, %d runs\n' \
     $(($(stat -c %s "$work/image.aci") >> 20)) $(($(stat -c %s "$work/image.aci.xz") >> 20)) "$runs"
 
 # Sanity: same id both ways.
-ours=$("$scan" hash "$work/image.aci")
+ours=$("$acido" hash-object "$work/image.aci")
 theirs="sha512-$(sha512sum "$work/image.aci" | cut -d' ' -f1)"
 [ "$ours" = "$theirs" ] || { echo "id mismatch: $ours vs $theirs" >&2; exit 1; }
-"$scan" scan "$work/image.aci.xz" | grep -q "^$ours xz " || { echo "xz scan id mismatch" >&2; exit 1; }
+[ "$("$acido" --store "$work/store" import "$work/image.aci.xz")" = "$ours" ] || { echo "import id mismatch" >&2; exit 1; }
 
 now() { date +%s.%N; }
 time_it() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-: >"$work/hash.ours" ; : >"$work/hash.base" ; : >"$work/xz.ours" ; : >"$work/xz.base"
+: >"$work/hash.ours" ; : >"$work/hash.base" ; : >"$work/import.ours" ; : >"$work/import.base"
 cat "$work/image.aci" "$work/image.aci.xz" >/dev/null # warm the page cache
 for _ in $(seq "$runs"); do
-    time_it "$scan" hash "$work/image.aci" >>"$work/hash.ours"
+    time_it "$acido" hash-object "$work/image.aci" >>"$work/hash.ours"
     time_it sha512sum "$work/image.aci" >>"$work/hash.base"
-    time_it "$scan" scan "$work/image.aci.xz" >>"$work/xz.ours"
-    time_it bash -c "xz -dc '$work/image.aci.xz' | sha512sum" >>"$work/xz.base"
+    rm -rf "$work/store"
+    time_it "$acido" --store "$work/store" import "$work/image.aci.xz" >>"$work/import.ours"
+    time_it bash -c "xz -dc '$work/image.aci.xz' | sha512sum" >>"$work/import.base"
 done
 
 report() {
@@ -67,4 +69,4 @@ report() {
     printf '%-8s ours %6.3fs  baseline %6.3fs  ratio %.2f\n' "$name" "$ours" "$base" "$(echo "$ours / $base" | bc -l)"
 }
 report hash
-report xz
+report import
