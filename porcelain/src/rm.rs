@@ -13,13 +13,13 @@ pub enum RmError {
     #[error(transparent)]
     Naming(#[from] NamingError),
     /// Other stored images depend on one to remove.
-    #[error("{image}: needed by {} other stored image(s):{}; use --force to remove it anyway",
-        .dependents.len(), list(.dependents))]
+    #[error("{image}: other stored images depend on it:{}; use --force to remove it anyway",
+        list(.dependents))]
     HasDependents {
         /// The image that was to be removed.
         image: ImageId,
         /// The stored images whose dependencies resolve to it.
-        dependents: Vec<ImageId>,
+        dependents: Vec<Dependent>,
     },
     /// A stored image's manifest could not be read, so whether it depends
     /// on an image to remove is unknown.
@@ -35,8 +35,20 @@ pub enum RmError {
     Store(#[from] StoreError),
 }
 
-fn list(ids: &[ImageId]) -> String {
-    ids.iter().map(|id| format!(" {id}")).collect()
+fn list(dependents: &[Dependent]) -> String {
+    dependents
+        .iter()
+        .map(|d| format!(" {} ({})", d.id, d.name))
+        .collect()
+}
+
+/// A stored image that depends on an image to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependent {
+    /// Its id.
+    pub id: ImageId,
+    /// Its name.
+    pub name: String,
 }
 
 /// What `rm` did.
@@ -46,7 +58,7 @@ pub struct RmReport {
     pub removed: Vec<ImageId>,
     /// With `force`: removed images that others still depended on, with
     /// those dependents.
-    pub broken: Vec<(ImageId, Vec<ImageId>)>,
+    pub broken: Vec<(ImageId, Vec<Dependent>)>,
 }
 
 /// Whether `dep` (a dependency of some stored image) stands for `target`:
@@ -79,9 +91,9 @@ fn depends_on(store: &Store, dep: &Dependency, target: &ImageId) -> Result<bool,
 pub fn dependents(
     store: &Store,
     targets: &[ImageId],
-) -> Result<Vec<(ImageId, Vec<ImageId>)>, RmError> {
+) -> Result<Vec<(ImageId, Vec<Dependent>)>, RmError> {
     let records: Vec<ImageRecord> = store.records()?;
-    let mut found: Vec<(ImageId, Vec<ImageId>)> =
+    let mut found: Vec<(ImageId, Vec<Dependent>)> =
         targets.iter().map(|t| (*t, Vec::new())).collect();
     for record in records.iter().filter(|r| !targets.contains(&r.id)) {
         let unchecked = |source| RmError::Unchecked {
@@ -98,7 +110,10 @@ pub fn dependents(
         for (target, users) in &mut found {
             for dep in &manifest.dependencies {
                 if depends_on(store, dep, target)? {
-                    users.push(record.id);
+                    users.push(Dependent {
+                        id: record.id,
+                        name: record.name.clone(),
+                    });
                     break;
                 }
             }

@@ -35,11 +35,12 @@ pub fn run(ctx: &Context, args: FsckArgs) -> anyhow::Result<Outcome> {
     }
     output::finish(out)?;
     if !ctx.quiet {
+        let (blobs, problems) = (report.blobs_checked, report.problems.len());
         writeln!(
             io::stderr(),
-            "fsck: checked {} blobs, {} problems, {} left",
-            report.blobs_checked,
-            report.problems.len(),
+            "fsck: checked {blobs} {}, {problems} {}, {} left",
+            if blobs == 1 { "blob" } else { "blobs" },
+            if problems == 1 { "problem" } else { "problems" },
             report.unrepaired()
         )?;
     }

@@ -9,6 +9,14 @@ use crate::cli::GcArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 /// Collects garbage and prints one line per removed file and a total.
 pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
     use std::os::unix::ffi::OsStrExt;
@@ -24,14 +32,20 @@ pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
             item.bytes
         )?;
     }
+    let files = report.removed.len();
     writeln!(
         out,
-        "gc: removed {} files, {} bytes",
-        report.removed.len(),
+        "gc: removed {files} {}, {} bytes",
+        plural(files, "file", "files"),
         report.bytes()
     )?;
     if report.in_use > 0 {
-        writeln!(out, "gc: left {} temp files in use", report.in_use)?;
+        let n = report.in_use;
+        writeln!(
+            out,
+            "gc: left {n} {} in use",
+            plural(n, "temp file", "temp files")
+        )?;
     }
     output::finish(out)?;
     Ok(Outcome::Success)

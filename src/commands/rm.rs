@@ -19,7 +19,8 @@ pub fn run(ctx: &Context, args: RmArgs) -> anyhow::Result<Outcome> {
             for user in users {
                 writeln!(
                     err,
-                    "acido: warning: removed {image}, which {user} depends on"
+                    "acido: warning: removed {image}, which {} ({}) depends on",
+                    user.id, user.name
                 )?;
             }
         }
