@@ -169,7 +169,8 @@ fn rm_refuses_to_break_dependents_unless_forced() {
     assert_eq!(refused.code(), 128);
     assert!(blob(&env, &base).exists() && record(&env, &base).exists());
 
-    // Removing a dependent together with... still leaves the other.
+    // Removing base together with one dependent is still refused: the
+    // other dependent (top, by name and label) would break.
     let still = env.run(["rm", &base[..20], "example.com/mid"]);
     assert_eq!(still.code(), 128);
     assert!(still.stderr().contains(&top) && !still.stderr().contains(&mid));
