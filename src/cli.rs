@@ -45,6 +45,16 @@ pub enum Command {
     PackAci(PackAciArgs),
     /// Store ACI files in the image store (porcelain)
     Import(ImportArgs),
+    /// List the stored images (porcelain)
+    Images(ImagesArgs),
+    /// Remove stored images that no other stored image depends on (porcelain)
+    Rm(RmArgs),
+    /// Delete leftover temp files and orphaned indexes and records (porcelain)
+    Gc(GcArgs),
+    /// Write a stored image out as an ACI file, verified (porcelain)
+    Export(ExportArgs),
+    /// Verify every stored image and the store's files; --repair fixes them (porcelain)
+    Fsck(FsckArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }
@@ -163,6 +173,73 @@ pub struct ImportArgs {
     /// ACI files (any compression); '-' reads standard input
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// Output formats of `acido images`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImagesFormat {
+    /// aligned columns for people
+    Table,
+    /// a JSON document for programs
+    Json,
+}
+
+/// Arguments of `acido images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ImagesFormat,
+    /// Show ids in the table with at least N hex digits (default 12, more
+    /// when needed to tell the listed ids apart)
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "12",
+        value_parser = clap::value_parser!(u16).range(2..=128))]
+    pub abbrev: Option<u16>,
+    /// Show full ids in the table
+    #[arg(long, conflicts_with = "abbrev")]
+    pub no_abbrev: bool,
+}
+
+/// Arguments of `acido rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remove images even when other stored images depend on them
+    #[arg(short, long)]
+    pub force: bool,
+    /// Images to remove: ids, id prefixes or NAME[:VERSION][,LABEL=VALUE...]
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// Arguments of `acido gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {}
+
+/// Arguments of `acido export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Compression of the output
+    #[arg(long, value_enum, default_value = "xz")]
+    pub compression: CompressionArg,
+    /// Threads for xz compression (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: u32,
+    /// Replace OUTPUT if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// The image: id, id prefix or NAME[:VERSION][,LABEL=VALUE...]
+    pub image: String,
+    /// The ACI file to write ('-' for standard output)
+    pub output: PathBuf,
+}
+
+/// Arguments of `acido fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Fix what can be fixed: rebuild indexes and records, move damaged
+    /// blobs and unknown files to quarantine/, delete orphans and stale temps
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Arguments of `acido help`.

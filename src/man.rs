@@ -64,6 +64,36 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-import.roff"),
     ),
     (
+        "acido-images",
+        Some("images"),
+        "1",
+        include_str!("../man/prose/acido-images.roff"),
+    ),
+    (
+        "acido-rm",
+        Some("rm"),
+        "1",
+        include_str!("../man/prose/acido-rm.roff"),
+    ),
+    (
+        "acido-gc",
+        Some("gc"),
+        "1",
+        include_str!("../man/prose/acido-gc.roff"),
+    ),
+    (
+        "acido-export",
+        Some("export"),
+        "1",
+        include_str!("../man/prose/acido-export.roff"),
+    ),
+    (
+        "acido-fsck",
+        Some("fsck"),
+        "1",
+        include_str!("../man/prose/acido-fsck.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",

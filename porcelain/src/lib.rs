@@ -5,7 +5,17 @@
 //! Module map:
 //! - [`progress`]: the progress sink workflows report to.
 //! - [`import`]: storing ACI files in the store.
+//! - [`images`]: listing stored images (table and JSON encoders).
+//! - [`rm`]: removing images, guarding their dependents.
+//! - [`gc`]: deleting leftover temps and orphaned indexes and records.
+//! - [`export`]: writing a stored image out as a verified ACI.
+//! - [`fsck`]: verifying and repairing the store.
 #![deny(missing_docs)]
 
+pub mod export;
+pub mod fsck;
+pub mod gc;
+pub mod images;
 pub mod import;
 pub mod progress;
+pub mod rm;

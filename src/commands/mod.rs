@@ -2,11 +2,16 @@
 //! encode its result, return the outcome.
 
 pub mod cat_manifest;
+pub mod export;
+pub mod fsck;
+pub mod gc;
 pub mod hash_object;
+pub mod images;
 pub mod import;
 pub mod ls_tree;
 pub mod pack_aci;
 pub mod resolve;
+pub mod rm;
 pub mod validate;
 
 use std::path::PathBuf;

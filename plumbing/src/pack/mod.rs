@@ -61,6 +61,7 @@ use crate::compression::Compression;
 use crate::entry::Timestamp;
 use crate::id::ImageId;
 
+pub(crate) use compress::Encoder;
 pub use compress::{CompressError, DEFAULT_BZIP2_LEVEL, DEFAULT_GZIP_LEVEL, DEFAULT_XZ_PRESET};
 pub use tar_writer::HeaderError;
 use tar_writer::{HeaderSpec, TarSink};

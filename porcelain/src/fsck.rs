@@ -1,0 +1,389 @@
+//! `fsck`: verify the whole store like `git fsck`: re-hash every blob,
+//! check each has a matching index and a record consistent with its
+//! manifest, and find orphans, leftover temps and unknown files. With
+//! repair, rebuild what is derivable and set the damaged aside.
+
+use std::path::{Path, PathBuf};
+
+use acido_plumbing::id::ImageId;
+use acido_plumbing::store::{
+    BlobState, FileKind, IndexState, RecordState, Store, StoreError, TempSweep,
+};
+
+/// What is wrong. The names are the first column of `fsck`'s output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The store has content but no `version` file.
+    MissingVersion,
+    /// A blob no longer hashes to its id.
+    HashMismatch,
+    /// A blob path holds a symlink, fifo, directory or device.
+    NotRegular,
+    /// A blob hashes right but cannot be read or scanned as an ACI.
+    Unreadable,
+    /// A blob's manifest does not parse (so its record cannot be checked).
+    BadManifest,
+    /// An intact blob has no index.
+    MissingIndex,
+    /// An index is not a regular file, does not decode, or differs from
+    /// the blob.
+    BadIndex,
+    /// An intact blob has no record.
+    MissingRecord,
+    /// A record is unreadable or disagrees with the blob's manifest.
+    BadRecord,
+    /// An index without a blob.
+    OrphanIndex,
+    /// A record without a blob.
+    OrphanRecord,
+    /// An unlocked file in `tmp/`: the leftover of an interrupted write.
+    StaleTemp,
+    /// A file the layout does not name.
+    Stray,
+}
+
+impl ProblemKind {
+    /// The name printed for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemKind::MissingVersion => "missing-version",
+            ProblemKind::HashMismatch => "hash-mismatch",
+            ProblemKind::NotRegular => "not-regular",
+            ProblemKind::Unreadable => "unreadable",
+            ProblemKind::BadManifest => "bad-manifest",
+            ProblemKind::MissingIndex => "missing-index",
+            ProblemKind::BadIndex => "bad-index",
+            ProblemKind::MissingRecord => "missing-record",
+            ProblemKind::BadRecord => "bad-record",
+            ProblemKind::OrphanIndex => "orphan-index",
+            ProblemKind::OrphanRecord => "orphan-record",
+            ProblemKind::StaleTemp => "stale-temp",
+            ProblemKind::Stray => "stray",
+        }
+    }
+}
+
+/// What a problem is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A stored image.
+    Image(ImageId),
+    /// A path relative to the store root.
+    Path(PathBuf),
+}
+
+/// What `--repair` did about a problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// Fixed, with what was done.
+    Done(String),
+    /// Not derivable, or the attempt failed, with why.
+    NotDone(String),
+}
+
+/// One problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// What it is about.
+    pub subject: Subject,
+    /// Details for people.
+    pub detail: String,
+    /// With repair: what was done.
+    pub repair: Option<Repair>,
+}
+
+/// What `fsck` found (and with repair, did).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Blobs re-hashed.
+    pub blobs_checked: usize,
+    /// Every problem, in the order found: store, blobs by id, orphans,
+    /// temps, strays.
+    pub problems: Vec<Problem>,
+}
+
+impl FsckReport {
+    /// No problem found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Problems left as they were (all of them without repair).
+    pub fn unrepaired(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| !matches!(p.repair, Some(Repair::Done(_))))
+            .count()
+    }
+}
+
+/// Collects problems and, with repair, fixes them as they are found.
+struct Checker<'a> {
+    store: &'a Store,
+    repair: bool,
+    report: FsckReport,
+}
+
+impl Checker<'_> {
+    /// Records a problem; with repair, runs `fix`, whose `Ok` text says
+    /// what was done (`None`: nothing can be done).
+    fn problem(
+        &mut self,
+        kind: ProblemKind,
+        subject: Subject,
+        detail: String,
+        fix: Option<&dyn Fn() -> Result<String, StoreError>>,
+    ) {
+        let repair = self.repair.then(|| match fix {
+            Some(fix) => match fix() {
+                Ok(done) => Repair::Done(done),
+                Err(e) => Repair::NotDone(format!("repair failed: {e}")),
+            },
+            None => Repair::NotDone("not derivable; left as is".to_owned()),
+        });
+        self.report.problems.push(Problem {
+            kind,
+            subject,
+            detail,
+            repair,
+        });
+    }
+
+    fn check_blob(&mut self, id: ImageId, kind: FileKind) {
+        let store = self.store;
+        let subject = || Subject::Image(id);
+        let quarantine = || quarantine(store, &id);
+        if kind != FileKind::Regular {
+            let detail = format!("blob is a {kind}, not a regular file");
+            self.problem(
+                ProblemKind::NotRegular,
+                subject(),
+                detail,
+                Some(&quarantine),
+            );
+            return;
+        }
+        self.report.blobs_checked += 1;
+        match store.verify_blob(&id) {
+            Ok(BlobState::Intact { .. }) => {}
+            // Removed since the listing (by rm): nothing to check.
+            Ok(BlobState::Missing) => return,
+            Ok(BlobState::NotRegular { kind }) => {
+                let detail = format!("blob is a {kind}, not a regular file");
+                self.problem(
+                    ProblemKind::NotRegular,
+                    subject(),
+                    detail,
+                    Some(&quarantine),
+                );
+                return;
+            }
+            Ok(BlobState::HashMismatch { found, .. }) => {
+                let detail = format!("blob data hashes to {found}");
+                self.problem(
+                    ProblemKind::HashMismatch,
+                    subject(),
+                    detail,
+                    Some(&quarantine),
+                );
+                return;
+            }
+            Err(e) => {
+                self.problem(ProblemKind::Unreadable, subject(), e.to_string(), None);
+                return;
+            }
+        }
+        let fresh = match store.scan_image(&id) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.problem(ProblemKind::Unreadable, subject(), e.to_string(), None);
+                return;
+            }
+        };
+        let rebuild_index = || {
+            store.repair_index(&fresh)?;
+            Ok("index rebuilt".to_owned())
+        };
+        let index_problem = match store.check_index(&fresh) {
+            Ok(IndexState::Current) => None,
+            Ok(IndexState::Missing) => Some((ProblemKind::MissingIndex, "no index".to_owned())),
+            Ok(IndexState::NotRegular { kind }) => Some((
+                ProblemKind::BadIndex,
+                format!("index is a {kind}, not a regular file"),
+            )),
+            Ok(IndexState::Unreadable { reason }) => {
+                Some((ProblemKind::BadIndex, format!("index unreadable: {reason}")))
+            }
+            Ok(IndexState::Stale) => Some((
+                ProblemKind::BadIndex,
+                "index differs from the blob's entries".to_owned(),
+            )),
+            Err(e) => Some((ProblemKind::BadIndex, e.to_string())),
+        };
+        if let Some((kind, detail)) = index_problem {
+            self.problem(kind, subject(), detail, Some(&rebuild_index));
+        }
+        let rebuild_record = || {
+            store.repair_record(&id)?;
+            Ok("record rebuilt from the manifest".to_owned())
+        };
+        let record_problem = match store.check_record(&fresh) {
+            Ok(RecordState::Consistent) => None,
+            Ok(RecordState::Missing) => Some((ProblemKind::MissingRecord, "no record".to_owned())),
+            Ok(RecordState::Corrupt { reason }) => Some((
+                ProblemKind::BadRecord,
+                format!("record unreadable: {reason}"),
+            )),
+            Ok(RecordState::Differs { field }) => Some((
+                ProblemKind::BadRecord,
+                format!("record {field} differs from the blob"),
+            )),
+            Err(e @ StoreError::Manifest { .. }) => {
+                self.problem(ProblemKind::BadManifest, subject(), e.to_string(), None);
+                None
+            }
+            Err(e) => Some((ProblemKind::BadRecord, e.to_string())),
+        };
+        if let Some((kind, detail)) = record_problem {
+            self.problem(kind, subject(), detail, Some(&rebuild_record));
+        }
+    }
+}
+
+/// Checks the store; with `repair`, fixes what it can as it goes: a
+/// missing version file is written, damaged or non-regular blobs move to
+/// `quarantine/` (their index and record are removed), indexes and records
+/// are rebuilt from intact blobs, orphans are deleted, stale temps swept
+/// and strays moved to `quarantine/`. A missing store is clean. Only an
+/// unknown layout version or an unlistable directory fails the whole check.
+pub fn fsck(store: &Store, repair: bool) -> Result<FsckReport, StoreError> {
+    let inv = store.inventory()?;
+    let mut checker = Checker {
+        store,
+        repair,
+        report: FsckReport::default(),
+    };
+    if !inv.has_version && !inv.is_empty() {
+        let fix = || {
+            store.ensure_layout()?;
+            Ok("version file written".to_owned())
+        };
+        checker.problem(
+            ProblemKind::MissingVersion,
+            Subject::Path(PathBuf::from("version")),
+            "the store has content but no version file".to_owned(),
+            Some(&fix),
+        );
+    }
+    let mut blobs: Vec<_> = inv.blobs.iter().collect();
+    blobs.sort_by_key(|b| b.id);
+    for blob in blobs {
+        checker.check_blob(blob.id, blob.file.kind);
+    }
+    let has_blob = |id| inv.blobs.iter().any(|b| b.id == id);
+    for index in inv.indexes.iter().filter(|f| !has_blob(f.id)) {
+        let fix = || {
+            Ok(match store.remove_orphan_index(&index.id)? {
+                Some(_) => "removed".to_owned(),
+                None => "left: its blob is back".to_owned(),
+            })
+        };
+        let path = relative(store, &index.file.path);
+        checker.problem(
+            ProblemKind::OrphanIndex,
+            Subject::Path(path),
+            format!("index of {} without a blob", index.id.abbrev(12)),
+            Some(&fix),
+        );
+    }
+    for record in inv.records.iter().filter(|f| !has_blob(f.id)) {
+        let fix = || {
+            Ok(match store.remove_orphan_record(&record.id)? {
+                Some(_) => "removed".to_owned(),
+                None => "left: its blob is back".to_owned(),
+            })
+        };
+        let path = relative(store, &record.file.path);
+        checker.problem(
+            ProblemKind::OrphanRecord,
+            Subject::Path(path),
+            format!("record of {} without a blob", record.id.abbrev(12)),
+            Some(&fix),
+        );
+    }
+    for temp in &inv.temps {
+        // A locked temp belongs to a live write: not a problem.
+        match store.temp_in_use(&temp.path) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                let path = relative(store, &temp.path);
+                checker.problem(
+                    ProblemKind::StaleTemp,
+                    Subject::Path(path),
+                    e.to_string(),
+                    None,
+                );
+                continue;
+            }
+        }
+        if fs_gone(&temp.path) {
+            continue;
+        }
+        let fix = || {
+            Ok(match store.sweep_temp(&temp.path)? {
+                TempSweep::Removed { .. } | TempSweep::Gone => "removed".to_owned(),
+                TempSweep::InUse => "left: a process took it over".to_owned(),
+                TempSweep::Directory => "left: a directory".to_owned(),
+            })
+        };
+        let detail = if temp.kind == FileKind::Regular {
+            format!("leftover of an interrupted write, {} bytes", temp.size)
+        } else {
+            format!("leftover {} in tmp/", temp.kind)
+        };
+        let path = relative(store, &temp.path);
+        checker.problem(
+            ProblemKind::StaleTemp,
+            Subject::Path(path),
+            detail,
+            Some(&fix),
+        );
+    }
+    for stray in &inv.strays {
+        let fix = || {
+            let moved = store.quarantine_path(&stray.path)?;
+            Ok(format!("moved to {}", relative(store, &moved).display()))
+        };
+        let path = relative(store, &stray.path);
+        checker.problem(
+            ProblemKind::Stray,
+            Subject::Path(path),
+            format!("unexpected {} in the store", stray.kind),
+            Some(&fix),
+        );
+    }
+    Ok(checker.report)
+}
+
+/// Moves a damaged image to `quarantine/`, saying where it went.
+fn quarantine(store: &Store, id: &ImageId) -> Result<String, StoreError> {
+    Ok(match store.quarantine_image(id)? {
+        Some(path) => format!("moved to {}", relative(store, &path).display()),
+        None => "already gone".to_owned(),
+    })
+}
+
+/// `path` relative to the store root, as the output prints it.
+fn relative(store: &Store, path: &Path) -> PathBuf {
+    path.strip_prefix(store.root())
+        .map(Path::to_owned)
+        .unwrap_or_else(|_| path.to_owned())
+}
+
+/// Whether `path` vanished (its writer finished between listing and probe).
+fn fs_gone(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
