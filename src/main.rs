@@ -53,7 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Resolve(args) => commands::resolve::run(&ctx, args),
         Command::Validate(args) => commands::validate::run(&ctx, args),
         Command::PackAci(args) => commands::pack_aci::run(&ctx, args),
+        Command::RenderTree(args) => commands::render_tree::run(&ctx, args),
         Command::Import(args) => commands::import::run(&ctx, args),
+        Command::Extract(args) => commands::extract::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

@@ -5,7 +5,9 @@
 //! Module map:
 //! - [`progress`]: the progress sink workflows report to.
 //! - [`import`]: storing ACI files in the store.
+//! - [`extract`]: rendering an image with its dependencies into a directory.
 #![deny(missing_docs)]
 
+pub mod extract;
 pub mod import;
 pub mod progress;

@@ -2,10 +2,12 @@
 //! encode its result, return the outcome.
 
 pub mod cat_manifest;
+pub mod extract;
 pub mod hash_object;
 pub mod import;
 pub mod ls_tree;
 pub mod pack_aci;
+pub mod render_tree;
 pub mod resolve;
 pub mod validate;
 
