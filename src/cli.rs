@@ -43,6 +43,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Pack a layout directory into an ACI, deterministically (plumbing)
     PackAci(PackAciArgs),
+    /// Render an image and its dependencies into a directory (plumbing)
+    RenderTree(RenderTreeArgs),
     /// Store ACI files in the image store (porcelain)
     Import(ImportArgs),
     /// List the stored images (porcelain)
@@ -55,6 +57,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Verify every stored image and the store's files; --repair fixes them (porcelain)
     Fsck(FsckArgs),
+    /// Extract an image and its dependencies into a directory (porcelain)
+    Extract(ExtractArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }
@@ -164,6 +168,38 @@ pub struct PackAciArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// The layout directory: a manifest file and a rootfs directory
+    pub dir: PathBuf,
+}
+
+/// Arguments of `acido render-tree`.
+#[derive(Debug, Args)]
+pub struct RenderTreeArgs {
+    /// Print which image supplies each path instead of writing a tree
+    #[arg(long, conflicts_with = "dir")]
+    pub list: bool,
+    /// With --list: terminate records with NUL and print paths raw
+    // `requires = "list"` would be met by --list's default value; a
+    // conflict with DIR (required without --list) says the same.
+    #[arg(short = 'z', conflicts_with = "dir")]
+    pub nul: bool,
+    /// Do not re-hash the stored blobs before publishing the tree
+    #[arg(long)]
+    pub no_verify: bool,
+    /// The image: id, id prefix, NAME[:VERSION][,LABEL=VALUE...] or an .aci
+    /// file (its dependencies come from the store)
+    pub image: String,
+    /// The directory to create (it must not exist, or be empty)
+    #[arg(required_unless_present = "list")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Arguments of `acido extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The image: id, id prefix, NAME[:VERSION][,LABEL=VALUE...] or an .aci
+    /// file (its dependencies come from the store)
+    pub image: String,
+    /// The directory to create (it must not exist, or be empty)
     pub dir: PathBuf,
 }
 

@@ -53,12 +53,14 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Resolve(args) => commands::resolve::run(&ctx, args),
         Command::Validate(args) => commands::validate::run(&ctx, args),
         Command::PackAci(args) => commands::pack_aci::run(&ctx, args),
+        Command::RenderTree(args) => commands::render_tree::run(&ctx, args),
         Command::Import(args) => commands::import::run(&ctx, args),
         Command::Images(args) => commands::images::run(&ctx, args),
         Command::Rm(args) => commands::rm::run(&ctx, args),
         Command::Gc(args) => commands::gc::run(&ctx, args),
         Command::Export(args) => commands::export::run(&ctx, args),
         Command::Fsck(args) => commands::fsck::run(&ctx, args),
+        Command::Extract(args) => commands::extract::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

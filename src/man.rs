@@ -58,6 +58,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-pack-aci.roff"),
     ),
     (
+        "acido-render-tree",
+        Some("render-tree"),
+        "1",
+        include_str!("../man/prose/acido-render-tree.roff"),
+    ),
+    (
         "acido-import",
         Some("import"),
         "1",
@@ -92,6 +98,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         Some("fsck"),
         "1",
         include_str!("../man/prose/acido-fsck.roff"),
+    ),
+    (
+        "acido-extract",
+        Some("extract"),
+        "1",
+        include_str!("../man/prose/acido-extract.roff"),
     ),
     (
         "acido-help",

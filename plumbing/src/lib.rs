@@ -22,6 +22,7 @@
 //! - [`format`]: encoders for listings (`ls-tree`).
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
+//! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
 #![deny(missing_docs)]
 
 pub mod archive;
@@ -36,5 +37,6 @@ pub mod manifest;
 pub mod naming;
 pub mod pack;
 pub mod quote;
+pub mod render;
 pub mod store;
 pub mod validate;

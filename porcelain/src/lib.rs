@@ -10,9 +10,11 @@
 //! - [`gc`]: deleting leftover temps and orphaned indexes and records.
 //! - [`export`]: writing a stored image out as a verified ACI.
 //! - [`fsck`]: verifying and repairing the store.
+//! - [`extract`]: rendering an image with its dependencies into a directory.
 #![deny(missing_docs)]
 
 pub mod export;
+pub mod extract;
 pub mod fsck;
 pub mod gc;
 pub mod images;

@@ -1,0 +1,942 @@
+//! Writing a file map to disk: hostile-input code (DESIGN §5).
+//!
+//! * The tree is built in a fresh temp dir beside the target (same parent,
+//!   so the final `rename` is atomic) and renamed into place only when
+//!   everything was written and every stored blob verified; any failure or
+//!   interrupt removes the temp dir, so no half tree is ever published.
+//! * Every path component is opened relative to its parent's fd with
+//!   `O_DIRECTORY | O_NOFOLLOW` (through `openat2` with
+//!   `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` when the kernel has it), every
+//!   object is created with an `*at` call that fails on an existing name
+//!   (`O_CREAT | O_EXCL | O_NOFOLLOW`, `mkdirat`, `symlinkat`, ...), so no
+//!   symlink — from the archive or anywhere else — is ever followed and
+//!   nothing is created outside the temp dir.
+//! * File data is copied from the stored blob at the index's offsets with
+//!   `copy_file_range` (no decompression, no tar parse, no user-space
+//!   buffer), or written from the mapped tar in large writes for images
+//!   read from an `.aci` file; memory stays flat.
+//! * Metadata (aci-format §11.3): ownership first, then the mode (chown
+//!   clears setuid/setgid), xattrs, then times with nanoseconds (symlinks
+//!   too, via `AT_SYMLINK_NOFOLLOW`). Directories get theirs after every
+//!   entry is laid down, deepest first, so adding children does not change
+//!   their times and a read-only directory does not stop its children.
+//!   What the user may not restore (ownership, device nodes, some xattrs as
+//!   a normal user) is counted in the report, never silently dropped.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::fcntl::{self, AtFlags, OFlag};
+use nix::sys::stat::{self, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{self, Gid, Uid};
+
+use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::id::{IdHasher, ImageId};
+use crate::store::Store;
+
+use super::deps::{dependency_list, DependencyList, ImageSource};
+use super::filemap::{file_map, FileMap, Supplier};
+use super::RenderError;
+
+/// Largest piece written or copied between interrupt checks.
+const CHUNK: usize = 8 << 20;
+
+/// How to render.
+#[derive(Clone)]
+pub struct RenderOptions {
+    /// Re-hash every stored blob (on a second thread, while the tree is
+    /// written) and publish only when each still matches its id. Default on.
+    pub verify: bool,
+    /// Called with the number of data bytes written, as they are written.
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            verify: true,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RenderOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderOptions")
+            .field("verify", &self.verify)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a render wrote, and what it could not restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderReport {
+    /// Images in the dependency list (a shared image counts once per path).
+    pub images: usize,
+    /// Filesystem objects created from image entries (`manifest`, `rootfs`
+    /// and implied directories included).
+    pub entries: u64,
+    /// File data bytes written.
+    pub bytes: u64,
+    /// Whether the render ran with root's privileges (effective uid 0).
+    pub as_root: bool,
+    /// Entries whose owner or group could not be set (not permitted).
+    pub ownership_not_restored: u64,
+    /// Device nodes that could not be created (not permitted); they are
+    /// absent from the tree.
+    pub devices_not_created: u64,
+    /// Extended attributes that could not be set (not permitted, or not
+    /// supported by the target file system).
+    pub xattrs_not_restored: u64,
+}
+
+/// Renders the stored image `top` with all its dependencies into
+/// `target`, which must not exist or be an empty directory.
+pub fn render(
+    store: &Store,
+    top: ImageId,
+    target: &Path,
+    opts: &RenderOptions,
+    interrupt: &AtomicBool,
+) -> Result<RenderReport, RenderError> {
+    let list = dependency_list(store, top)?;
+    let map = file_map(&list)?;
+    render_list(&list, &map, target, opts, interrupt)
+}
+
+/// Writes `map` (built from `list`) into `target`: the core of
+/// [`render`], for callers that built the list themselves (an `.aci` file
+/// as top image).
+pub fn render_list(
+    list: &DependencyList,
+    map: &FileMap,
+    target: &Path,
+    opts: &RenderOptions,
+    interrupt: &AtomicBool,
+) -> Result<RenderReport, RenderError> {
+    let replace_mode = check_target(target)?;
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".acido-render-")
+        .tempdir_in(parent)
+        .map_err(|source| RenderError::Io {
+            path: parent.to_owned(),
+            op: "create a temp dir",
+            source,
+        })?
+        .keep();
+    let guard = TempGuard(Some(temp.clone()));
+    let stop = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let verifier = opts
+            .verify
+            .then(|| scope.spawn(|| verify_all(list, interrupt, &stop)));
+        let written = write_tree(list, map, &temp, opts, interrupt);
+        if written.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let verified = match verifier {
+            Some(handle) => handle.join().unwrap_or(Err(RenderError::Interrupted)),
+            None => Ok(()),
+        };
+        // A damaged blob explains a write failure better than the failure.
+        match (written, verified) {
+            (_, Err(e @ RenderError::HashMismatch { .. })) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(report), Ok(())) => Ok(report),
+        }
+    })?;
+    if interrupt.load(Ordering::Relaxed) {
+        return Err(RenderError::Interrupted);
+    }
+    let mode = replace_mode.unwrap_or(0o755);
+    fs::set_permissions(&temp, fs::Permissions::from_mode(mode)).map_err(|source| {
+        RenderError::Io {
+            path: temp.clone(),
+            op: "set the mode of",
+            source,
+        }
+    })?;
+    publish(&temp, target, replace_mode.is_some())?;
+    guard.disarm();
+    Ok(result)
+}
+
+/// Checks that `target` does not exist or is an empty directory (not a
+/// symlink to one); returns the mode of the directory to replace.
+fn check_target(target: &Path) -> Result<Option<u32>, RenderError> {
+    let not_empty = || RenderError::TargetNotEmpty {
+        path: target.to_owned(),
+    };
+    match fs::symlink_metadata(target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RenderError::Io {
+            path: target.to_owned(),
+            op: "inspect",
+            source,
+        }),
+        Ok(meta) if !meta.is_dir() => Err(not_empty()),
+        Ok(meta) => {
+            let mut entries = fs::read_dir(target).map_err(|source| RenderError::Io {
+                path: target.to_owned(),
+                op: "read",
+                source,
+            })?;
+            if entries.next().is_some() {
+                return Err(not_empty());
+            }
+            Ok(Some(meta.permissions().mode() & 0o7777))
+        }
+    }
+}
+
+/// Renames the finished tree into place: over the empty directory that was
+/// checked (the kernel refuses if it is no longer empty), or where nothing
+/// was, without replacing anything that appeared meanwhile.
+fn publish(temp: &Path, target: &Path, replace: bool) -> Result<(), RenderError> {
+    let flags = if replace {
+        fcntl::RenameFlags::empty()
+    } else {
+        fcntl::RenameFlags::RENAME_NOREPLACE
+    };
+    fcntl::renameat2(None, temp, None, target, flags).map_err(|errno| match errno {
+        Errno::EEXIST | Errno::ENOTEMPTY | Errno::ENOTDIR => RenderError::TargetNotEmpty {
+            path: target.to_owned(),
+        },
+        errno => RenderError::Io {
+            path: target.to_owned(),
+            op: "rename the rendered tree to",
+            source: errno.into(),
+        },
+    })
+}
+
+/// Removes the temp dir unless disarmed: on every error path, and on a
+/// panic or early return.
+struct TempGuard(Option<PathBuf>);
+
+impl TempGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            remove_tree(&path);
+        }
+    }
+}
+
+/// Best-effort removal of a tree we wrote: directories are made writable
+/// first (a read-only directory from an image would stop a normal user).
+/// Symlinks are never followed (walkdir and `remove_dir_all` use lstat).
+fn remove_tree(path: &Path) {
+    for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    let _ = fs::remove_dir_all(path);
+}
+
+/// Re-hashes every distinct stored blob of the list from its file (plain
+/// reads: the pages are not mapped into this process, so memory stays
+/// flat). Images read from an `.aci` file were hashed as they were read.
+fn verify_all(
+    list: &DependencyList,
+    interrupt: &AtomicBool,
+    stop: &AtomicBool,
+) -> Result<(), RenderError> {
+    let mut buf = vec![0u8; 1 << 20];
+    for (index, listed) in list.distinct() {
+        if listed.image.source != ImageSource::Store {
+            continue;
+        }
+        let path = listed.image.image.path();
+        let io_err = |source| RenderError::Io {
+            path: path.to_owned(),
+            op: "verify",
+            source,
+        };
+        let mut file = File::open(path).map_err(io_err)?;
+        let mut hasher = IdHasher::new();
+        loop {
+            if interrupt.load(Ordering::Relaxed) {
+                return Err(RenderError::Interrupted);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            hasher.update(&buf[..n]);
+        }
+        let found = hasher.finish();
+        if found != listed.id {
+            return Err(RenderError::HashMismatch {
+                chain: list.chain(index),
+                expected: Box::new(listed.id),
+                found: Box::new(found),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `openat2` works here: 0 unknown, 1 yes, 2 no (ENOSYS).
+static OPENAT2: AtomicU8 = AtomicU8::new(0);
+
+#[allow(unsafe_code)]
+fn owned_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: `fd` was just returned by a successful open call of ours and
+    // nothing else holds it, so this is its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Opens the directory `name` (one component) inside `dir`, never through
+/// a symlink.
+fn open_dir_at(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if OPENAT2.load(Ordering::Relaxed) != 2 {
+        let how = fcntl::OpenHow::new().flags(flags).resolve(
+            fcntl::ResolveFlag::RESOLVE_BENEATH
+                | fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS
+                | fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+        match fcntl::openat2(dir, OsStr::from_bytes(name), how) {
+            Ok(fd) => {
+                OPENAT2.store(1, Ordering::Relaxed);
+                return Ok(owned_fd(fd));
+            }
+            // Old kernels (before 5.6) or a seccomp filter without it.
+            Err(Errno::ENOSYS) => OPENAT2.store(2, Ordering::Relaxed),
+            Err(e) => return Err(e),
+        }
+    }
+    fcntl::openat(Some(dir), OsStr::from_bytes(name), flags, Mode::empty()).map(owned_fd)
+}
+
+/// The components of an archive path below `rootfs/`, each checked to be a
+/// plain name.
+fn components(image: ImageId, path: &[u8]) -> Result<Vec<&[u8]>, RenderError> {
+    let unsafe_path = || RenderError::UnsafePath {
+        image: Box::new(image),
+        path: path.to_vec(),
+    };
+    let rel = path.strip_prefix(b"rootfs/").ok_or_else(unsafe_path)?;
+    let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    for part in &parts {
+        if part.is_empty() || *part == b"." || *part == b".." || part.contains(&0) {
+            return Err(unsafe_path());
+        }
+    }
+    Ok(parts)
+}
+
+/// Directory fds from `rootfs` down to the last parent used, reused while
+/// the sorted paths stay in the same directory.
+struct DirStack {
+    rootfs: OwnedFd,
+    open: Vec<(Vec<u8>, OwnedFd)>,
+}
+
+impl DirStack {
+    /// The fd of the directory `parts` (below rootfs).
+    fn dir(&mut self, parts: &[&[u8]]) -> Result<RawFd, Errno> {
+        let keep = self
+            .open
+            .iter()
+            .zip(parts)
+            .take_while(|((name, _), part)| name.as_slice() == **part)
+            .count();
+        self.open.truncate(keep);
+        for part in &parts[keep..] {
+            let parent = self
+                .open
+                .last()
+                .map_or(self.rootfs.as_raw_fd(), |(_, fd)| fd.as_raw_fd());
+            let fd = open_dir_at(parent, part)?;
+            self.open.push((part.to_vec(), fd));
+        }
+        Ok(self
+            .open
+            .last()
+            .map_or(self.rootfs.as_raw_fd(), |(_, fd)| fd.as_raw_fd()))
+    }
+
+    /// Opens the directory `parts` afresh, leaving the stack alone.
+    fn open_fresh(&self, parts: &[&[u8]]) -> Result<OwnedFd, Errno> {
+        let mut fd = open_dir_at(self.rootfs.as_raw_fd(), b".")?;
+        for part in parts {
+            fd = open_dir_at(fd.as_raw_fd(), part)?;
+        }
+        Ok(fd)
+    }
+}
+
+/// A hard-link group: the image and the index of the entry holding the
+/// data and metadata (the end of the link chain).
+type GroupKey = (ImageId, usize);
+
+/// An entry of the list: (element, entry index).
+type EntryAt = (usize, usize);
+
+struct Writer<'a> {
+    list: &'a DependencyList,
+    opts: &'a RenderOptions,
+    interrupt: &'a AtomicBool,
+    report: RenderReport,
+    euid: Uid,
+    egid: Gid,
+    /// The first path written of each hard-link group.
+    groups: HashMap<GroupKey, Vec<u8>>,
+    /// Per image, entry path → index, built when a hard link needs it.
+    by_path: HashMap<ImageId, HashMap<&'a [u8], usize>>,
+    /// Open blob files, for `copy_file_range`.
+    blobs: HashMap<ImageId, File>,
+}
+
+fn entry_err<'p>(path: &'p [u8], op: &'static str) -> impl FnOnce(Errno) -> RenderError + 'p {
+    move |errno| RenderError::Entry {
+        path: path.to_vec(),
+        op,
+        source: errno.into(),
+    }
+}
+
+fn io_entry_err<'p>(
+    path: &'p [u8],
+    op: &'static str,
+) -> impl FnOnce(io::Error) -> RenderError + 'p {
+    move |source| RenderError::Entry {
+        path: path.to_vec(),
+        op,
+        source,
+    }
+}
+
+fn timespec(t: Timestamp) -> TimeSpec {
+    TimeSpec::new(t.secs, i64::from(t.nanos))
+}
+
+/// atime as recorded, else left as the creation time; mtime as recorded.
+fn times(entry: &Entry) -> (TimeSpec, TimeSpec) {
+    let atime = entry.atime.map_or(TimeSpec::UTIME_OMIT, timespec);
+    (atime, timespec(entry.mtime))
+}
+
+fn write_tree(
+    list: &DependencyList,
+    map: &FileMap,
+    temp: &Path,
+    opts: &RenderOptions,
+    interrupt: &AtomicBool,
+) -> Result<RenderReport, RenderError> {
+    let euid = unistd::geteuid();
+    let mut w = Writer {
+        list,
+        opts,
+        interrupt,
+        report: RenderReport {
+            images: list.images.len(),
+            as_root: euid.is_root(),
+            ..RenderReport::default()
+        },
+        euid,
+        egid: unistd::getegid(),
+        groups: HashMap::new(),
+        by_path: HashMap::new(),
+        blobs: HashMap::new(),
+    };
+    let io_err = |op| {
+        move |errno: Errno| RenderError::Io {
+            path: temp.to_owned(),
+            op,
+            source: errno.into(),
+        }
+    };
+    let root_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let root = fcntl::open(temp, root_flags, Mode::empty())
+        .map(owned_fd)
+        .map_err(io_err("open"))?;
+    stat::mkdirat(
+        Some(root.as_raw_fd()),
+        "rootfs",
+        Mode::from_bits_truncate(0o700),
+    )
+    .map_err(io_err("create rootfs in"))?;
+    let rootfs = open_dir_at(root.as_raw_fd(), b"rootfs").map_err(io_err("open rootfs in"))?;
+    let mut stack = DirStack {
+        rootfs,
+        open: Vec::new(),
+    };
+    let mut dirs: Vec<(&[u8], Option<EntryAt>)> = Vec::new();
+    for (path, supplier) in &map.paths {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(RenderError::Interrupted);
+        }
+        match path.as_slice() {
+            b"manifest" => {
+                if let Supplier::Entry { element, entry, .. } = *supplier {
+                    w.manifest(root.as_raw_fd(), element, entry)?;
+                }
+                continue;
+            }
+            b"rootfs" => {
+                let source = match *supplier {
+                    Supplier::Entry { element, entry, .. } => Some((element, entry)),
+                    Supplier::Implied => None,
+                };
+                dirs.push((path, source));
+                w.report.entries += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let image = match *supplier {
+            Supplier::Entry { element, .. } => list.images[element].id,
+            Supplier::Implied => list.images[0].id,
+        };
+        let parts = components(image, path)?;
+        let Some((name, parent_parts)) = parts.split_last() else {
+            continue;
+        };
+        let parent = stack
+            .dir(parent_parts)
+            .map_err(entry_err(path, "open the parent of"))?;
+        match *supplier {
+            Supplier::Implied => {
+                stat::mkdirat(Some(parent), *name, Mode::from_bits_truncate(0o700))
+                    .map_err(entry_err(path, "create directory"))?;
+                dirs.push((path, None));
+            }
+            Supplier::Entry { element, entry, .. } => {
+                let e = &list.images[element].image.image.entries()[entry];
+                if e.kind.is_dir() {
+                    stat::mkdirat(Some(parent), *name, Mode::from_bits_truncate(0o700))
+                        .map_err(entry_err(path, "create directory"))?;
+                    dirs.push((path, Some((element, entry))));
+                } else {
+                    w.place(&stack, parent, name, path, element, entry)?;
+                }
+            }
+        }
+        w.report.entries += 1;
+    }
+    drop(stack.open.drain(..));
+    // Deepest first: a directory's own metadata, times included, is set
+    // after everything below it was written (aci-format §9.3 sets them
+    // per image, which lets lower images change upper directories' times).
+    dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.iter().filter(|&&b| b == b'/').count()));
+    for (path, source) in dirs {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(RenderError::Interrupted);
+        }
+        let fd = if path == b"rootfs" {
+            open_dir_at(root.as_raw_fd(), b"rootfs")
+        } else {
+            let parts = components(list.images[0].id, path)?;
+            stack.open_fresh(&parts)
+        }
+        .map_err(entry_err(path, "open directory"))?;
+        match source {
+            Some((element, entry)) => {
+                let e = &list.images[element].image.image.entries()[entry];
+                let file = File::from(fd);
+                w.own_and_mode(&file, path, e)?;
+                w.xattrs(&file, e);
+                let (atime, mtime) = times(e);
+                stat::futimens(file.as_raw_fd(), &atime, &mtime)
+                    .map_err(entry_err(path, "set the times of"))?;
+            }
+            // Implied directories: 0755 whatever the umask (§9.3), owner
+            // and times as created.
+            None => stat::fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(0o755))
+                .map_err(entry_err(path, "set the mode of"))?,
+        }
+    }
+    Ok(w.report)
+}
+
+impl<'a> Writer<'a> {
+    fn entry(&self, element: usize, entry: usize) -> &'a Entry {
+        &self.list.images[element].image.image.entries()[entry]
+    }
+
+    fn manifest(&mut self, root: RawFd, element: usize, entry: usize) -> Result<(), RenderError> {
+        let e = self.entry(element, entry);
+        let file = self.create_file(root, b"manifest", &e.path)?;
+        self.write_data(&file, element, e)?;
+        self.finish_file(&file, e)?;
+        self.report.entries += 1;
+        Ok(())
+    }
+
+    fn create_file(&self, dir: RawFd, name: &[u8], path: &[u8]) -> Result<File, RenderError> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        fcntl::openat(
+            Some(dir),
+            OsStr::from_bytes(name),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(|fd| File::from(owned_fd(fd)))
+        .map_err(entry_err(path, "create file"))
+    }
+
+    /// Ownership, then mode (chown clears setuid/setgid, §9.3).
+    fn own_and_mode(&mut self, file: &File, path: &[u8], e: &Entry) -> Result<(), RenderError> {
+        if let Some((uid, gid)) = self.wanted_owner(e) {
+            match unistd::fchown(file.as_raw_fd(), Some(uid), Some(gid)) {
+                Ok(()) => {}
+                Err(Errno::EPERM | Errno::EINVAL) => self.report.ownership_not_restored += 1,
+                Err(errno) => return Err(entry_err(path, "set the owner of")(errno)),
+            }
+        }
+        stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(e.mode & 0o7777))
+            .map_err(entry_err(path, "set the mode of"))
+    }
+
+    /// The owner to set, or `None` when it is already the creator's.
+    fn wanted_owner(&mut self, e: &Entry) -> Option<(Uid, Gid)> {
+        let (Ok(uid), Ok(gid)) = (u32::try_from(e.uid), u32::try_from(e.gid)) else {
+            // Ids beyond 32 bits cannot exist on Linux.
+            self.report.ownership_not_restored += 1;
+            return None;
+        };
+        let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+        (self.euid.is_root() || uid != self.euid || gid != self.egid).then_some((uid, gid))
+    }
+
+    fn xattrs(&mut self, file: &File, e: &Entry) {
+        use xattr::FileExt as _;
+        for (name, value) in &e.xattrs {
+            if file.set_xattr(OsStr::from_bytes(name), value).is_err() {
+                self.report.xattrs_not_restored += 1;
+            }
+        }
+    }
+
+    fn finish_file(&mut self, file: &File, e: &Entry) -> Result<(), RenderError> {
+        self.own_and_mode(file, &e.path, e)?;
+        self.xattrs(file, e);
+        let (atime, mtime) = times(e);
+        stat::futimens(file.as_raw_fd(), &atime, &mtime)
+            .map_err(entry_err(&e.path, "set the times of"))
+    }
+
+    /// Writes the data of regular entry `e` of element `element`.
+    fn write_data(&mut self, out: &File, element: usize, e: &Entry) -> Result<(), RenderError> {
+        let listed = &self.list.images[element];
+        if listed.image.source == ImageSource::Store && e.size > 0 {
+            let blob = match self.blobs.remove(&listed.id) {
+                Some(blob) => blob,
+                None => File::open(listed.image.image.path())
+                    .map_err(io_entry_err(&e.path, "read the blob of"))?,
+            };
+            let result = self.copy_range(&blob, out, e);
+            self.blobs.insert(listed.id, blob);
+            return result;
+        }
+        let data = listed.image.image.data(e);
+        let mut out = out;
+        for chunk in data.chunks(CHUNK) {
+            if self.interrupt.load(Ordering::Relaxed) {
+                return Err(RenderError::Interrupted);
+            }
+            out.write_all(chunk)
+                .map_err(io_entry_err(&e.path, "write the data of"))?;
+            self.progress(chunk.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Copies the data of `e` from its stored blob.
+    fn copy_range(&mut self, mut blob: &File, out: &File, e: &Entry) -> Result<(), RenderError> {
+        let mut done = 0u64;
+        {
+            blob.seek(SeekFrom::Start(e.data_offset))
+                .map_err(io_entry_err(&e.path, "read the data of"))?;
+            let mut out = out;
+            while done < e.size {
+                if self.interrupt.load(Ordering::Relaxed) {
+                    return Err(RenderError::Interrupted);
+                }
+                let want = (e.size - done).min(CHUNK as u64);
+                // std copies File to File with copy_file_range (falling back
+                // to sendfile or a small buffer by itself): no user-space
+                // copy, no pages of the blob mapped into this process.
+                let n = io::copy(&mut blob.take(want), &mut out)
+                    .map_err(io_entry_err(&e.path, "write the data of"))?;
+                if n == 0 {
+                    return Err(RenderError::Entry {
+                        path: e.path.clone(),
+                        op: "read the data of",
+                        source: io::ErrorKind::UnexpectedEof.into(),
+                    });
+                }
+                done += n;
+                self.progress(n);
+            }
+        }
+        Ok(())
+    }
+
+    fn progress(&mut self, n: u64) {
+        self.report.bytes += n;
+        if let Some(progress) = &self.opts.progress {
+            progress(n);
+        }
+    }
+
+    /// The entry a hard link's chain ends in (its data and metadata), by
+    /// index in the same image; `None` when the chain is broken.
+    fn link_root(&mut self, element: usize, entry: usize) -> Option<usize> {
+        let listed = &self.list.images[element];
+        let entries = listed.image.image.entries();
+        let by_path = self.by_path.entry(listed.id).or_insert_with(|| {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.path.as_slice(), i))
+                .collect()
+        });
+        let mut at = entry;
+        // Each step moves to another entry; more steps than entries is a loop.
+        for _ in 0..=entries.len() {
+            let e = entries.get(at)?;
+            if e.kind != EntryKind::HardLink {
+                return (!e.kind.is_dir()).then_some(at);
+            }
+            at = *by_path.get(e.link_target.as_deref()?)?;
+        }
+        None
+    }
+
+    /// Creates a non-directory at `parent`/`name`.
+    fn place(
+        &mut self,
+        stack: &DirStack,
+        parent: RawFd,
+        name: &[u8],
+        path: &[u8],
+        element: usize,
+        entry: usize,
+    ) -> Result<(), RenderError> {
+        let e = self.entry(element, entry);
+        let mut source = entry;
+        if e.kind == EntryKind::Regular || e.kind == EntryKind::HardLink {
+            // Regular files join the group of their own entry; hard links
+            // the group of the entry their chain ends in, whatever became
+            // of that entry's path in the rendered tree (DESIGN §5: a link
+            // whose target was filtered or overridden keeps its own
+            // image's content).
+            let root = if e.kind == EntryKind::HardLink {
+                self.link_root(element, entry)
+                    .ok_or_else(|| RenderError::Entry {
+                        path: path.to_vec(),
+                        op: "resolve the hard link",
+                        source: io::Error::new(
+                            io::ErrorKind::NotFound,
+                            "target is not a file of the same image",
+                        ),
+                    })?
+            } else {
+                entry
+            };
+            let key = (self.list.images[element].id, root);
+            if let Some(first) = self.groups.get(&key) {
+                let parts = components(key.0, first)?;
+                let (first_name, first_parent) =
+                    parts.split_last().ok_or_else(|| RenderError::UnsafePath {
+                        image: Box::new(key.0),
+                        path: first.clone(),
+                    })?;
+                let first_dir = stack
+                    .open_fresh(first_parent)
+                    .map_err(entry_err(path, "open the link target's directory for"))?;
+                return unistd::linkat(
+                    Some(first_dir.as_raw_fd()),
+                    OsStr::from_bytes(first_name),
+                    Some(parent),
+                    OsStr::from_bytes(name),
+                    AtFlags::empty(),
+                )
+                .map_err(entry_err(path, "create hard link"));
+            }
+            self.groups.insert(key, path.to_vec());
+            source = root;
+        }
+        let e = self.entry(element, source);
+        let at = |errno| entry_err(path, "create")(errno);
+        match e.kind {
+            EntryKind::Regular => {
+                let file = self.create_file(parent, name, path)?;
+                self.write_data(&file, element, e)?;
+                self.finish_file(&file, e)?;
+                Ok(())
+            }
+            EntryKind::Symlink => {
+                let target = e.link_target.as_deref().unwrap_or_default();
+                unistd::symlinkat(
+                    OsStr::from_bytes(target),
+                    Some(parent),
+                    OsStr::from_bytes(name),
+                )
+                .map_err(at)?;
+                self.finish_at(parent, name, path, e, true)
+            }
+            EntryKind::Fifo => {
+                unistd::mkfifoat(
+                    Some(parent),
+                    OsStr::from_bytes(name),
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(at)?;
+                self.finish_at(parent, name, path, e, false)
+            }
+            EntryKind::CharDevice | EntryKind::BlockDevice => {
+                let kind = if e.kind == EntryKind::CharDevice {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                let dev = stat::makedev(u64::from(e.dev_major), u64::from(e.dev_minor));
+                match stat::mknodat(
+                    Some(parent),
+                    OsStr::from_bytes(name),
+                    kind,
+                    Mode::from_bits_truncate(0o600),
+                    dev,
+                ) {
+                    Ok(()) => self.finish_at(parent, name, path, e, false),
+                    // Not root, or no CAP_MKNOD: counted, left out.
+                    Err(Errno::EPERM) => {
+                        self.report.devices_not_created += 1;
+                        Ok(())
+                    }
+                    Err(errno) => Err(at(errno)),
+                }
+            }
+            EntryKind::Directory | EntryKind::HardLink => Err(RenderError::Entry {
+                path: path.to_vec(),
+                op: "resolve the hard link",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "link chain does not end in a file",
+                ),
+            }),
+        }
+    }
+
+    /// Metadata of an object that cannot be opened for writing (symlink,
+    /// fifo, device), by name in its parent. The name was created by us a
+    /// moment ago in our private temp dir.
+    fn finish_at(
+        &mut self,
+        parent: RawFd,
+        name: &[u8],
+        path: &[u8],
+        e: &Entry,
+        symlink: bool,
+    ) -> Result<(), RenderError> {
+        let name = OsStr::from_bytes(name);
+        if let Some((uid, gid)) = self.wanted_owner(e) {
+            match unistd::fchownat(
+                Some(parent),
+                name,
+                Some(uid),
+                Some(gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(()) => {}
+                Err(Errno::EPERM | Errno::EINVAL) => self.report.ownership_not_restored += 1,
+                Err(errno) => return Err(entry_err(path, "set the owner of")(errno)),
+            }
+        }
+        if !symlink {
+            stat::fchmodat(
+                Some(parent),
+                name,
+                Mode::from_bits_truncate(e.mode & 0o7777),
+                stat::FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(entry_err(path, "set the mode of"))?;
+        }
+        let (atime, mtime) = times(e);
+        stat::utimensat(
+            Some(parent),
+            name,
+            &atime,
+            &mtime,
+            UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(entry_err(path, "set the times of"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_refuse_anything_but_plain_names() {
+        let id = ImageId::from_digest([7; 64]);
+        assert_eq!(components(id, b"rootfs/a/b").unwrap(), [&b"a"[..], b"b"]);
+        for bad in [
+            &b"rootfs/../x"[..],
+            b"rootfs/a/./b",
+            b"rootfs//a",
+            b"rootfs/a/",
+            b"manifest",
+            b"rootfsx/a",
+            b"rootfs/a\0b",
+        ] {
+            assert!(
+                matches!(components(id, bad), Err(RenderError::UnsafePath { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn open_dir_at_never_follows_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
+        let root = fcntl::open(
+            tmp.path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .map(owned_fd)
+        .unwrap();
+        assert!(open_dir_at(root.as_raw_fd(), b"real").is_ok());
+        assert!(open_dir_at(root.as_raw_fd(), b"link").is_err());
+        assert!(
+            open_dir_at(root.as_raw_fd(), b"..").is_err() || OPENAT2.load(Ordering::Relaxed) == 2
+        );
+    }
+}

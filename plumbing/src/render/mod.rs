@@ -1,0 +1,143 @@
+//! Rendering: an image and all its dependencies laid down as one tree
+//! (`manifest` + `rootfs/`), as `render-tree` and `extract` do (DESIGN §5,
+//! aci-format §8–11).
+//!
+//! Three steps, each usable on its own:
+//! - [`dependency_list`] resolves every dependency and opens every image,
+//!   in the reference's priority order ([`deps`]);
+//! - [`file_map`] decides which element supplies each path ([`filemap`]);
+//! - [`render`] writes the tree into a fresh temp dir beside the target,
+//!   fd-relative and never through a symlink, verifies every blob on a
+//!   second thread meanwhile, and renames the tree into place ([`extract`]).
+//!
+//! Every error that can be known from the images (a missing dependency, a
+//! cycle, a bad manifest) is found before anything is written; a failure
+//! or interrupt later leaves no target and no temp dir.
+
+pub mod deps;
+pub mod extract;
+pub mod filemap;
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::id::ImageId;
+use crate::quote::quote_path;
+
+pub use deps::{
+    dependency_list, dependency_list_for, DependencyList, ImageSource, ListedImage, SharedImage,
+    MAX_DEPTH, MAX_IMAGES,
+};
+pub use extract::{render, render_list, RenderOptions, RenderReport};
+pub use filemap::{file_map, write_file_map, FileMap, Supplier};
+
+/// Why a render failed. Chains name the path through the dependency
+/// graph, top first: `example.com/app -> example.com/base,version=1.0`.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// No stored image satisfies a dependency (or the top image is missing).
+    #[error("{chain}: not in store")]
+    NotInStore {
+        /// The chain ending in the missing image.
+        chain: String,
+    },
+    /// A dependency's `imageID` prefix matches several stored images.
+    #[error("{chain}: ambiguous image id, candidates:{}", list_ids(.candidates))]
+    Ambiguous {
+        /// The chain ending in the dependency.
+        chain: String,
+        /// Every matching id.
+        candidates: Vec<ImageId>,
+    },
+    /// A dependency is the image itself or one of its ancestors.
+    #[error("{chain}: dependency cycle")]
+    Cycle {
+        /// The chain, ending in the repeated image.
+        chain: String,
+    },
+    /// A chain is deeper than [`MAX_DEPTH`].
+    #[error("{chain}: dependency chain deeper than {max} levels")]
+    TooDeep {
+        /// The chain at the point it got too deep.
+        chain: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The dependency list would hold more than [`MAX_IMAGES`] elements.
+    #[error("{chain}: more than {max} images in the dependency list")]
+    TooMany {
+        /// The chain whose dependency would exceed the limit.
+        chain: String,
+        /// The limit.
+        max: usize,
+    },
+    /// An image of the chain could not be opened.
+    #[error("{chain}: {source}")]
+    Open {
+        /// The chain ending in the image.
+        chain: String,
+        /// The cause.
+        source: Box<crate::store::StoreError>,
+    },
+    /// An image's manifest does not parse.
+    #[error("{chain}: invalid image manifest: {source}")]
+    BadManifest {
+        /// The chain ending in the image.
+        chain: String,
+        /// The cause.
+        source: Box<crate::manifest::ManifestError>,
+    },
+    /// A stored blob no longer hashes to its id; nothing was published.
+    #[error("{chain}: stored data of {expected} hashes to {found} (blob damaged)")]
+    HashMismatch {
+        /// The chain ending in the damaged image.
+        chain: String,
+        /// The id the blob is stored under.
+        expected: Box<ImageId>,
+        /// What it hashes to.
+        found: Box<ImageId>,
+    },
+    /// The target exists and is not an empty directory.
+    #[error("{}: target exists and is not an empty directory", .path.display())]
+    TargetNotEmpty {
+        /// The target.
+        path: PathBuf,
+    },
+    /// An entry's path has an empty, `.` or `..` component, or a NUL byte
+    /// (possible only with a damaged entry index: the archive reader
+    /// rejects such names).
+    #[error("{}: unsafe path in image {image}", quote_path(.path))]
+    UnsafePath {
+        /// The image.
+        image: Box<ImageId>,
+        /// The entry path.
+        path: Vec<u8>,
+    },
+    /// Writing an entry (or reading its data) failed.
+    #[error("{}: cannot {op}: {source}", quote_path(.path))]
+    Entry {
+        /// The entry's archive path.
+        path: Vec<u8>,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A filesystem operation on the target or the temp dir failed.
+    #[error("{}: cannot {op}: {source}", .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The interrupt flag was raised; nothing was published.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn list_ids(ids: &[ImageId]) -> String {
+    ids.iter().map(|id| format!(" {id}")).collect()
+}

@@ -1,0 +1,54 @@
+//! `acido extract IMAGE DIR`
+
+use std::io::Write;
+use std::sync::Arc;
+
+use acido_porcelain::extract;
+
+use crate::cli::ExtractArgs;
+use crate::commands::render_tree::interrupt_on_signals;
+use crate::commands::Context;
+use crate::output::Outcome;
+use crate::progress::Bar;
+
+/// Renders IMAGE into DIR with a progress bar, then one summary line (and
+/// one line for what could not be restored) on stderr.
+pub fn run(ctx: &Context, args: ExtractArgs) -> anyhow::Result<Outcome> {
+    let store = ctx.store()?;
+    let interrupt = interrupt_on_signals();
+    let progress = Arc::new(Bar::new(ctx.quiet));
+    let report = extract::extract(
+        &store,
+        &args.image,
+        &args.dir,
+        &std::env::temp_dir(),
+        progress,
+        &interrupt,
+    )?;
+    let r = &report.render;
+    let mut err = std::io::stderr().lock();
+    if !ctx.quiet {
+        writeln!(
+            err,
+            "acido: extracted {} ({} images) into {}: {} entries, {} bytes",
+            report.id,
+            r.images,
+            args.dir.display(),
+            r.entries,
+            r.bytes
+        )?;
+    }
+    let skipped = r.ownership_not_restored + r.devices_not_created + r.xattrs_not_restored;
+    if skipped > 0 {
+        // Never silent, even with -q: the tree differs from the image.
+        writeln!(
+            err,
+            "acido: not restored (running as {}): {} ownerships, {} device nodes, {} xattrs",
+            if r.as_root { "root" } else { "a normal user" },
+            r.ownership_not_restored,
+            r.devices_not_created,
+            r.xattrs_not_restored
+        )?;
+    }
+    Ok(Outcome::Success)
+}
