@@ -366,13 +366,14 @@ fn check_layout(dir: &Path, guard: Option<(u64, u64)>) -> Result<Vec<u8>, PackEr
     Ok(bytes)
 }
 
-/// Opens a regular file without following a symlink and without blocking
-/// on a fifo that replaced it, and returns it with its `fstat`. When
+/// Opens a regular file without following a symlink, without blocking on a
+/// fifo and without taking a terminal that replaced it since it was listed,
+/// and returns it with its `fstat`. When
 /// `expected` is given, the opened file must be that (device, inode).
 fn open_regular(path: &Path, expected: Option<(u64, u64)>) -> Result<(File, Metadata), PackError> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
         .open(path)
         .map_err(|source| PackError::Read {
             path: path.to_owned(),
