@@ -45,8 +45,14 @@ pub enum Command {
     PackAci(PackAciArgs),
     /// Render an image and its dependencies into a directory (plumbing)
     RenderTree(RenderTreeArgs),
+    /// Compare two trees, each an image (rendered) or a directory (plumbing)
+    DiffTree(DiffTreeArgs),
     /// Store ACI files in the image store (porcelain)
     Import(ImportArgs),
+    /// Render an image into a build tree that depends on it (porcelain)
+    Startbuild(StartbuildArgs),
+    /// Pack a build tree into an image holding only what differs from its dependencies (porcelain)
+    Build(BuildArgs),
     /// List the stored images (porcelain)
     Images(ImagesArgs),
     /// Remove stored images that no other stored image depends on (porcelain)
@@ -167,6 +173,13 @@ pub struct PackAciArgs {
     /// Replace FILE if it exists
     #[arg(long)]
     pub overwrite: bool,
+    /// Pack only these paths below rootfs (NUL-separated, relative, as
+    /// 'diff-tree -z' prints them); '-' reads standard input
+    #[arg(long, value_name = "LIST")]
+    pub paths_from: Option<PathBuf>,
+    /// Use this manifest instead of DIR/manifest
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
     /// The layout directory: a manifest file and a rootfs directory
     pub dir: PathBuf,
 }
@@ -201,6 +214,71 @@ pub struct ExtractArgs {
     pub image: String,
     /// The directory to create (it must not exist, or be empty)
     pub dir: PathBuf,
+}
+
+/// Arguments of `acido diff-tree`.
+#[derive(Debug, Args)]
+pub struct DiffTreeArgs {
+    /// Terminate fields with NUL and print paths raw (with the default format)
+    #[arg(short = 'z')]
+    pub nul: bool,
+    /// Print the status letter and path of each change (the default)
+    #[arg(long, conflicts_with_all = ["stat", "json", "name_only"])]
+    pub name_status: bool,
+    /// Print only the path of each change
+    #[arg(long, conflicts_with_all = ["stat", "json"])]
+    pub name_only: bool,
+    /// Keep only changes whose status letter is in LETTERS (A, M, D, T)
+    #[arg(long, value_name = "LETTERS")]
+    pub diff_filter: Option<String>,
+    /// Print which attributes differ for each path, and a summary
+    #[arg(long, conflicts_with = "json")]
+    pub stat: bool,
+    /// Print the changes as JSON with both sides' metadata
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when there are changes
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Do not compare the modification times of directories
+    #[arg(long)]
+    pub ignore_dir_mtime: bool,
+    /// The old tree: a directory, a layout directory, or an image
+    pub a: String,
+    /// The new tree: a directory, a layout directory, or an image
+    pub b: String,
+}
+
+/// Arguments of `acido startbuild`.
+#[derive(Debug, Args)]
+pub struct StartbuildArgs {
+    /// The base image: id, id prefix or NAME[:VERSION][,LABEL=VALUE...]
+    pub image: String,
+    /// The build tree to create (must not exist or be empty; default: a new
+    /// directory under $TMPDIR, printed on stdout)
+    pub dir: Option<PathBuf>,
+}
+
+/// Arguments of `acido build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Also store the new image
+    #[arg(long)]
+    pub import: bool,
+    /// Replace OUT.aci if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Compression of the output
+    #[arg(long, value_enum, default_value = "xz")]
+    pub compression: CompressionArg,
+    /// Threads for xz compression (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: u32,
+    /// The build tree: a manifest file and a rootfs directory
+    pub dir: PathBuf,
+    /// Where to write the new ACI (may be left out with --import)
+    #[arg(value_name = "OUT.aci")]
+    pub output: Option<PathBuf>,
 }
 
 /// Arguments of `acido import`.

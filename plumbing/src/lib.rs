@@ -23,9 +23,11 @@
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 //! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
+//! - [`build`]: diff builds: a tree against its dependencies' rendering, stat snapshots.
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod build;
 pub mod compression;
 pub mod diff;
 pub mod entry;

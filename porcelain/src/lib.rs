@@ -11,8 +11,11 @@
 //! - [`export`]: writing a stored image out as a verified ACI.
 //! - [`fsck`]: verifying and repairing the store.
 //! - [`extract`]: rendering an image with its dependencies into a directory.
+//! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
+//! - [`build`]: packing a build tree into a diff image over its dependencies.
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod export;
 pub mod extract;
 pub mod fsck;
@@ -21,3 +24,4 @@ pub mod images;
 pub mod import;
 pub mod progress;
 pub mod rm;
+pub mod startbuild;

@@ -1,11 +1,13 @@
 //! One module per command: parse nothing, call one library function,
 //! encode its result, return the outcome.
 
+pub mod build;
 pub mod cat_manifest;
+pub mod diff_tree;
 pub mod export;
+pub mod extract;
 pub mod fsck;
 pub mod gc;
-pub mod extract;
 pub mod hash_object;
 pub mod images;
 pub mod import;
@@ -14,6 +16,7 @@ pub mod pack_aci;
 pub mod render_tree;
 pub mod resolve;
 pub mod rm;
+pub mod startbuild;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -1,9 +1,11 @@
-//! `acido pack-aci [--compression C] -o FILE|- DIR`
+//! `acido pack-aci [--compression C] [--paths-from LIST] [--manifest FILE] -o FILE|- DIR`
 
-use std::io::{self, Write};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Read, Write};
 use std::path::Path;
 
-use acido_plumbing::pack::{self, PackOptions};
+use acido_plumbing::pack::{self, PackOptions, PackReport};
 use anyhow::Context as _;
 
 use crate::cli::PackAciArgs;
@@ -18,17 +20,75 @@ pub fn run(_ctx: &Context, args: PackAciArgs) -> anyhow::Result<Outcome> {
         xz_threads: args.threads,
         level: None,
     };
-    if args.output == Path::new("-") {
-        let mut stdout = io::stdout().lock();
-        let report = pack::pack_layout(&args.dir, &mut stdout, &opts)
-            .with_context(|| format!("pack-aci {}", args.dir.display()))?;
-        stdout.flush()?;
+    let to_stdout = args.output == Path::new("-");
+    let report = if args.paths_from.is_none() && args.manifest.is_none() {
+        if to_stdout {
+            let mut stdout = io::stdout().lock();
+            let report = pack::pack_layout(&args.dir, &mut stdout, &opts)
+                .with_context(|| format!("pack-aci {}", args.dir.display()))?;
+            stdout.flush()?;
+            report
+        } else {
+            pack::pack_layout_to_file(&args.dir, &args.output, args.overwrite, &opts)?
+        }
+    } else {
+        pack_selected(&args, &opts, to_stdout)?
+    };
+    if to_stdout {
         writeln!(io::stderr(), "{}", report.id)?;
     } else {
-        let report = pack::pack_layout_to_file(&args.dir, &args.output, args.overwrite, &opts)?;
         let mut out = output::stdout();
         writeln!(out, "{}", report.id)?;
         output::finish(out)?;
     }
     Ok(Outcome::Success)
+}
+
+/// `--paths-from` / `--manifest`: a chosen manifest and only the listed
+/// paths (all of them when no list is given).
+fn pack_selected(
+    args: &PackAciArgs,
+    opts: &PackOptions,
+    to_stdout: bool,
+) -> anyhow::Result<PackReport> {
+    let manifest_path = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| args.dir.join("manifest"));
+    let manifest = fs::read(&manifest_path).with_context(|| manifest_path.display().to_string())?;
+    let paths: Option<BTreeSet<Vec<u8>>> = match &args.paths_from {
+        None => None,
+        Some(list) => {
+            let mut bytes = Vec::new();
+            if list == Path::new("-") {
+                io::stdin().read_to_end(&mut bytes)?;
+            } else {
+                bytes = fs::read(list).with_context(|| list.display().to_string())?;
+            }
+            Some(
+                bytes
+                    .split(|&b| b == 0)
+                    .filter(|p| !p.is_empty() && *p != b".")
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            )
+        }
+    };
+    let select = |path: &[u8]| paths.as_ref().is_none_or(|set| set.contains(path));
+    let rootfs = args.dir.join("rootfs");
+    if to_stdout {
+        let mut stdout = io::stdout().lock();
+        let report = pack::pack_selected(&manifest, &rootfs, &select, &mut stdout, opts)?;
+        stdout.flush()?;
+        Ok(report)
+    } else {
+        Ok(pack::pack_selected_to_file(
+            &manifest,
+            &rootfs,
+            &select,
+            &args.output,
+            args.overwrite,
+            opts,
+        )?)
+    }
 }

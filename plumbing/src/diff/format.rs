@@ -48,6 +48,21 @@ pub fn write_name_status(out: &mut dyn Write, changes: &[Change], nul: bool) -> 
     Ok(())
 }
 
+/// Writes the `--name-only` format: the path of each change, C-quoted and
+/// ending in a newline, or with `-z` raw and ending in NUL (the form
+/// `pack-aci --paths-from` reads).
+pub fn write_name_only(out: &mut dyn Write, changes: &[Change], nul: bool) -> io::Result<()> {
+    for change in changes {
+        if nul {
+            out.write_all(&change.path)?;
+            out.write_all(b"\0")?;
+        } else {
+            writeln!(out, "{}", quote_path(&change.path))?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes the `--stat` format: one line per change, then a summary line.
 ///
 /// ```text
@@ -274,6 +289,7 @@ mod tests {
             dev: 0,
             ino: 0,
             nlink: 1,
+            ctime: Timestamp::default(),
             hard_links: Vec::new(),
         }
     }

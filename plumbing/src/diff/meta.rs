@@ -52,6 +52,10 @@ pub struct FileMeta {
     pub ino: u64,
     /// `st_nlink` of the path.
     pub nlink: u64,
+    /// Status change time (`st_ctime`): not compared, but it moves on any
+    /// write, chmod, chown, xattr or link change, so a stat snapshot can
+    /// tell an untouched file without reading it (DESIGN §6).
+    pub ctime: Timestamp,
     /// The other paths of the same tree that are hard links to this one
     /// (same `dev` and `ino`), sorted; filled in by [`walk`], empty for a
     /// [`FileMeta`] read on its own and for directories.
@@ -119,6 +123,10 @@ impl FileMeta {
             dev: md.dev(),
             ino: md.ino(),
             nlink: md.nlink(),
+            ctime: Timestamp {
+                secs: md.ctime(),
+                nanos: u32::try_from(md.ctime_nsec()).unwrap_or(0),
+            },
             hard_links: Vec::new(),
         }))
     }
@@ -213,6 +221,14 @@ impl Tree {
         } else {
             self.root.join(std::ffi::OsStr::from_bytes(key))
         }
+    }
+
+    /// A tree from metadata that does not come from a walk (e.g. what a
+    /// rendering would produce): `entries` maps relative paths, the root
+    /// under the empty key, to their metadata; `root` is where
+    /// [`Tree::full_path`] points.
+    pub fn from_entries(root: PathBuf, entries: BTreeMap<Vec<u8>, FileMeta>) -> Tree {
+        Tree { root, entries }
     }
 
     /// The internal, sorted map (root under the empty key).

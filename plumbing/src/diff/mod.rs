@@ -308,6 +308,31 @@ pub fn diff_trees(a: &Path, b: &Path, opts: &DiffOptions) -> Result<Vec<Change>,
 
 /// [`diff_trees`] on two trees already walked.
 pub fn diff_walked(a: &Tree, b: &Tree, opts: &DiffOptions) -> Result<Vec<Change>, DiffError> {
+    diff_walked_with(a, b, &mut |path, ma, mb| {
+        let (pa, pb) = (a.full_path(path), b.full_path(path));
+        compare(ma, mb, opts, || same_content(&pa, &pb)).map_err(|source| DiffError::Content {
+            a: pa.clone(),
+            b: pb.clone(),
+            source,
+        })
+    })
+}
+
+/// The judge of a path present on both sides: its status and differing
+/// attributes, or `None` when it is unchanged.
+pub type Judge<'a> =
+    dyn FnMut(&[u8], &FileMeta, &FileMeta) -> Result<Option<(Status, Vec<Attr>)>, DiffError> + 'a;
+
+/// The walk behind [`diff_walked`], with the judgement of paths present on
+/// both sides left to `judge` (called with the listed path, A's and B's
+/// metadata). Callers that know more than two directories can, such as
+/// `build` comparing a tree against a rendering it never wrote (content
+/// from the blobs, untouched paths from a stat snapshot), plug in here.
+pub fn diff_walked_with(
+    a: &Tree,
+    b: &Tree,
+    judge: &mut Judge<'_>,
+) -> Result<Vec<Change>, DiffError> {
     let mut changes = Vec::new();
     let mut ia = a.entries().iter().peekable();
     let mut ib = b.entries().iter().peekable();
@@ -346,16 +371,7 @@ pub fn diff_walked(a: &Tree, b: &Tree, opts: &DiffOptions) -> Result<Vec<Change>
                     break;
                 };
                 let path = meta::display_of(key);
-                let (pa, pb) = (a.full_path(path), b.full_path(path));
-                let result =
-                    compare(ma, mb, opts, || same_content(&pa, &pb)).map_err(|source| {
-                        DiffError::Content {
-                            a: pa.clone(),
-                            b: pb.clone(),
-                            source,
-                        }
-                    })?;
-                if let Some((status, attrs)) = result {
+                if let Some((status, attrs)) = judge(path, ma, mb)? {
                     changes.push(Change {
                         path: path.to_vec(),
                         status,
@@ -394,6 +410,7 @@ mod tests {
             dev: 1,
             ino: 2,
             nlink: 1,
+            ctime: Timestamp::default(),
             hard_links: Vec::new(),
         }
     }
@@ -476,6 +493,7 @@ mod tests {
             ),
             (
                 FileMeta {
+                    ctime: Timestamp::default(),
                     hard_links: vec![b"other".to_vec()],
                     ..base.clone()
                 },
@@ -574,6 +592,7 @@ mod tests {
     fn hard_link_regrouping_with_identical_content() {
         // A: x and y are one inode; B: two files with the same bytes.
         let ax = FileMeta {
+            ctime: Timestamp::default(),
             hard_links: vec![b"y".to_vec()],
             nlink: 2,
             ..file(3)
@@ -588,6 +607,7 @@ mod tests {
         assert_eq!(cmp(&ax, &bx2), None);
         // Regrouped with a different partner.
         let bx3 = FileMeta {
+            ctime: Timestamp::default(),
             hard_links: vec![b"z".to_vec()],
             ..ax.clone()
         };

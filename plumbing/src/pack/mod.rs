@@ -258,6 +258,39 @@ pub fn pack_layout_to_file(
     overwrite: bool,
     opts: &PackOptions,
 ) -> Result<PackReport, PackError> {
+    write_file_atomically(file, overwrite, &mut |out, guard| {
+        let manifest = check_layout(dir, guard)?;
+        pack_tree(&manifest, &dir.join("rootfs"), &|_| true, out, opts, guard)
+    })
+}
+
+/// [`pack_selected`] into the file `file`, atomically as
+/// [`pack_layout_to_file`] writes.
+pub fn pack_selected_to_file(
+    manifest: &[u8],
+    rootfs: &Path,
+    select: &dyn Fn(&[u8]) -> bool,
+    file: &Path,
+    overwrite: bool,
+    opts: &PackOptions,
+) -> Result<PackReport, PackError> {
+    write_file_atomically(file, overwrite, &mut |out, guard| {
+        pack_tree(manifest, rootfs, select, out, opts, guard)
+    })
+}
+
+/// The (device, inode) of an output file that must not be packed into itself.
+type OutputGuard = Option<(u64, u64)>;
+
+/// Runs `write` on a temp file beside `file` (given the temp file's
+/// (device, inode), which must not be packed into itself), then syncs it and
+/// renames it into place, replacing an existing `file` only when
+/// `overwrite` is set.
+fn write_file_atomically(
+    file: &Path,
+    overwrite: bool,
+    write: &mut dyn FnMut(&mut File, OutputGuard) -> Result<PackReport, PackError>,
+) -> Result<PackReport, PackError> {
     if !overwrite && fs::symlink_metadata(file).is_ok() {
         return Err(PackError::OutputExists {
             path: file.to_owned(),
@@ -279,16 +312,7 @@ pub fn pack_layout_to_file(
         .map_err(output_err)?;
     let tmp_meta = tmp.as_file().metadata().map_err(output_err)?;
     let guard = Some((tmp_meta.dev(), tmp_meta.ino()));
-
-    let manifest = check_layout(dir, guard)?;
-    let report = pack_tree(
-        &manifest,
-        &dir.join("rootfs"),
-        &|_| true,
-        tmp.as_file_mut(),
-        opts,
-        guard,
-    )?;
+    let report = write(tmp.as_file_mut(), guard)?;
     tmp.as_file().sync_all().map_err(output_err)?;
     if overwrite {
         tmp.persist(file).map_err(|e| output_err(e.error))?;

@@ -1,0 +1,188 @@
+//! `build`: pack a build tree into a new image that holds only what
+//! differs from the rendering of its manifest's dependencies (DESIGN §6).
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
+use acido_plumbing::manifest::{ImageManifest, ManifestError};
+use acido_plumbing::pack::{self, PackError, PackOptions, PackReport};
+use acido_plumbing::store::{ImageRecord, Store, StoreError};
+
+use crate::progress::Progress;
+
+/// Why a build failed. Nothing is left at the output path.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildCmdError {
+    /// The tree's manifest is missing or unreadable.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The tree's manifest is invalid.
+    #[error("{}: {source}", path.display())]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        source: ManifestError,
+    },
+    /// Comparing with the dependencies failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Packing failed.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// The output exists and `--overwrite` was not given.
+    #[error("{}: output file exists (use --overwrite)", path.display())]
+    OutputExists {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// Neither an output file nor `--import` was asked for.
+    #[error("build: name an output file or use --import")]
+    NoOutput,
+    /// Importing the result failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Where to write the ACI (`None`: only import it).
+    pub output: Option<PathBuf>,
+    /// Replace an existing output file.
+    pub overwrite: bool,
+    /// Also store the new image.
+    pub import: bool,
+    /// Compression of the output.
+    pub pack: PackOptions,
+}
+
+/// What a build did.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// What was packed.
+    pub pack: PackReport,
+    /// The changes against the dependencies (`None` for an image without
+    /// dependencies, which is packed whole).
+    pub selection: Option<Selection>,
+    /// Whether a complete `pathWhitelist` was written (something was deleted).
+    pub whitelisted: bool,
+    /// Whether the stat snapshot from `startbuild` was used.
+    pub used_snapshot: bool,
+    /// The stored image, with `--import`.
+    pub imported: Option<ImageRecord>,
+}
+
+/// Builds the layout directory `dir` into a new image.
+pub fn build(
+    store: &Store,
+    dir: &Path,
+    opts: &BuildOptions,
+    scratch: &Path,
+    progress: &dyn Progress,
+) -> Result<BuildReport, BuildCmdError> {
+    if opts.output.is_none() && !opts.import {
+        return Err(BuildCmdError::NoOutput);
+    }
+    if let Some(out) = &opts.output {
+        // Checked before the comparison too, so a long build is not wasted.
+        if !opts.overwrite && fs::symlink_metadata(out).is_ok() {
+            return Err(BuildCmdError::OutputExists { path: out.clone() });
+        }
+    }
+    let manifest_path = dir.join("manifest");
+    let manifest_bytes = fs::read(&manifest_path).map_err(|source| BuildCmdError::Io {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let manifest =
+        ImageManifest::from_slice(&manifest_bytes).map_err(|source| BuildCmdError::Manifest {
+            path: manifest_path.clone(),
+            source,
+        })?;
+    let rootfs = dir.join("rootfs");
+
+    let (packed_manifest, selection, whitelisted, used_snapshot) =
+        if manifest.dependencies.is_empty() {
+            (manifest_bytes, None, false, false)
+        } else {
+            progress.note("comparing the tree with its dependencies");
+            let rendering = build::dependency_rendering(store, &manifest, &rootfs, scratch)?;
+            let snapshot = store
+                .load_build_state(dir)?
+                .and_then(|bytes| Snapshot::decode(&bytes).ok());
+            let (changes, tree) =
+                build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?;
+            let selection = build::select(&changes);
+            let (bytes, whitelisted) = if selection.deleted > 0 {
+                let mut with_list = manifest.clone();
+                with_list.path_whitelist = build::whitelist_of(&tree)?;
+                (with_list.to_json().into_bytes(), true)
+            } else {
+                (manifest_bytes, false)
+            };
+            (bytes, Some(selection), whitelisted, snapshot.is_some())
+        };
+
+    let select = |path: &[u8]| match &selection {
+        Some(sel) => sel.paths.contains(path),
+        None => true,
+    };
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BuildCmdError::Io { path, source }
+    };
+    progress.note("packing");
+    let name = dir.display().to_string();
+    let (report, imported) = match &opts.output {
+        Some(out) => {
+            let report = pack::pack_selected_to_file(
+                &packed_manifest,
+                &rootfs,
+                &select,
+                out,
+                opts.overwrite,
+                &opts.pack,
+            )?;
+            let imported = if opts.import {
+                let file = File::open(out).map_err(io_err(out))?;
+                Some(store.import(file, &name)?.record)
+            } else {
+                None
+            };
+            (report, imported)
+        }
+        None => {
+            // Import only: the ACI lives in the store's tmp/ until imported.
+            store.ensure_layout()?;
+            let tmp_dir = store.tmp_dir();
+            let mut temp = tempfile::Builder::new()
+                .prefix("build-")
+                .tempfile_in(&tmp_dir)
+                .map_err(io_err(&tmp_dir))?;
+            let report = pack::pack_selected(
+                &packed_manifest,
+                &rootfs,
+                &select,
+                temp.as_file_mut(),
+                &opts.pack,
+            )?;
+            let file = File::open(temp.path()).map_err(io_err(temp.path()))?;
+            (report, Some(store.import(file, &name)?.record))
+        }
+    };
+    Ok(BuildReport {
+        pack: report,
+        selection,
+        whitelisted,
+        used_snapshot,
+        imported,
+    })
+}

@@ -1,0 +1,44 @@
+//! `acido startbuild IMAGE [DIR]`
+
+use std::io::Write;
+use std::sync::Arc;
+
+use acido_porcelain::startbuild;
+
+use crate::cli::StartbuildArgs;
+use crate::commands::render_tree::interrupt_on_signals;
+use crate::commands::Context;
+use crate::output::{self, Outcome};
+use crate::progress::Bar;
+
+/// Renders IMAGE into DIR (or a new temp dir, printed) and prepares it for
+/// `build`.
+pub fn run(ctx: &Context, args: StartbuildArgs) -> anyhow::Result<Outcome> {
+    let store = ctx.store()?;
+    let interrupt = interrupt_on_signals();
+    let progress = Arc::new(Bar::new(ctx.quiet));
+    let report = startbuild::startbuild(
+        &store,
+        &args.image,
+        args.dir.as_deref(),
+        &std::env::temp_dir(),
+        progress,
+        &interrupt,
+    )?;
+    if !ctx.quiet {
+        writeln!(
+            std::io::stderr(),
+            "acido: build tree {} on {} ({} entries); edit rootfs/ and manifest, then 'acido build {} OUT.aci'",
+            report.dir.display(),
+            report.base,
+            report.render.entries,
+            report.dir.display()
+        )?;
+    }
+    if args.dir.is_none() {
+        let mut out = output::stdout();
+        writeln!(out, "{}", report.dir.display())?;
+        output::finish(out)?;
+    }
+    Ok(Outcome::Success)
+}
