@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Rendering speed and memory against GNU tar (DESIGN §10, issue 3).
+# Run by hand, not in CI:   bash bench/render.sh [RUNS] [SIZE_MB]
+#
+# Generates (once, in the bench cache) a ~SIZE_MB single-image rootfs shaped
+# like a distro tree: many small files in nested directories, a few large
+# ones, symlinks and hard links. Packs it as an uncompressed ACI, imports it
+# into a private store, then times interleaved runs of
+#   acido render-tree IMAGE OUT     (blob verification on, the default)
+#   tar -xf BLOB -C OUT             (the same uncompressed tar)
+# and prints the median times, their ratio (target <= 1.5) and acido's peak
+# RSS from /usr/bin/time -v (target < 64 MiB). Outputs are removed (and
+# synced) before each timed run.
+set -euo pipefail
+
+runs=${1:-5}
+size_mb=${2:-200}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
+tree="$cache/render-tree-${size_mb}m"
+work=$(mktemp -d "$cache/run.XXXXXX" 2>/dev/null || { mkdir -p "$cache"; mktemp -d "$cache/run.XXXXXX"; })
+trap 'rm -rf "$work"' EXIT
+
+cargo build --quiet --release --manifest-path "$root/Cargo.toml"
+acido="$root/target/release/acido"
+
+if [ ! -f "$tree.done" ]; then
+    rm -rf "$tree"
+    mkdir -p "$tree/rootfs"
+    printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench"}' >"$tree/manifest"
+    python3 - "$tree/rootfs" "$size_mb" <<'PY'
+import os, random, sys
+root, limit = sys.argv[1], int(sys.argv[2]) << 20
+rng = random.Random(42)
+total, n = 0, 0
+# ~15% of the bytes in a few large files, the rest in many small ones.
+for i in range(6):
+    size = limit * 15 // 100 // 6
+    d = os.path.join(root, "usr/lib/big")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"blob{i}.so"), "wb") as f:
+        f.write(rng.randbytes(size))
+    total += size
+while total < limit:
+    d = os.path.join(root, "usr", rng.choice(["lib", "share", "bin", "include"]),
+                     f"pkg{rng.randrange(400)}", f"sub{rng.randrange(8)}")
+    os.makedirs(d, exist_ok=True)
+    size = int(rng.lognormvariate(8.3, 1.3)) % (512 << 10)
+    path = os.path.join(d, f"f{n}")
+    with open(path, "wb") as f:
+        f.write(rng.randbytes(size))
+    if n % 50 == 0:
+        os.symlink(f"f{n}", path + ".link")
+    if n % 200 == 0:
+        os.link(path, path + ".hard")
+    total += size
+    n += 1
+PY
+    touch "$tree.done"
+fi
+
+"$acido" pack-aci --compression none -o "$work/image.aci" "$tree" >"$work/id"
+id=$(cat "$work/id")
+"$acido" --store "$work/store" import "$work/image.aci" >/dev/null
+blob="$work/store/blobs/sha512/${id:7:2}/${id:7}"
+files=$(tar -tf "$blob" | wc -l)
+echo "image: $id"
+echo "tar: $(($(stat -c %s "$blob") >> 20)) MiB, $files entries; $runs interleaved runs"
+
+now() { date +%s%N; }
+a=() t=()
+for i in $(seq "$runs"); do
+    rm -rf "$work/out-a" "$work/out-t"; sync
+    s=$(now); "$acido" --store "$work/store" render-tree "$id" "$work/out-a"; e=$(now)
+    a+=($(( (e - s) / 1000000 )))
+    rm -rf "$work/out-a" "$work/out-t"; sync
+    mkdir "$work/out-t"
+    s=$(now); tar -xf "$blob" -C "$work/out-t"; e=$(now)
+    t+=($(( (e - s) / 1000000 )))
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+ma=$(median "${a[@]}") mt=$(median "${t[@]}")
+rm -rf "$work/out-a"; sync
+rss=$(/usr/bin/time -v "$acido" --store "$work/store" render-tree "$id" "$work/out-a" 2>&1 >/dev/null |
+    awk -F': ' '/Maximum resident set size/ {print $2}')
+echo "render-tree: ${a[*]} ms (median $ma)"
+echo "tar -xf:     ${t[*]} ms (median $mt)"
+awk -v a="$ma" -v t="$mt" 'BEGIN {printf "ratio render-tree / tar -xf: %.2f (target <= 1.5)\n", a / t}'
+echo "acido peak RSS: $((rss / 1024)) MiB (target < 64 MiB)"
