@@ -28,7 +28,7 @@ fn chunk_sizes(control: u8, total: usize) -> Vec<usize> {
     if control == 0 {
         return vec![1; total];
     }
-    let mut state = u32::from(control) * 0x9e37_79b9 | 1;
+    let mut state = u32::from(control).wrapping_mul(0x9e37_79b9) | 1;
     let mut sizes = Vec::new();
     let mut covered = 0;
     while covered < total {
