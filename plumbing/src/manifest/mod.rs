@@ -646,6 +646,17 @@ impl<'a> ObjectWriter<'a> {
         json::write_string(self.out, value);
     }
 
+    /// A `name` field. A label, annotation, mount point or port without a
+    /// `name` key decodes to an empty name and is valid (the reference only
+    /// checks names it is given), but `"name":""` is rejected; leaving the
+    /// key out is the only JSON that decodes back to the same value. (The
+    /// reference itself refuses to marshal such a manifest.)
+    fn name(&mut self, name: &str) {
+        if !name.is_empty() {
+            self.string("name", name);
+        }
+    }
+
     fn raw(&mut self, key: &str, value: &str) {
         self.key(key);
         self.out.push_str(value);
@@ -671,7 +682,7 @@ fn write_name_values<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str,
     let pairs: Vec<_> = pairs.collect();
     write_list(out, &pairs, |out, (name, value)| {
         let mut w = ObjectWriter::new(out);
-        w.string("name", name);
+        w.name(name);
         w.string("value", value);
         w.end();
     });
@@ -732,7 +743,7 @@ fn write_app(out: &mut String, app: &App) {
         w.key("mountPoints");
         write_list(w.out, &app.mount_points, |out, m| {
             let mut o = ObjectWriter::new(out);
-            o.string("name", m.name.as_str());
+            o.name(m.name.as_str());
             o.string("path", &m.path);
             if m.read_only {
                 o.raw("readOnly", "true");
@@ -744,7 +755,7 @@ fn write_app(out: &mut String, app: &App) {
         w.key("ports");
         write_list(w.out, &app.ports, |out, p| {
             let mut o = ObjectWriter::new(out);
-            o.string("name", p.name.as_str());
+            o.name(p.name.as_str());
             o.string("protocol", &p.protocol);
             o.raw("port", &p.port.to_string());
             o.raw("count", &p.count.to_string());

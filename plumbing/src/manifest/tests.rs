@@ -335,3 +335,20 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn nameless_entries_survive_a_round_trip() {
+    // Found by the `manifest` fuzz target: a missing name decodes to an
+    // empty one (valid, as in the reference), which `"name":""` is not.
+    let json = with_head(concat!(
+        r#""name":"example.com/a","labels":[{"value":"x"}],"#,
+        r#""app":{"exec":null,"user":"0","group":"0","#,
+        r#""mountPoints":[{"path":"/d"}],"#,
+        r#""ports":[{"protocol":"tcp","port":8,"count":1,"socketActivated":false}]},"#,
+        r#""annotations":[{"value":"y"}]"#
+    ));
+    let m = parse(&json).unwrap();
+    assert_eq!(m.labels.get(""), Some("x"));
+    assert_eq!(m.to_json(), json);
+    assert_eq!(ImageManifest::from_slice(m.to_json().as_bytes()), Ok(m));
+}
