@@ -106,6 +106,24 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-extract.roff"),
     ),
     (
+        "acido-diff-tree",
+        Some("diff-tree"),
+        "1",
+        include_str!("../man/prose/acido-diff-tree.roff"),
+    ),
+    (
+        "acido-startbuild",
+        Some("startbuild"),
+        "1",
+        include_str!("../man/prose/acido-startbuild.roff"),
+    ),
+    (
+        "acido-build",
+        Some("build"),
+        "1",
+        include_str!("../man/prose/acido-build.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",

@@ -30,6 +30,8 @@ fn every_command_has_a_fresh_manual_page() {
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // Wrapped descriptions continue on lines indented further.
+        .filter(|l| !l[2..].starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert!(commands.len() >= 7, "commands: {commands:?}");
