@@ -10,6 +10,7 @@
 //! - [`gc`]: deleting leftover temps and orphaned indexes and records.
 //! - [`export`]: writing a stored image out as a verified ACI.
 //! - [`fsck`]: verifying and repairing the store.
+//! - [`run`]: running a command inside a build tree, in Linux namespaces.
 #![deny(missing_docs)]
 
 pub mod export;
@@ -19,3 +20,4 @@ pub mod images;
 pub mod import;
 pub mod progress;
 pub mod rm;
+pub mod run;

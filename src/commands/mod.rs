@@ -12,6 +12,7 @@ pub mod ls_tree;
 pub mod pack_aci;
 pub mod resolve;
 pub mod rm;
+pub mod run;
 pub mod validate;
 
 use std::path::PathBuf;
