@@ -16,9 +16,9 @@
 //! Module map:
 //! - [`user`]: `--user` values against the tree's passwd and group files.
 //! - [`scaffold`]: mount points made for a run and taken away after it.
-//! - [`sandbox`]: the processes of a run, after `fork`.
+//! - `sandbox` (private): the processes of a run, after `fork`.
 
-pub mod sandbox;
+mod sandbox;
 pub mod scaffold;
 pub mod user;
 

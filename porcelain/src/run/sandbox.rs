@@ -15,8 +15,8 @@
 //! The children never return into the caller's code: each ends with
 //! `_exit`. A failure in a child is written to the error pipe as a fixed
 //! [`Failure`] record (which step, which errno) and formatted by the
-//! caller, so the children only make system calls on data prepared
-//! before the fork. The pipe is close-on-exec, so the caller reads EOF
+//! caller, so the children work on data prepared before the fork and
+//! format nothing. The pipe is close-on-exec, so the caller reads EOF
 //! exactly when the command has been exec'd (or everything failed).
 
 use std::ffi::{CStr, CString};
@@ -209,10 +209,11 @@ fn exit_now(code: u8) -> ! {
 /// `fork`, for the children of a run.
 #[allow(unsafe_code)]
 pub fn fork() -> Result<ForkResult, Errno> {
-    // SAFETY: acido calls `run` from a single thread (documented on
-    // `run`), so no lock can be held by a thread that the child lacks;
-    // the child only makes system calls on data prepared before the fork
-    // and ends with `_exit`, never returning into the caller.
+    // SAFETY: `run` must be called from a single-threaded process
+    // (documented on `run`; the acido binary is), so no lock (malloc's
+    // included) can be held by a thread the child lacks, and the child
+    // may run ordinary code. It ends with `_exit` and never returns into
+    // the caller's code.
     unsafe { nix::unistd::fork() }
 }
 
