@@ -13,6 +13,7 @@
 //! - [`extract`]: rendering an image with its dependencies into a directory.
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
+//! - [`run`]: running a command inside a build tree, in Linux namespaces.
 #![deny(missing_docs)]
 
 pub mod build;
@@ -25,3 +26,4 @@ pub mod import;
 pub mod progress;
 pub mod rm;
 pub mod startbuild;
+pub mod run;
