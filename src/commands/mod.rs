@@ -16,8 +16,8 @@ pub mod pack_aci;
 pub mod render_tree;
 pub mod resolve;
 pub mod rm;
-pub mod startbuild;
 pub mod run;
+pub mod startbuild;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -12,9 +12,7 @@
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub use snapshot::{Snapshot, SnapshotError};
@@ -224,21 +222,8 @@ impl DependencyRendering {
 
 fn implied_dir() -> FileMeta {
     FileMeta {
-        kind: EntryKind::Directory,
         mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: Default::default(),
-        size: 0,
-        link_target: None,
-        dev_major: 0,
-        dev_minor: 0,
-        xattrs: Vec::new(),
-        dev: 0,
-        ino: 0,
-        nlink: 0,
-        ctime: Default::default(),
-        hard_links: Vec::new(),
+        ..FileMeta::bare(EntryKind::Directory)
     }
 }
 
@@ -316,7 +301,7 @@ pub fn diff_against_rendering(
                 return Ok(false);
             };
             match (rendering.image(element), rendering.entry(element, entry)) {
-                (Some(image), Some(e)) => file_equals(&full, image.data(e)),
+                (Some(image), Some(e)) => diff::content_equals(&full, image.data(e)),
                 _ => Ok(false),
             }
         })
@@ -327,36 +312,6 @@ pub fn diff_against_rendering(
         })
     })?;
     Ok((changes, actual))
-}
-
-/// Whether the regular file at `path` holds exactly `expected`, read in
-/// chunks without following a symlink or blocking on a fifo.
-fn file_equals(path: &Path, expected: &[u8]) -> io::Result<bool> {
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Ok(false);
-    }
-    let mut buf = vec![0u8; 1 << 16];
-    let mut at = 0usize;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => return Ok(at == expected.len()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        match expected.get(at..at + n) {
-            Some(part) if part == &buf[..n] => at += n,
-            _ => return Ok(false),
-        }
-    }
-}
-
-fn libc_flags() -> i32 {
-    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits()
 }
 
 /// What a diff image must hold, decided from the changes.

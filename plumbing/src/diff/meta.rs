@@ -63,6 +63,28 @@ pub struct FileMeta {
 }
 
 impl FileMeta {
+    /// Metadata of the given kind with every other field zero or empty,
+    /// for callers that describe a path that is not on disk.
+    pub fn bare(kind: EntryKind) -> FileMeta {
+        FileMeta {
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: Timestamp::default(),
+            size: 0,
+            link_target: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+            dev: 0,
+            ino: 0,
+            nlink: 0,
+            ctime: Timestamp::default(),
+            hard_links: Vec::new(),
+        }
+    }
+
     /// Reads the metadata of `path` with `lstat` (a symlink describes the
     /// link itself). Returns `Ok(None)` for sockets, which an image cannot
     /// hold (aci-format §11.2: `actool build` skips them).

@@ -263,6 +263,26 @@ pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
+/// Whether the regular file at `path` holds exactly `expected` (bytes
+/// already in memory, e.g. a slice of an mmapped blob), opened and read as
+/// [`same_content`] reads.
+pub fn content_equals(path: &Path, expected: &[u8]) -> io::Result<bool> {
+    let mut file = open_regular(path)?;
+    const CHUNK: usize = 64 * 1024;
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0usize;
+    loop {
+        let n = read_full(&mut file, &mut buf)?;
+        match expected.get(at..at + n) {
+            Some(part) if part == &buf[..n] => at += n,
+            _ => return Ok(false),
+        }
+        if n < CHUNK {
+            return Ok(at == expected.len());
+        }
+    }
+}
+
 fn open_regular(path: &Path) -> io::Result<File> {
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
     let file = std::fs::OpenOptions::new()
