@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The README's first command: build acido and run the main job on the
-# bundled sample. Works on a fresh Debian machine with a Rust toolchain;
-# as root it installs the few Debian packages it needs.
+# The README's first command: build acido and run its main job, a diff
+# build, on a busybox sample: pack and import a base image, start a build
+# from it, change the tree, build a new image holding only the changes,
+# extract it over its dependency and check that diff-tree finds nothing.
+# Works on a fresh Debian machine with a Rust toolchain; as root it
+# installs the few Debian packages it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cc >/dev/null || ! command -v xz >/dev/null; then
+need=()
+command -v cc >/dev/null || need+=(build-essential)
+command -v xz >/dev/null || need+=(xz-utils)
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq build-essential xz-utils >/dev/null
+        apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
     else
-        echo "quickstart: needs a C compiler and xz-utils (apt-get install build-essential xz-utils)" >&2
+        echo "quickstart: needs ${need[*]} (apt-get install ${need[*]})" >&2
         exit 1
     fi
 fi
@@ -19,22 +26,55 @@ acido=$PWD/target/release/acido
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export ACIDO_STORE=$work/store
+step() { printf '\n## %s\n' "$*"; }
 
-# Git keeps only the executable bit: pin the rest of the sample's metadata
-# so every checkout packs to the same image id.
-cp -r examples/sample "$work/layout"
-chmod -R u=rwX,go=rX "$work/layout"
-chmod 755 "$work/layout/rootfs/bin/hello"
-find "$work/layout" -exec touch -h -d @1700000000 {} +
+# The sample: the manifest and /etc files of examples/busybox, plus
+# Debian's static busybox and a few applet links, added here so that no
+# binary is kept in git. Git keeps only the executable bit: pin the rest
+# of the metadata so every checkout packs to the same tree.
+base=$work/base
+cp -r examples/busybox "$base"
+mkdir -p "$base/rootfs/bin" "$base/rootfs/tmp" "$base/rootfs/var/log"
+cp /bin/busybox "$base/rootfs/bin/busybox"
+for applet in sh ls cat echo vi; do ln -s busybox "$base/rootfs/bin/$applet"; done
+echo "booted" >"$base/rootfs/var/log/boot.log"
+chmod -R u=rwX,go=rX "$base"
+chmod 755 "$base/rootfs/bin/busybox"
+chmod 1777 "$base/rootfs/tmp"
+find "$base" -exec touch -h -d @1700000000 {} +
 
-echo "## pack the sample layout into an ACI"
-id=$("$acido" pack-aci -o "$work/hello.aci" "$work/layout")
-echo "$id"
-echo "## the id is the sha512 of the uncompressed tar"
-echo "sha512-$(xz -dc "$work/hello.aci" | sha512sum | cut -d' ' -f1)"
-echo "## import it into a fresh store"
-"$acido" import "$work/hello.aci"
-echo "## its manifest, found by name"
-"$acido" cat-manifest --pretty example.com/hello:1.0.0
-echo "## its entries"
-"$acido" ls-tree --long "$("$acido" resolve --abbrev=12 example.com/hello)"
+step "1. pack the busybox sample into a base image and import it"
+base_id=$("$acido" pack-aci --compression gzip -o "$work/base.aci" "$base")
+echo "base image:   $base_id"
+echo "sha512 check: sha512-$(gzip -dc "$work/base.aci" | sha512sum | cut -d' ' -f1)"
+"$acido" import "$work/base.aci" >/dev/null
+
+step "2. startbuild: render the base into a build tree"
+"$acido" startbuild example.com/busybox:1.0 "$work/tree"
+grep -A1 '"imageID"' "$work/tree/manifest" | head -2
+
+step "3. change the tree and bump the version"
+tree=$work/tree/rootfs
+echo "Welcome to the quickstart" >"$tree/etc/motd"        # add a file
+ln -s busybox "$tree/bin/grep"                           # add a symlink
+rm "$tree/bin/vi"                                        # delete a file
+rm -r "$tree/var/log" && echo "no logs" >"$tree/var/log" # a directory becomes a file
+chmod 600 "$tree/etc/hostname"                           # chmod only: same bytes and mtime
+# Only the image's own version label; the dependency keeps naming 1.0.
+sed -i '0,/"value": "1.0"/s//"value": "1.1"/' "$work/tree/manifest"
+"$acido" diff-tree --name-status example.com/busybox:1.0 "$work/tree"
+
+step "4. build: a new image with only the changes, imported"
+new_id=$("$acido" build --import "$work/tree" "$work/new.aci")
+echo "new image:    $new_id"
+"$acido" ls-tree "$new_id"
+"$acido" cat-manifest "$new_id" | grep -o '"pathWhitelist":\[[^]]*\]' | cut -c1-72
+echo "..."
+
+step "5. extract the new image, with its dependency, by name and version"
+"$acido" extract example.com/busybox,version=1.1 "$work/out"
+echo "resolves to:  $("$acido" resolve example.com/busybox,version=1.1)"
+
+step "6. diff-tree: the extracted tree is the build tree (no output, exit 0)"
+"$acido" diff-tree --exit-code "$work/out" "$work/tree"
+echo "no differences"

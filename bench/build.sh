@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Diff-build speed (DESIGN §6, issue 4). Run by hand, not in CI:
+#   bash bench/build.sh [RUNS] [SIZE_MB]
+#
+# Generates (once, in the bench cache) a ~SIZE_MB rootfs shaped like a
+# distro tree (the same generator as bench/render.sh: many small files in
+# nested directories, a few large ones, symlinks and hard links), packs it
+# as the base image and imports it into a private store. Then:
+#   render-tree BASE R             the rendering rsync compares against
+#   startbuild BASE T              the build tree, with its stat snapshot
+#   a small change in T            5 files added, 5 changed, 5 removed
+# and interleaved runs, all with a warm page cache, of
+#   acido build --compression none T OUT          (stat snapshot used)
+#   rsync -rlptgoDn --delete R/rootfs/ T/rootfs/  (dry run: the same compare)
+#   acido build --compression none T OUT          (snapshot moved away)
+# printing the medians and build / rsync ratios (target with the snapshot:
+# <= 1.5). Both builds must give the same id.
+#
+# When umoci is installed (Debian's umoci package), the same change is also
+# packed by `umoci repack` after `umoci unpack` of the same base as an OCI
+# image, against `acido build --compression gzip` (target <= 0.5), and the
+# entries each new layer holds are counted. The issue asks for this on a
+# debootstrap minbase tree with packages installed in a chroot; that needs
+# a Debian mirror, so this script uses the generated tree.
+set -euo pipefail
+
+runs=${1:-5}
+size_mb=${2:-200}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
+tree="$cache/render-tree-${size_mb}m"
+mkdir -p "$cache"
+work=$(mktemp -d "$cache/build-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+for tool in rsync python3; do
+    command -v "$tool" >/dev/null || { echo "bench/build.sh: needs $tool (apt-get install $tool)" >&2; exit 1; }
+done
+
+cargo build --quiet --release --manifest-path "$root/Cargo.toml"
+acido="$root/target/release/acido"
+export ACIDO_STORE="$work/store"
+
+if [ ! -f "$tree.done" ]; then
+    rm -rf "$tree"
+    mkdir -p "$tree/rootfs"
+    printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench"}' >"$tree/manifest"
+    python3 - "$tree/rootfs" "$size_mb" <<'PY'
+import os, random, sys
+root, limit = sys.argv[1], int(sys.argv[2]) << 20
+rng = random.Random(42)
+total, n = 0, 0
+# ~15% of the bytes in a few large files, the rest in many small ones.
+for i in range(6):
+    size = limit * 15 // 100 // 6
+    d = os.path.join(root, "usr/lib/big")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"blob{i}.so"), "wb") as f:
+        f.write(rng.randbytes(size))
+    total += size
+while total < limit:
+    d = os.path.join(root, "usr", rng.choice(["lib", "share", "bin", "include"]),
+                     f"pkg{rng.randrange(400)}", f"sub{rng.randrange(8)}")
+    os.makedirs(d, exist_ok=True)
+    size = int(rng.lognormvariate(8.3, 1.3)) % (512 << 10)
+    path = os.path.join(d, f"f{n}")
+    with open(path, "wb") as f:
+        f.write(rng.randbytes(size))
+    if n % 50 == 0:
+        os.symlink(f"f{n}", path + ".link")
+    if n % 200 == 0:
+        os.link(path, path + ".hard")
+    total += size
+    n += 1
+PY
+    touch "$tree.done"
+fi
+
+base=$("$acido" pack-aci --compression none -o "$work/base.aci" "$tree")
+"$acido" import "$work/base.aci" >/dev/null
+rm "$work/base.aci"
+"$acido" render-tree "$base" "$work/R"
+"$acido" -q startbuild "$base" "$work/T"
+
+# The small change: the same picks every run of this script.
+change() { # ROOTFS
+    local r=$1 i
+    mapfile -t files < <(cd "$r" && find usr -type f -links 1 -name 'f*' | sort | awk 'NR % 997 == 1' | head -10)
+    for i in 0 1 2 3 4; do
+        mkdir -p "$r/opt/new"
+        head -c $((4096 * (i + 1))) /dev/urandom >"$r/opt/new/added$i"
+        printf 'changed %s\n' "$i" >>"$r/${files[$i]}"
+        rm "$r/${files[$((i + 5))]}"
+    done
+}
+change "$work/T/rootfs"
+sed -i 's/"name": "example.com\/bench"/"name": "example.com\/bench-next"/' "$work/T/manifest"
+entries=$(find "$work/T/rootfs" | wc -l)
+echo "base: $base"
+echo "tree: $(du -sm "$work/T/rootfs" | cut -f1) MB, $entries paths; change: 5 added, 5 changed, 5 removed; $runs interleaved runs"
+
+snapshot=$(find "$ACIDO_STORE/builds" -type f | head -1)
+[ -n "$snapshot" ] || { echo "bench/build.sh: startbuild left no snapshot in the store" >&2; exit 1; }
+now() { date +%s%N; }
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+b=() r=() n=()
+for i in $(seq "$runs"); do
+    s=$(now); id_snap=$("$acido" -q build --overwrite --compression none "$work/T" "$work/out.aci"); e=$(now)
+    b+=($(ms "$s" "$e"))
+    s=$(now); rsync -rlptgoDn --delete "$work/R/rootfs/" "$work/T/rootfs/" >/dev/null; e=$(now)
+    r+=($(ms "$s" "$e"))
+    mv "$snapshot" "$work/snapshot.saved"
+    s=$(now); id_full=$("$acido" -q build --overwrite --compression none "$work/T" "$work/out.aci"); e=$(now)
+    n+=($(ms "$s" "$e"))
+    mv "$work/snapshot.saved" "$snapshot"
+    [ "$id_snap" = "$id_full" ] || { echo "bench/build.sh: ids differ with and without the snapshot" >&2; exit 1; }
+done
+packed=$("$acido" ls-tree "$id_snap" 2>/dev/null | wc -l || true)
+[ "$packed" -gt 0 ] || packed=$(tar -tf "$work/out.aci" | wc -l)
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+mb=$(median "${b[@]}") mr=$(median "${r[@]}") mn=$(median "${n[@]}")
+echo "new image: $id_snap ($packed entries in its tar)"
+echo "build (snapshot):     ${b[*]} ms (median $mb)"
+echo "rsync -n --delete:    ${r[*]} ms (median $mr)"
+echo "build (no snapshot):  ${n[*]} ms (median $mn)"
+awk -v b="$mb" -v r="$mr" -v n="$mn" 'BEGIN {
+    printf "ratio build / rsync: %.2f with the snapshot (target <= 1.5), %.2f without\n", b / r, n / r }'
+
+if ! command -v umoci >/dev/null; then
+    echo "umoci: not installed (apt-get install umoci), comparison skipped"
+    exit 0
+fi
+# The same base as an OCI image: one layer holding the generated tree.
+oci="$work/oci"
+umoci init --layout "$oci"
+umoci new --image "$oci:base"
+umoci unpack --image "$oci:base" "$work/ub" >/dev/null
+rm -rf "$work/ub/rootfs" && cp -a "$work/R/rootfs" "$work/ub/rootfs"
+umoci repack --image "$oci:base" "$work/ub" >/dev/null
+rm -rf "$work/ub"
+g=() u=()
+for i in $(seq "$runs"); do
+    # A fresh unpack each run (not timed): repack records what it packed.
+    rm -rf "$work/u"
+    umoci unpack --image "$oci:base" "$work/u" >/dev/null
+    change "$work/u/rootfs"
+    s=$(now); umoci repack --image "$oci:next$i" "$work/u" >/dev/null; e=$(now)
+    u+=($(ms "$s" "$e"))
+    s=$(now); "$acido" -q build --overwrite --compression gzip "$work/T" "$work/out.aci" >/dev/null; e=$(now)
+    g+=($(ms "$s" "$e"))
+done
+layer=$(python3 - "$oci" "next$runs" <<'PY'
+import json, os, sys
+oci, tag = sys.argv[1], sys.argv[2]
+def blob(digest):
+    algo, hexd = digest.split(":")
+    return os.path.join(oci, "blobs", algo, hexd)
+index = json.load(open(os.path.join(oci, "index.json")))
+desc = next(m for m in index["manifests"]
+            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+manifest = json.load(open(blob(desc["digest"])))
+print(blob(manifest["layers"][-1]["digest"]))
+PY
+)
+ulayer=$(tar -tzf "$layer" | wc -l)
+mg=$(median "${g[@]}") mu=$(median "${u[@]}")
+echo "build --compression gzip: ${g[*]} ms (median $mg)"
+echo "umoci repack:             ${u[*]} ms (median $mu)"
+awk -v g="$mg" -v u="$mu" 'BEGIN { printf "ratio build / umoci repack: %.2f (target <= 0.5)\n", g / u }'
+echo "entries in the new layer: acido $packed (manifest and rootfs included), umoci $ulayer"
