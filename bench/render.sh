@@ -8,8 +8,11 @@
 # into a private store, then times interleaved runs of
 #   acido render-tree IMAGE OUT     (blob verification on, the default)
 #   tar -xf BLOB -C OUT             (the same uncompressed tar)
-# and prints the median times, their ratio (target <= 1.5) and acido's peak
-# RSS from /usr/bin/time -v (target < 64 MiB). Outputs are removed (and
+#   umoci unpack OCI OUT            (the same tree as an OCI image, when
+#                                    Debian's umoci is installed)
+# and prints the median times, their ratios (targets <= 1.5 against tar,
+# <= 0.2 against umoci) and acido's peak RSS from /usr/bin/time -v
+# (target < 64 MiB). Outputs are removed (and
 # synced) before each timed run.
 set -euo pipefail
 
@@ -67,8 +70,20 @@ files=$(tar -tf "$blob" | wc -l)
 echo "image: $id"
 echo "tar: $(($(stat -c %s "$blob") >> 20)) MiB, $files entries; $runs interleaved runs"
 
+# The same tree as an OCI image for umoci (Debian's umoci), if installed.
+have_umoci=false
+if command -v umoci >/dev/null; then
+    have_umoci=true
+    umoci init --layout "$work/oci" >/dev/null
+    umoci new --image "$work/oci:bench" >/dev/null
+    umoci unpack --image "$work/oci:bench" "$work/bundle" >/dev/null
+    cp -a "$tree/rootfs/." "$work/bundle/rootfs/"
+    umoci repack --image "$work/oci:bench" "$work/bundle" >/dev/null
+    rm -rf "$work/bundle"
+fi
+
 now() { date +%s%N; }
-a=() t=()
+a=() t=() u=()
 for i in $(seq "$runs"); do
     rm -rf "$work/out-a" "$work/out-t"; sync
     s=$(now); "$acido" --store "$work/store" render-tree "$id" "$work/out-a"; e=$(now)
@@ -77,6 +92,12 @@ for i in $(seq "$runs"); do
     mkdir "$work/out-t"
     s=$(now); tar -xf "$blob" -C "$work/out-t"; e=$(now)
     t+=($(( (e - s) / 1000000 )))
+    if $have_umoci; then
+        rm -rf "$work/out-t" "$work/out-u"; sync
+        s=$(now); umoci unpack --image "$work/oci:bench" "$work/out-u" >/dev/null; e=$(now)
+        u+=($(( (e - s) / 1000000 )))
+        rm -rf "$work/out-u"
+    fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ma=$(median "${a[@]}") mt=$(median "${t[@]}")
@@ -87,3 +108,10 @@ echo "render-tree: ${a[*]} ms (median $ma)"
 echo "tar -xf:     ${t[*]} ms (median $mt)"
 awk -v a="$ma" -v t="$mt" 'BEGIN {printf "ratio render-tree / tar -xf: %.2f (target <= 1.5)\n", a / t}'
 echo "acido peak RSS: $((rss / 1024)) MiB (target < 64 MiB)"
+if $have_umoci; then
+    mu=$(median "${u[@]}")
+    echo "umoci unpack: ${u[*]} ms (median $mu)"
+    awk -v a="$ma" -v u="$mu" 'BEGIN {printf "ratio render-tree / umoci unpack: %.2f (target <= 0.2)\n", a / u}'
+else
+    echo "umoci unpack: skipped (apt-get install umoci to compare)"
+fi

@@ -506,3 +506,16 @@ fn an_import_killed_mid_stream_leaves_no_blob() {
     // The retry succeeds.
     env.run(["import", "k.aci"]).ok();
 }
+
+#[test]
+fn build_refuses_an_output_inside_the_tree() {
+    let env = Env::new();
+    env.layout("t", &manifest("example.com/t", ""), &[("a", "1")]);
+    let run = env.run(["build", "t", "t/rootfs/x.aci"]);
+    assert_snapshot!(env.snap(&run));
+    assert!(!env.path("t/rootfs/x.aci").exists());
+    // Without dependencies the whole tree is packed, like pack-aci.
+    let built = env.run(["build", "t", "t.aci"]).ok();
+    let packed = env.run(["pack-aci", "-o", "p.aci", "t"]).ok();
+    assert_eq!(built, packed);
+}

@@ -43,6 +43,12 @@ pub enum BuildCmdError {
         /// The output path.
         path: PathBuf,
     },
+    /// The output file would be written inside the build tree.
+    #[error("{}: the output must not be inside the build tree", path.display())]
+    OutputInsideTree {
+        /// The output path.
+        path: PathBuf,
+    },
     /// Neither an output file nor `--import` was asked for.
     #[error("build: name an output file or use --import")]
     NoOutput,
@@ -95,6 +101,17 @@ pub fn build(
         // Checked before the comparison too, so a long build is not wasted.
         if !opts.overwrite && fs::symlink_metadata(out).is_ok() {
             return Err(BuildCmdError::OutputExists { path: out.clone() });
+        }
+        // An output inside the tree would show up as an added file in the
+        // next build of the same tree.
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let (Ok(parent), Ok(tree)) = (fs::canonicalize(parent), fs::canonicalize(dir)) {
+            if parent.starts_with(&tree) {
+                return Err(BuildCmdError::OutputInsideTree { path: out.clone() });
+            }
         }
     }
     let manifest_path = dir.join("manifest");
