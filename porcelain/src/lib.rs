@@ -16,6 +16,7 @@
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
 #![deny(missing_docs)]
 
+pub mod acidofile;
 pub mod build;
 pub mod copy;
 pub mod export;
