@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Negative) => ExitCode::from(1),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let mut stderr = io::stderr().lock();
@@ -64,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Export(args) => commands::export::run(&ctx, args),
         Command::Fsck(args) => commands::fsck::run(&ctx, args),
         Command::Extract(args) => commands::extract::run(&ctx, args),
+        Command::Run(args) => commands::run::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

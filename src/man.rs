@@ -124,6 +124,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-build.roff"),
     ),
     (
+        "acido-run",
+        Some("run"),
+        "1",
+        include_str!("../man/prose/acido-run.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",

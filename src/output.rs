@@ -10,6 +10,9 @@ pub enum Outcome {
     Success,
     /// Exit 1: a documented negative answer (differences found, problems found).
     Negative,
+    /// Exit with this status: a command run by acido (`acido run`)
+    /// passes its own status on.
+    Exit(u8),
 }
 
 /// Buffered standard output.

@@ -14,6 +14,7 @@
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
+//! - [`run`]: running a command inside a build tree, in Linux namespaces.
 #![deny(missing_docs)]
 
 pub mod acidofile;
@@ -28,3 +29,4 @@ pub mod import;
 pub mod progress;
 pub mod rm;
 pub mod startbuild;
+pub mod run;

@@ -17,6 +17,7 @@ pub mod render_tree;
 pub mod resolve;
 pub mod rm;
 pub mod startbuild;
+pub mod run;
 pub mod validate;
 
 use std::path::PathBuf;
