@@ -277,15 +277,7 @@ pub fn copy(
     if sources.is_empty() {
         return Err(CopyError::NoSource);
     }
-    let rootfs_path = dir.join("rootfs");
-    let rootfs = OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
-        .open(&rootfs_path)
-        .map_err(|source| CopyError::NoRootfs {
-            dir: dir.to_owned(),
-            source,
-        })?;
+    let rootfs = open_rootfs(dir)?;
     // Everything about the sources is checked before the tree is touched.
     let mut kinds = Vec::with_capacity(sources.len());
     for src in sources {
@@ -304,7 +296,7 @@ pub fn copy(
         kinds.push((meta.is_dir(), archive));
     }
     let dest = absolute(dest);
-    let mut placer = Placer::new(OwnedFd::from(rootfs), opts);
+    let mut placer = Placer::new(rootfs, opts);
     let dest_is_dir = dest.ends_with(b"/") || placer.resolve_dir(&dest, false).is_ok();
     let dest = clean(&dest);
     if sources.len() > 1 && !dest_is_dir {
@@ -329,6 +321,30 @@ pub fn copy(
     }
     placer.finish_dirs()?;
     Ok(placer.report)
+}
+
+/// Makes the directory `path` (inside the rootfs of the build tree
+/// `dir`) and its missing parents, mode 0755, resolving symlinks inside
+/// the rootfs as [`copy`] does: `mkdir -p` in a chroot. Returns how many
+/// directories were made.
+pub fn make_dir(dir: &Path, path: &[u8]) -> Result<u64, CopyError> {
+    let rootfs = open_rootfs(dir)?;
+    let opts = CopyOptions::default();
+    let placer = Placer::new(rootfs, &opts);
+    placer.resolve_dir(&absolute(path), true)?;
+    Ok(placer.created.get())
+}
+
+fn open_rootfs(dir: &Path) -> Result<OwnedFd, CopyError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits())
+        .open(dir.join("rootfs"))
+        .map(OwnedFd::from)
+        .map_err(|source| CopyError::NoRootfs {
+            dir: dir.to_owned(),
+            source,
+        })
 }
 
 /// `dest` made absolute inside the rootfs.
@@ -1379,6 +1395,23 @@ mod tests {
         assert_eq!(fs::read(rootfs.join("y/f")).unwrap(), b"new");
         let passwd = fs::symlink_metadata(rootfs.join("etc/passwd")).unwrap();
         assert!(passwd.is_file(), "the final name is replaced, not followed");
+    }
+
+    #[test]
+    fn make_dir_is_mkdir_p_inside_the_rootfs() {
+        let (tmp, dir) = tree();
+        let rootfs = dir.join("rootfs");
+        symlink(tmp.path(), rootfs.join("host")).unwrap();
+        assert_eq!(make_dir(&dir, b"srv/app").unwrap(), 2);
+        assert_eq!(make_dir(&dir, b"/srv/app/").unwrap(), 0);
+        make_dir(&dir, b"/host/made").unwrap();
+        assert!(!tmp.path().join("made").exists());
+        assert!(rootfs
+            .join(tmp.path().strip_prefix("/").unwrap())
+            .join("made")
+            .is_dir());
+        let m = fs::metadata(rootfs.join("srv/app")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o755);
     }
 
     #[test]

@@ -28,5 +28,5 @@ pub mod images;
 pub mod import;
 pub mod progress;
 pub mod rm;
-pub mod startbuild;
 pub mod run;
+pub mod startbuild;

@@ -1,8 +1,10 @@
 //! One module per command: parse nothing, call one library function,
 //! encode its result, return the outcome.
 
+pub mod add;
 pub mod build;
 pub mod cat_manifest;
+pub mod copy;
 pub mod diff_tree;
 pub mod export;
 pub mod extract;
@@ -16,8 +18,8 @@ pub mod pack_aci;
 pub mod render_tree;
 pub mod resolve;
 pub mod rm;
-pub mod startbuild;
 pub mod run;
+pub mod startbuild;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -396,7 +396,10 @@ fn pairs(
 ) -> Result<Vec<(String, String)>, ParseError> {
     let list = words(rest).map_err(|p| bad(keyword, p))?;
     if list.is_empty() {
-        return Err(bad(keyword, "expected NAME=VALUE, found nothing".to_owned()));
+        return Err(bad(
+            keyword,
+            "expected NAME=VALUE, found nothing".to_owned(),
+        ));
     }
     list.into_iter()
         .map(|w| match w.split_once('=') {
@@ -429,10 +432,12 @@ fn json_array(
     if !rest.starts_with('[') {
         return None;
     }
-    Some(
-        serde_json::from_str::<Vec<String>>(rest)
-            .map_err(|e| bad(keyword, format!("exec form is not a JSON array of strings: {e}"))),
-    )
+    Some(serde_json::from_str::<Vec<String>>(rest).map_err(|e| {
+        bad(
+            keyword,
+            format!("exec form is not a JSON array of strings: {e}"),
+        )
+    }))
 }
 
 fn command(keyword: &'static str, rest: &str, bad: &Bad<'_>) -> Result<Vec<String>, ParseError> {
@@ -498,7 +503,12 @@ fn isolator(rest: &str, bad: &Bad<'_>) -> Result<Step, ParseError> {
 
 fn port(rest: &str, bad: &Bad<'_>) -> Result<PortStep, ParseError> {
     let list = words(rest).map_err(|p| bad("PORT", p))?;
-    let usage = || bad("PORT", "expected NAME PORT[-END][/PROTOCOL] [socketActivated]".to_owned());
+    let usage = || {
+        bad(
+            "PORT",
+            "expected NAME PORT[-END][/PROTOCOL] [socketActivated]".to_owned(),
+        )
+    };
     let (name, spec, flag) = match list.as_slice() {
         [name, spec] => (name, spec, false),
         [name, spec, flag] if flag == "socketActivated" => (name, spec, true),
@@ -666,11 +676,7 @@ MOUNT data /var/data readOnly
 
     #[test]
     fn lines_are_those_the_instructions_start_on() {
-        let parsed = parse(
-            Path::new("f"),
-            b"\n# c\nFROM a\n\nRUN x \\\n  y\nRUN z\n",
-        )
-        .unwrap();
+        let parsed = parse(Path::new("f"), b"\n# c\nFROM a\n\nRUN x \\\n  y\nRUN z\n").unwrap();
         let lines: Vec<usize> = parsed.iter().map(|i| i.line).collect();
         assert_eq!(lines, [3, 5, 7]);
         assert_eq!(parsed[1].text, "RUN x   y");
@@ -686,7 +692,10 @@ MOUNT data /var/data readOnly
             error("# only\nRUN x\n"),
             "Acidofile:2: RUN before FROM: the first instruction must be FROM"
         );
-        assert_eq!(error("\n# c\n"), "Acidofile: no instructions (the first must be FROM)");
+        assert_eq!(
+            error("\n# c\n"),
+            "Acidofile: no instructions (the first must be FROM)"
+        );
         assert_eq!(
             error("FROM a\nFROM b\n"),
             "Acidofile:2: a second FROM: an Acidofile builds one image"
@@ -703,8 +712,12 @@ MOUNT data /var/data readOnly
             error("FROM a\nCOPY --own=1 a b\n"),
             "Acidofile:2: COPY: unknown option --own=1"
         );
-        assert!(error("FROM a\nRUN [\"x\", 1]\n").starts_with("Acidofile:2: RUN: exec form is not a JSON array of strings"));
-        assert_eq!(error("FROM a b\n"), "Acidofile:1: FROM: expected one argument, found 2");
+        assert!(error("FROM a\nRUN [\"x\", 1]\n")
+            .starts_with("Acidofile:2: RUN: exec form is not a JSON array of strings"));
+        assert_eq!(
+            error("FROM a b\n"),
+            "Acidofile:1: FROM: expected one argument, found 2"
+        );
         assert_eq!(
             error("FROM a\nENV A=\"x\n"),
             "Acidofile:2: ENV: unterminated double quote"
@@ -713,7 +726,10 @@ MOUNT data /var/data readOnly
             error("FROM a\nPORT http 90-80\n"),
             "Acidofile:2: PORT: range 90-80 ends before it starts"
         );
-        assert_eq!(error("FROM a\nRUN\n"), "Acidofile:2: RUN: expected a command, found none");
+        assert_eq!(
+            error("FROM a\nRUN\n"),
+            "Acidofile:2: RUN: expected a command, found none"
+        );
         assert_eq!(
             parse(Path::new("f"), b"FROM \xff").unwrap_err().to_string(),
             "f: not UTF-8 text"
