@@ -8,6 +8,11 @@ use crate::cli::CopyArgs;
 use crate::commands::Context;
 use crate::output::Outcome;
 
+/// `1 file`, `2 files`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Copies the sources into the tree; `unpack` is `acido add`.
 pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcome> {
     let (dir, dest) = copy::parse_target(&args.target)?;
@@ -20,14 +25,17 @@ pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcom
     if !ctx.quiet {
         let mut err = std::io::stderr().lock();
         let archives = if unpack {
-            format!("{} archives unpacked, ", report.archives)
+            format!("{} unpacked, ", count(report.archives, "archive", "archives"))
         } else {
             String::new()
         };
         writeln!(
             err,
-            "acido: {archives}{} files ({} bytes), {} directories, {} links and special files written",
-            report.files, report.bytes, report.dirs, report.others
+            "acido: {archives}{} ({}), {}, {} written",
+            count(report.files, "file", "files"),
+            count(report.bytes, "byte", "bytes"),
+            count(report.dirs, "directory", "directories"),
+            count(report.others, "link or special file", "links and special files"),
         )?;
         for (count, what) in [
             (
