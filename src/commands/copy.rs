@@ -25,7 +25,10 @@ pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcom
     if !ctx.quiet {
         let mut err = std::io::stderr().lock();
         let archives = if unpack {
-            format!("{} unpacked, ", count(report.archives, "archive", "archives"))
+            format!(
+                "{} unpacked, ",
+                count(report.archives, "archive", "archives")
+            )
         } else {
             String::new()
         };
@@ -35,7 +38,11 @@ pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcom
             count(report.files, "file", "files"),
             count(report.bytes, "byte", "bytes"),
             count(report.dirs, "directory", "directories"),
-            count(report.others, "link or special file", "links and special files"),
+            count(
+                report.others,
+                "link or special file",
+                "links and special files"
+            ),
         )?;
         for (count, what) in [
             (

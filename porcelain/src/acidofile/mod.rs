@@ -157,7 +157,7 @@ pub enum AcidofileError {
         /// The instruction as written (shortened).
         text: String,
         /// What went wrong.
-        source: StepError,
+        source: Box<StepError>,
     },
     /// Packing the result failed (or no output was asked for).
     #[error("{}: {source}", file.display())]
@@ -210,7 +210,9 @@ pub fn build_file(
         Some(dir) => dir.clone(),
         None => match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
+            // A bare file name: sources are relative to the current
+            // directory, and named in errors as written.
+            _ => PathBuf::new(),
         },
     };
     let work = tempfile::Builder::new()
@@ -317,7 +319,7 @@ impl Builder<'_> {
                 line: instruction.line,
                 step,
                 text: shorten(&instruction.text),
-                source,
+                source: Box::new(source),
             })?;
         }
         self.write_manifest()
@@ -328,7 +330,7 @@ impl Builder<'_> {
                 text: instructions
                     .last()
                     .map_or_else(String::new, |i| shorten(&i.text)),
-                source,
+                source: Box::new(source),
             })
     }
 
