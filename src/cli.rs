@@ -69,6 +69,10 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Run a command inside a build tree, isolated with Linux namespaces (porcelain)
     Run(RunArgs),
+    /// Copy host files and directories into a build tree's rootfs (porcelain)
+    Copy(CopyArgs),
+    /// Copy host files into a build tree's rootfs, unpacking tar archives (porcelain)
+    Add(CopyArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }
@@ -266,6 +270,17 @@ pub struct StartbuildArgs {
 /// Arguments of `acido build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
+    /// Build the image an Acidofile describes (see acido-build(5)) instead
+    /// of packing a build tree
+    #[arg(short = 'f', long = "file", value_name = "ACIDOFILE")]
+    pub file: Option<PathBuf>,
+    /// With -f: write the new ACI to FILE
+    #[arg(short = 'o', long = "output", value_name = "FILE", requires = "file")]
+    pub output_file: Option<PathBuf>,
+    /// With -f: run the steps in DIR (it must not exist or be empty) and
+    /// keep it, instead of in a temp dir that is removed
+    #[arg(long, value_name = "DIR", requires = "file")]
+    pub keep_tree: Option<PathBuf>,
     /// Also store the new image
     #[arg(long)]
     pub import: bool,
@@ -278,11 +293,31 @@ pub struct BuildArgs {
     /// Threads for xz compression (0: one per core)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: u32,
-    /// The build tree: a manifest file and a rootfs directory
-    pub dir: PathBuf,
-    /// Where to write the new ACI (may be left out with --import)
-    #[arg(value_name = "OUT.aci")]
+    /// The build tree: a manifest file and a rootfs directory (not with -f)
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub dir: Option<PathBuf>,
+    /// Where to write the new ACI (may be left out with --import; not with -f)
+    #[arg(value_name = "OUT.aci", conflicts_with = "file")]
     pub output: Option<PathBuf>,
+}
+
+/// Arguments of `acido copy` and `acido add`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Give everything copied this owner and group (numbers) instead of
+    /// the source's
+    #[arg(long, value_name = "UID[:GID]")]
+    pub chown: Option<String>,
+    /// Give copied files and directories this mode (octal) instead of the
+    /// source's
+    #[arg(long, value_name = "MODE")]
+    pub chmod: Option<String>,
+    /// Host files or directories to copy (a directory's contents are copied)
+    #[arg(required = true, value_name = "SRC")]
+    pub sources: Vec<PathBuf>,
+    /// The build tree, a colon, and the destination inside its rootfs
+    #[arg(value_name = "DIR:DEST")]
+    pub target: OsString,
 }
 
 /// Arguments of `acido import`.

@@ -66,6 +66,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Fsck(args) => commands::fsck::run(&ctx, args),
         Command::Extract(args) => commands::extract::run(&ctx, args),
         Command::Run(args) => commands::run::run(&ctx, args),
+        Command::Copy(args) => commands::copy::run(&ctx, args, false),
+        Command::Add(args) => commands::add::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

@@ -22,6 +22,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-store.roff"),
     ),
     (
+        "acido-build.5",
+        None,
+        "5",
+        include_str!("../man/prose/acido-build.5.roff"),
+    ),
+    (
         "acido-hash-object",
         Some("hash-object"),
         "1",
@@ -130,6 +136,18 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-run.roff"),
     ),
     (
+        "acido-copy",
+        Some("copy"),
+        "1",
+        include_str!("../man/prose/acido-copy.roff"),
+    ),
+    (
+        "acido-add",
+        Some("add"),
+        "1",
+        include_str!("../man/prose/acido-add.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",
@@ -154,7 +172,8 @@ pub fn render(name: &str) -> anyhow::Result<Vec<u8>> {
             writeln!(
                 out,
                 ".TH {} {section} \"\" \"acido {}\"",
-                page.to_uppercase(),
+                // `acido-build.5` is the page; its title is `ACIDO-BUILD`.
+                page.trim_end_matches(".5").to_uppercase(),
                 env!("CARGO_PKG_VERSION")
             )?;
             out.write_all(before.as_bytes())?;

@@ -10,6 +10,9 @@ use std::path::Path;
 use common::Env;
 
 fn page_file(page: &str) -> String {
+    if page.ends_with(".5") {
+        return page.to_owned();
+    }
     let section = if page == "acido-store" { "5" } else { "1" };
     format!("{page}.{section}")
 }

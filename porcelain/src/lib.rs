@@ -13,10 +13,13 @@
 //! - [`extract`]: rendering an image with its dependencies into a directory.
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
+//! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
 #![deny(missing_docs)]
 
+pub mod acidofile;
 pub mod build;
+pub mod copy;
 pub mod export;
 pub mod extract;
 pub mod fsck;

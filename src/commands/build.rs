@@ -1,20 +1,25 @@
-//! `acido build [--import] [--overwrite] DIR [OUT.aci]`
+//! `acido build [--import] [--overwrite] DIR [OUT.aci]` and
+//! `acido build -f ACIDOFILE [-o OUT.aci] [--import] [--keep-tree DIR]`
 
 use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
 
 use acido_plumbing::pack::PackOptions;
-use acido_porcelain::build::{self, BuildOptions};
+use acido_porcelain::acidofile::{self, AcidofileOptions};
+use acido_porcelain::build::{self, BuildOptions, BuildReport};
 
 use crate::cli::BuildArgs;
+use crate::commands::render_tree::interrupt_on_signals;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
 
-/// Builds DIR into a diff image and prints its id.
+/// Builds DIR (or the Acidofile) into a diff image and prints its id.
 pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
     let opts = BuildOptions {
-        output: args.output.clone(),
+        output: args.output.clone().or(args.output_file.clone()),
         overwrite: args.overwrite,
         import: args.import,
         pack: PackOptions {
@@ -23,8 +28,57 @@ pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
             level: None,
         },
     };
-    let progress = Bar::new(ctx.quiet);
-    let report = build::build(&store, &args.dir, &opts, &std::env::temp_dir(), &progress)?;
+    let report = match (&args.file, &args.dir) {
+        (Some(file), _) => build_file(ctx, &store, file, opts, &args)?,
+        (None, Some(dir)) => {
+            let progress = Bar::new(ctx.quiet);
+            build::build(&store, dir, &opts, &std::env::temp_dir(), &progress)?
+        }
+        // clap requires one of them.
+        (None, None) => anyhow::bail!("build: name a build tree or an Acidofile (-f)"),
+    };
+    summarize(ctx, &report)?;
+    let mut out = output::stdout();
+    writeln!(out, "{}", report.pack.id)?;
+    output::finish(out)?;
+    Ok(Outcome::Success)
+}
+
+fn build_file(
+    ctx: &Context,
+    store: &acido_plumbing::store::Store,
+    file: &Path,
+    build: BuildOptions,
+    args: &BuildArgs,
+) -> anyhow::Result<BuildReport> {
+    let interrupt = interrupt_on_signals();
+    let opts = AcidofileOptions {
+        build,
+        keep_tree: args.keep_tree.clone(),
+        context: None,
+    };
+    let progress = Arc::new(Bar::new(ctx.quiet));
+    let report = acidofile::build_file(
+        store,
+        file,
+        &opts,
+        &std::env::temp_dir(),
+        progress,
+        &interrupt,
+    )?;
+    if !ctx.quiet {
+        if let Some(tree) = &report.tree {
+            writeln!(
+                std::io::stderr(),
+                "acido: step tree kept in {}",
+                tree.display()
+            )?;
+        }
+    }
+    Ok(report.build)
+}
+
+fn summarize(ctx: &Context, report: &BuildReport) -> anyhow::Result<()> {
     if !ctx.quiet {
         let mut err = std::io::stderr().lock();
         match &report.selection {
@@ -54,8 +108,5 @@ pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
             )?,
         }
     }
-    let mut out = output::stdout();
-    writeln!(out, "{}", report.pack.id)?;
-    output::finish(out)?;
-    Ok(Outcome::Success)
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! One module per command: parse nothing, call one library function,
 //! encode its result, return the outcome.
 
+pub mod add;
 pub mod build;
 pub mod cat_manifest;
+pub mod copy;
 pub mod diff_tree;
 pub mod export;
 pub mod extract;

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -335,6 +335,36 @@ fn open_dir_at(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
         }
     }
     fcntl::openat(Some(dir), OsStr::from_bytes(name), flags, Mode::empty()).map(owned_fd)
+}
+
+/// Opens the directory `name` (one path component) inside `dir`, never
+/// through a symlink and never above `dir`: the primitive `render` walks
+/// trees with, for callers outside this module that must do the same
+/// (`copy` and `add` into a build tree). A symlink at `name` is an error
+/// (`ELOOP`, or `ENOTDIR` on kernels without `openat2`).
+pub fn open_dir_beneath(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
+    open_dir_at(dir.as_raw_fd(), name)
+}
+
+/// Opens or creates `name` (one path component) in `dir` with `flags` and
+/// `mode`, returning an owned fd. With `O_NOFOLLOW` (and `O_CREAT |
+/// O_EXCL` to create) nothing is followed through a symlink at `name`.
+pub fn open_beneath(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    flags: OFlag,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    fcntl::openat(
+        Some(dir.as_raw_fd()),
+        OsStr::from_bytes(name),
+        flags | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .map(owned_fd)
 }
 
 /// The components of an archive path below `rootfs/`, each checked to be a
@@ -919,6 +949,28 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn open_beneath_takes_one_plain_name_and_never_follows() {
+        use std::os::fd::AsFd;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), "x").unwrap();
+        std::os::unix::fs::symlink("f", tmp.path().join("l")).unwrap();
+        let root = File::open(tmp.path()).unwrap();
+        let read = OFlag::O_RDONLY | OFlag::O_NOFOLLOW;
+        assert!(open_beneath(root.as_fd(), b"f", read, Mode::empty()).is_ok());
+        assert_eq!(
+            open_beneath(root.as_fd(), b"l", read, Mode::empty()).unwrap_err(),
+            Errno::ELOOP
+        );
+        for bad in [&b""[..], b".", b"..", b"a/b"] {
+            assert_eq!(
+                open_beneath(root.as_fd(), bad, read, Mode::empty()).unwrap_err(),
+                Errno::EINVAL
+            );
+        }
+        assert!(open_dir_beneath(root.as_fd(), b"l").is_err());
     }
 
     #[test]

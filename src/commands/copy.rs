@@ -1,0 +1,67 @@
+//! `acido copy [--chown UID[:GID]] [--chmod MODE] SRC... DIR:DEST`
+
+use std::io::Write;
+
+use acido_porcelain::copy::{self, CopyOptions};
+
+use crate::cli::CopyArgs;
+use crate::commands::Context;
+use crate::output::Outcome;
+
+/// `1 file`, `2 files`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Copies the sources into the tree; `unpack` is `acido add`.
+pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcome> {
+    let (dir, dest) = copy::parse_target(&args.target)?;
+    let opts = CopyOptions {
+        chown: args.chown.as_deref().map(copy::parse_owner).transpose()?,
+        chmod: args.chmod.as_deref().map(copy::parse_mode).transpose()?,
+        unpack,
+    };
+    let report = copy::copy(&dir, &args.sources, &dest, &opts, &std::env::temp_dir())?;
+    if !ctx.quiet {
+        let mut err = std::io::stderr().lock();
+        let archives = if unpack {
+            format!(
+                "{} unpacked, ",
+                count(report.archives, "archive", "archives")
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            err,
+            "acido: {archives}{} ({}), {}, {} written",
+            count(report.files, "file", "files"),
+            count(report.bytes, "byte", "bytes"),
+            count(report.dirs, "directory", "directories"),
+            count(
+                report.others,
+                "link or special file",
+                "links and special files"
+            ),
+        )?;
+        for (count, what) in [
+            (
+                report.ownership_not_restored,
+                "owners not restored (not root)",
+            ),
+            (
+                report.xattrs_not_restored,
+                "extended attributes not restored",
+            ),
+            (
+                report.devices_not_created,
+                "device nodes not created (not root)",
+            ),
+        ] {
+            if count > 0 {
+                writeln!(err, "acido: warning: {count} {what}")?;
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
