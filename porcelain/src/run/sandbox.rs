@@ -615,14 +615,17 @@ fn default_sigchld() {
 pub fn supervise(child: Pid, reap_all: bool, parent: Option<Pid>) -> Result<u8, Errno> {
     let set = supervised_signals();
     loop {
-        match set.wait() {
-            Ok(Signal::SIGCHLD) => {
-                if let Some(code) = reap(child, reap_all)? {
-                    return Ok(code);
-                }
-            }
+        // Reap before every wait: in a process with other threads (the
+        // binary's signal thread, say) a SIGCHLD may be taken by a thread
+        // that did not block it, so the wait below is bounded and the
+        // child's end is noticed either way.
+        if let Some(code) = reap(child, reap_all)? {
+            return Ok(code);
+        }
+        match wait_signal(&set, 200) {
+            Ok(Some(Signal::SIGCHLD)) | Ok(None) => {}
             // The child may be gone already; its SIGCHLD is on its way.
-            Ok(sig) => {
+            Ok(Some(sig)) => {
                 let orphaned = parent.is_some_and(|p| nix::unistd::getppid() != p);
                 let _ = kill(child, if orphaned { Signal::SIGKILL } else { sig });
             }
@@ -630,6 +633,26 @@ pub fn supervise(child: Pid, reap_all: bool, parent: Option<Pid>) -> Result<u8, 
             Err(errno) => return Err(errno),
         }
     }
+}
+
+/// Waits up to `millis` for a signal of `set` (which the caller blocked);
+/// `None` when none came.
+#[allow(unsafe_code)]
+fn wait_signal(set: &SigSet, millis: i64) -> Result<Option<Signal>, Errno> {
+    let timeout = nix::libc::timespec {
+        tv_sec: millis / 1000,
+        tv_nsec: (millis % 1000) * 1_000_000,
+    };
+    // SAFETY: `set` is a valid sigset_t borrowed for the call, the info
+    // pointer may be null, and `timeout` lives across the call.
+    let signo = unsafe { nix::libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &timeout) };
+    if signo < 0 {
+        return match Errno::last() {
+            Errno::EAGAIN => Ok(None),
+            errno => Err(errno),
+        };
+    }
+    Signal::try_from(signo).map(Some)
 }
 
 /// Reaps what has ended; `Some(code)` once `child` has.
