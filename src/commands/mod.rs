@@ -21,6 +21,7 @@ pub mod validate;
 
 use std::path::PathBuf;
 
+use acido_plumbing::archive::Limits;
 use acido_plumbing::image::OpenImage;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::store::Store;
@@ -31,12 +32,31 @@ pub struct Context {
     store_dir: Option<PathBuf>,
     /// `-q`: no progress or status on stderr.
     pub quiet: bool,
+    /// The bounds on archives read, after `--limit` options.
+    limits: Limits,
 }
 
 impl Context {
     /// Reads the global flags; the environment is consulted lazily.
     pub fn new(store_dir: Option<PathBuf>, quiet: bool) -> Self {
-        Context { store_dir, quiet }
+        Context {
+            store_dir,
+            quiet,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Applies `--limit` options, in order, over the defaults.
+    pub fn with_limits(mut self, args: &[crate::cli::LimitArg]) -> Self {
+        for arg in args {
+            arg.apply(&mut self.limits);
+        }
+        self
+    }
+
+    /// The bounds on archives read (defaults changed by `--limit`).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The store: `--store` > `$ACIDO_STORE` > `$XDG_DATA_HOME/acido` >
@@ -54,7 +74,7 @@ impl Context {
             .or_else(|| env_dir("XDG_DATA_HOME").map(|d| d.join("acido")))
             .or_else(|| env_dir("HOME").map(|d| d.join(".local/share/acido")))
             .context("no store location: use --store DIR or set ACIDO_STORE")?;
-        Ok(Store::at(root))
+        Ok(Store::at(root).with_limits(self.limits.clone()))
     }
 
     /// Opens an image named on the command line: from the store by id or
@@ -73,4 +93,13 @@ impl Context {
             }
         }
     }
+}
+
+/// The `--limit` option that raises the bound an error line reports as
+/// exceeded, e.g. `--limit path-length=N`; `None` for other errors.
+pub fn limit_hint(line: &str) -> Option<String> {
+    crate::cli::LimitName::ALL
+        .iter()
+        .find(|(_, _, phrase)| line.contains(&format!("{phrase} exceeded")))
+        .map(|(_, name, _)| format!("--limit {name}=N"))
 }

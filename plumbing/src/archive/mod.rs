@@ -80,7 +80,10 @@ pub enum ArchiveError {
         source: io::Error,
     },
     /// The decompressed stream is larger than [`Limits::max_decompressed_size`].
-    #[error("{}maximum decompressed size exceeded (more than {max} bytes)", at_entry(entry))]
+    #[error(
+        "{}maximum decompressed size exceeded (more than {max} bytes)",
+        at_entry(entry)
+    )]
     TooLarge {
         /// The limit.
         max: u64,
@@ -385,7 +388,10 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            format!("maximum decompressed size exceeded (more than {} bytes)", len - 1)
+            format!(
+                "maximum decompressed size exceeded (more than {} bytes)",
+                len - 1
+            )
         );
     }
 
