@@ -74,7 +74,11 @@ impl Context {
             .or_else(|| env_dir("XDG_DATA_HOME").map(|d| d.join("acido")))
             .or_else(|| env_dir("HOME").map(|d| d.join(".local/share/acido")))
             .context("no store location: use --store DIR or set ACIDO_STORE")?;
-        Ok(Store::at(root).with_limits(self.limits.clone()))
+        let store = Store::at(root).with_limits(self.limits.clone());
+        Ok(match test_pause_hook() {
+            Some(hook) => store.with_hook(hook),
+            None => store,
+        })
     }
 
     /// Opens an image named on the command line: from the store by id or
@@ -102,4 +106,38 @@ pub fn limit_hint(line: &str) -> Option<String> {
         .iter()
         .find(|(_, _, phrase)| line.contains(&format!("{phrase} exceeded")))
         .map(|(_, name, _)| format!("--limit {name}=N"))
+}
+
+/// Fault injection for the crash tests (tests/store_faults.rs): with
+/// `ACIDO_TEST_PAUSE_AT=STEP` (after-temp-create, mid-stream, before-link
+/// or after-link-before-record) an import reaching that step creates the
+/// file `$ACIDO_TEST_PAUSE_FILE` (when set) and sleeps
+/// `$ACIDO_TEST_PAUSE_SECS` seconds (default 60), so the test can kill it
+/// there. The library never reads the environment; this is the binary's
+/// business.
+fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
+    use acido_plumbing::store::ImportStep;
+    let wanted = match std::env::var("ACIDO_TEST_PAUSE_AT").ok()?.as_str() {
+        "after-temp-create" => ImportStep::AfterTempCreate,
+        "mid-stream" => ImportStep::MidStream,
+        "before-link" => ImportStep::BeforeLink,
+        "after-link-before-record" => ImportStep::AfterLinkBeforeRecord,
+        _ => return None,
+    };
+    let marker = std::env::var_os("ACIDO_TEST_PAUSE_FILE").map(PathBuf::from);
+    let secs = std::env::var("ACIDO_TEST_PAUSE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Some(std::sync::Arc::new(move |step| {
+        if step != wanted {
+            return;
+        }
+        if let Some(marker) = &marker {
+            // The test waits for this file; failing to write it only
+            // makes the test time out.
+            let _ = std::fs::write(marker, format!("{step:?}\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }))
 }
