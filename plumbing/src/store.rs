@@ -1652,8 +1652,16 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Writes `bytes` to `dest` through a synced temp file in `tmp_dir` and a
 /// rename, so readers see the old content or the new, never a mix.
 fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
     let (mut temp, _in_flight) = create_locked_temp(tmp_dir, "write-")?;
     temp.write_all(bytes).map_err(io_err(temp.path()))?;
+    // Temp files are created 0600; the store's other files (blobs 0444,
+    // directories 0755) are readable by all, and a store shared read-only
+    // with other users must be able to read its version, indexes and
+    // records too.
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(io_err(temp.path()))?;
     temp.as_file().sync_all().map_err(io_err(temp.path()))?;
     temp.persist(dest).map_err(|e| StoreError::Io {
         path: dest.to_owned(),
@@ -1689,6 +1697,20 @@ mod tests {
         );
         t.extend_from_slice(&[0u8; 1024]);
         t
+    }
+
+    #[test]
+    fn derivable_files_are_readable_by_all_like_blobs() {
+        let (_dir, store, ids) = store_with(&[aci("example.com/a", b"a")]);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.blob_path(&ids[0])), 0o444);
+        for path in [
+            store.index_path(&ids[0]),
+            store.record_path(&ids[0]),
+            store.root().join("version"),
+        ] {
+            assert_eq!(mode(&path), 0o644, "{}", path.display());
+        }
     }
 
     #[test]
