@@ -1718,7 +1718,9 @@ mod tests {
         use std::sync::Mutex;
         let dir = tempfile::tempdir().unwrap();
         let plain = Store::at(dir.path().join("store"));
-        let seen: Arc<Mutex<Vec<(ImportStep, usize, bool, bool)>>> = Arc::default();
+        /// A step with the temps, blob and record seen there.
+        type Seen = (ImportStep, usize, bool, bool);
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let id = archive::hash_stream(io::Cursor::new(aci("example.com/a", b"a")))
             .unwrap()
             .id;

@@ -486,7 +486,7 @@ mod tests {
     fn unsplittable_path_goes_to_pax() {
         // One component of 200 bytes: no split leaves a name of 100 or less.
         let mut path = b"rootfs/".to_vec();
-        path.extend(std::iter::repeat(b'x').take(200));
+        path.extend(std::iter::repeat_n(b'x', 200));
         let out = encode(&spec(&path));
         assert_eq!(out.len() % BLOCK, 0);
         let recs = pax_records(&out);
