@@ -25,9 +25,127 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// Change a bound on the archives read (repeatable): NAME is size,
+    /// entries, path-length, link-length, extended-header or manifest-size;
+    /// sizes take a K, M, G or T suffix (see SECURITY in acido(1))
+    #[arg(long = "limit", global = true, value_name = "NAME=VALUE", value_parser = parse_limit)]
+    pub limits: Vec<LimitArg>,
+
     /// The command to run
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// One bound of [`acido_plumbing::archive::Limits`], as `--limit` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitName {
+    /// `size`: the decompressed size of an archive, in bytes.
+    Size,
+    /// `entries`: how many entries an archive may hold.
+    Entries,
+    /// `path-length`: the longest entry name, in bytes.
+    PathLength,
+    /// `link-length`: the longest link target, in bytes.
+    LinkLength,
+    /// `extended-header`: the largest PAX or GNU long-name header, in bytes.
+    ExtendedHeader,
+    /// `manifest-size`: the largest manifest, in bytes.
+    ManifestSize,
+}
+
+impl LimitName {
+    /// Every limit with its `--limit` name and the phrase the library's
+    /// error messages use for it ("{phrase} exceeded").
+    pub const ALL: [(LimitName, &'static str, &'static str); 6] = [
+        (LimitName::Size, "size", "maximum decompressed size"),
+        (LimitName::Entries, "entries", "maximum number of entries"),
+        (LimitName::PathLength, "path-length", "maximum path length"),
+        (
+            LimitName::LinkLength,
+            "link-length",
+            "maximum link target length",
+        ),
+        (
+            LimitName::ExtendedHeader,
+            "extended-header",
+            "maximum extended header size",
+        ),
+        (
+            LimitName::ManifestSize,
+            "manifest-size",
+            "maximum manifest size",
+        ),
+    ];
+}
+
+/// A parsed `--limit NAME=VALUE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitArg {
+    /// Which bound.
+    pub name: LimitName,
+    /// Its new value.
+    pub value: u64,
+}
+
+impl LimitArg {
+    /// Sets this bound in `limits`.
+    pub fn apply(self, limits: &mut acido_plumbing::archive::Limits) {
+        // Counts and lengths are usize in Limits; on 64-bit targets every
+        // u64 fits, elsewhere a huge value saturates (still "unbounded").
+        let count = usize::try_from(self.value).unwrap_or(usize::MAX);
+        match self.name {
+            LimitName::Size => limits.max_decompressed_size = self.value,
+            LimitName::Entries => limits.max_entries = count,
+            LimitName::PathLength => limits.max_path_len = count,
+            LimitName::LinkLength => limits.max_link_target_len = count,
+            LimitName::ExtendedHeader => limits.max_extended_header_size = self.value,
+            LimitName::ManifestSize => limits.max_manifest_size = self.value,
+        }
+    }
+}
+
+/// Parses `NAME=VALUE` for `--limit`: VALUE is a decimal number with an
+/// optional binary suffix K, M, G or T.
+pub fn parse_limit(text: &str) -> Result<LimitArg, String> {
+    let names = || {
+        LimitName::ALL
+            .iter()
+            .map(|(_, n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, where NAME is one of {}", names()))?;
+    let name = LimitName::ALL
+        .iter()
+        .find(|(_, n, _)| *n == name)
+        .map(|(l, ..)| *l)
+        .ok_or_else(|| format!("unknown limit {name:?} (known: {})", names()))?;
+    let (digits, shift) = match value.as_bytes().last() {
+        Some(b'K' | b'k') => (&value[..value.len() - 1], 10),
+        Some(b'M' | b'm') => (&value[..value.len() - 1], 20),
+        Some(b'G' | b'g') => (&value[..value.len() - 1], 30),
+        Some(b'T' | b't') => (&value[..value.len() - 1], 40),
+        _ => (value, 0),
+    };
+    let number: u64 = digits
+        .parse()
+        .ok()
+        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{value:?} is not a number (optionally with K, M, G or T)"))?;
+    let value = number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{value:?} is too large"))?;
+    // The manifest parser holds manifests to its own bound (aci-format
+    // §4), so a larger tar-level limit would only move the error.
+    let manifest_cap = acido_plumbing::manifest::MAX_MANIFEST_BYTES as u64;
+    if name == LimitName::ManifestSize && value > manifest_cap {
+        return Err(format!(
+            "manifest-size cannot exceed {manifest_cap} (the manifest parser's own bound)"
+        ));
+    }
+    Ok(LimitArg { name, value })
 }
 
 /// Every acido command. Plumbing first, then porcelain.
@@ -464,4 +582,67 @@ pub struct HelpArgs {
     pub pages: bool,
     /// The command (or 'store' for the store's file format)
     pub command: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_values_take_binary_suffixes() {
+        let parsed = |t: &str| parse_limit(t).map(|a| (a.name, a.value));
+        assert_eq!(parsed("size=64G"), Ok((LimitName::Size, 64 << 30)));
+        assert_eq!(parsed("entries=10"), Ok((LimitName::Entries, 10)));
+        assert_eq!(parsed("path-length=8k"), Ok((LimitName::PathLength, 8192)));
+        assert_eq!(
+            parsed("link-length=1M"),
+            Ok((LimitName::LinkLength, 1 << 20))
+        );
+        assert_eq!(
+            parsed("extended-header=2T"),
+            Ok((LimitName::ExtendedHeader, 2 << 40))
+        );
+        assert_eq!(
+            parsed("manifest-size=1M"),
+            Ok((LimitName::ManifestSize, 1 << 20))
+        );
+        for bad in [
+            "size",
+            "size=",
+            "size=K",
+            "size=-1",
+            "size=+1",
+            "size=1.5G",
+            "size=99999999999999999999",
+            "size=17000000000T",
+            "nope=1",
+            "manifest-size=1025K",
+        ] {
+            assert!(parse_limit(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn every_limit_is_applied_to_its_field() {
+        use acido_plumbing::archive::Limits;
+        let mut limits = Limits::default();
+        for (i, (name, ..)) in LimitName::ALL.iter().enumerate() {
+            LimitArg {
+                name: *name,
+                value: i as u64 + 1,
+            }
+            .apply(&mut limits);
+        }
+        assert_eq!(
+            limits,
+            Limits {
+                max_decompressed_size: 1,
+                max_entries: 2,
+                max_path_len: 3,
+                max_link_target_len: 4,
+                max_extended_header_size: 5,
+                max_manifest_size: 6,
+            }
+        );
+    }
 }

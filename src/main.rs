@@ -39,14 +39,18 @@ fn main() -> ExitCode {
         Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let mut stderr = io::stderr().lock();
-            let _ = writeln!(stderr, "acido: error: {}", error_line(&err));
+            let line = error_line(&err);
+            let _ = writeln!(stderr, "acido: error: {line}");
+            if let Some(flag) = commands::limit_hint(&line) {
+                let _ = writeln!(stderr, "acido: hint: raise the limit with {flag}");
+            }
             ExitCode::from(EXIT_FATAL)
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let ctx = commands::Context::new(cli.store, cli.quiet);
+    let ctx = commands::Context::new(cli.store, cli.quiet).with_limits(&cli.limits);
     match cli.command {
         Command::HashObject(args) => commands::hash_object::run(&ctx, args),
         Command::CatManifest(args) => commands::cat_manifest::run(&ctx, args),

@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             };
             assert_eq!(out, &copy, "scan saw other bytes than the decoder");
         }
-        Err(ArchiveError::TooLarge { max }) => {
+        Err(ArchiveError::TooLarge { max, .. }) => {
             assert_eq!(*max, CAP);
             let Some((_, out)) = &expected else {
                 panic!("too large, but undetected");

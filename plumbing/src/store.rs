@@ -34,6 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
@@ -237,12 +238,82 @@ pub struct ImportOutcome {
     pub newly_stored: bool,
 }
 
+/// The steps of [`Store::import`] at which an [`ImportHook`] is called,
+/// in order. They mark the points where a crash leaves a different
+/// state behind, so tests can kill the process at each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImportStep {
+    /// The locked temp file in `tmp/` exists and is empty.
+    AfterTempCreate,
+    /// The first decompressed chunk has been written to the temp file;
+    /// the rest of the input is still to be read.
+    MidStream,
+    /// The input is complete and valid and the temp file is synced and
+    /// read-only; the no-replace link into `blobs/` comes next. Not
+    /// reached when the blob is already stored.
+    BeforeLink,
+    /// The blob is in place (linked now or before); its index and record
+    /// are still to be written.
+    AfterLinkBeforeRecord,
+}
+
+/// A callback run at each [`ImportStep`] of an import (fault injection:
+/// the library never reads the environment, the binary's tests do).
+pub type ImportHook = Arc<dyn Fn(ImportStep) + Send + Sync>;
+
+/// An optional [`ImportHook`] that lets [`Store`] keep deriving `Debug`.
+#[derive(Clone, Default)]
+struct Hook(Option<ImportHook>);
+
+impl Hook {
+    fn call(&self, step: ImportStep) {
+        if let Some(hook) = &self.0 {
+            hook(step);
+        }
+    }
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hook(set)"
+        } else {
+            "Hook(none)"
+        })
+    }
+}
+
+/// Writes through to the temp file and, on the first write, flushes it
+/// so the bytes are on disk and calls the hook at [`ImportStep::MidStream`].
+struct MidStreamHook<'h, W: Write> {
+    inner: W,
+    hook: &'h Hook,
+    fired: bool,
+}
+
+impl<W: Write> Write for MidStreamHook<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if !self.fired && n > 0 && self.hook.0.is_some() {
+            self.fired = true;
+            self.inner.flush()?;
+            self.hook.call(ImportStep::MidStream);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A store rooted at a directory. Opening never writes; the layout is
 /// created by the first write.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
     limits: Limits,
+    hook: Hook,
 }
 
 impl Store {
@@ -251,7 +322,17 @@ impl Store {
         Store {
             root: root.into(),
             limits: Limits::default(),
+            hook: Hook::default(),
         }
+    }
+
+    /// Call `hook` at each [`ImportStep`] of every import through this
+    /// handle. Meant for fault-injection tests: the hook may block (so a
+    /// test can kill the process at that step) but cannot change the
+    /// import's course.
+    pub fn with_hook(mut self, hook: ImportHook) -> Self {
+        self.hook = Hook(Some(hook));
+        self
     }
 
     /// Use `limits` when reading archives into this store.
@@ -391,8 +472,13 @@ impl Store {
         // The lock marks the temp as in flight, so `gc` can tell a live
         // import from the leftovers of a killed one.
         let (temp, in_flight) = create_locked_temp(&self.tmp_dir(), "import-")?;
+        self.hook.call(ImportStep::AfterTempCreate);
 
-        let mut writer = BufWriter::with_capacity(1 << 20, temp.as_file());
+        let mut writer = MidStreamHook {
+            inner: BufWriter::with_capacity(1 << 20, temp.as_file()),
+            hook: &self.hook,
+            fired: false,
+        };
         let scanned = archive::scan(input, &mut writer, &self.limits).map_err(|source| {
             StoreError::Archive {
                 input: input_name.to_owned(),
@@ -417,6 +503,7 @@ impl Store {
             set_read_only(temp.as_file(), temp.path())?;
             let dir = blob.parent().expect("blob paths have a fan-out parent");
             fs::create_dir_all(dir).map_err(io_err(dir))?;
+            self.hook.call(ImportStep::BeforeLink);
             match temp.persist_noclobber(&blob) {
                 Ok(_) => {
                     sync_dir(dir)?;
@@ -429,6 +516,7 @@ impl Store {
             }
         };
         drop(in_flight);
+        self.hook.call(ImportStep::AfterLinkBeforeRecord);
 
         self.write_index(
             &id,
@@ -1564,8 +1652,16 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// Writes `bytes` to `dest` through a synced temp file in `tmp_dir` and a
 /// rename, so readers see the old content or the new, never a mix.
 fn write_atomically(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
     let (mut temp, _in_flight) = create_locked_temp(tmp_dir, "write-")?;
     temp.write_all(bytes).map_err(io_err(temp.path()))?;
+    // Temp files are created 0600; the store's other files (blobs 0444,
+    // directories 0755) are readable by all, and a store shared read-only
+    // with other users must be able to read its version, indexes and
+    // records too.
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(io_err(temp.path()))?;
     temp.as_file().sync_all().map_err(io_err(temp.path()))?;
     temp.persist(dest).map_err(|e| StoreError::Io {
         path: dest.to_owned(),
@@ -1601,6 +1697,71 @@ mod tests {
         );
         t.extend_from_slice(&[0u8; 1024]);
         t
+    }
+
+    #[test]
+    fn derivable_files_are_readable_by_all_like_blobs() {
+        let (_dir, store, ids) = store_with(&[aci("example.com/a", b"a")]);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.blob_path(&ids[0])), 0o444);
+        for path in [
+            store.index_path(&ids[0]),
+            store.record_path(&ids[0]),
+            store.root().join("version"),
+        ] {
+            assert_eq!(mode(&path), 0o644, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn the_hook_sees_each_import_step_with_the_state_it_names() {
+        use std::sync::Mutex;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = Store::at(dir.path().join("store"));
+        /// A step with the temps, blob and record seen there.
+        type Seen = (ImportStep, usize, bool, bool);
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let id = archive::hash_stream(io::Cursor::new(aci("example.com/a", b"a")))
+            .unwrap()
+            .id;
+        let log = Arc::clone(&seen);
+        let observer = plain.clone();
+        let store = plain.clone().with_hook(Arc::new(move |step| {
+            // At each step: how many temps exist, whether the blob and the
+            // record do.
+            let temps = fs::read_dir(observer.tmp_dir()).unwrap().count();
+            let blob = observer.blob_path(&id).exists();
+            let record = observer.record_path(&id).exists();
+            log.lock().unwrap().push((step, temps, blob, record));
+        }));
+        store
+            .import(io::Cursor::new(aci("example.com/a", b"a")), "a")
+            .unwrap();
+        use ImportStep::*;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (AfterTempCreate, 1, false, false),
+                (MidStream, 1, false, false),
+                (BeforeLink, 1, false, false),
+                (AfterLinkBeforeRecord, 0, true, false),
+            ]
+        );
+        // A re-import links nothing.
+        seen.lock().unwrap().clear();
+        let again = store
+            .import(io::Cursor::new(aci("example.com/a", b"a")), "a")
+            .unwrap();
+        assert!(!again.newly_stored);
+        let steps: Vec<ImportStep> = seen.lock().unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(steps, [AfterTempCreate, MidStream, AfterLinkBeforeRecord]);
+        // A rejected input stops before the link.
+        seen.lock().unwrap().clear();
+        assert!(store
+            .import(io::Cursor::new(b"garbage".to_vec()), "bad")
+            .is_err());
+        let steps: Vec<ImportStep> = seen.lock().unwrap().iter().map(|s| s.0).collect();
+        assert_eq!(steps, [AfterTempCreate]);
     }
 
     fn store_with(images: &[Vec<u8>]) -> (tempfile::TempDir, Store, Vec<ImageId>) {

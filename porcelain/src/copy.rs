@@ -920,6 +920,7 @@ impl<'o> Placer<'o> {
             if total > limits.max_decompressed_size {
                 return Err(archive_err(ArchiveError::TooLarge {
                     max: limits.max_decompressed_size,
+                    entry: Some(parser.current_entry()),
                 }));
             }
             temp.write_all(&buf[..n])

@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: HashObjectArgs) -> anyhow::Result<Outcome> {
         let id = match &store {
             Some(store) => store.import(input, &name)?.record.id,
             None => {
-                archive::hash_stream(input)
+                archive::hash_stream_limited(input, ctx.limits().max_decompressed_size)
                     .with_context(|| name.clone())?
                     .id
             }

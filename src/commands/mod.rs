@@ -24,6 +24,7 @@ pub mod validate;
 
 use std::path::PathBuf;
 
+use acido_plumbing::archive::Limits;
 use acido_plumbing::image::OpenImage;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::store::Store;
@@ -34,12 +35,31 @@ pub struct Context {
     store_dir: Option<PathBuf>,
     /// `-q`: no progress or status on stderr.
     pub quiet: bool,
+    /// The bounds on archives read, after `--limit` options.
+    limits: Limits,
 }
 
 impl Context {
     /// Reads the global flags; the environment is consulted lazily.
     pub fn new(store_dir: Option<PathBuf>, quiet: bool) -> Self {
-        Context { store_dir, quiet }
+        Context {
+            store_dir,
+            quiet,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Applies `--limit` options, in order, over the defaults.
+    pub fn with_limits(mut self, args: &[crate::cli::LimitArg]) -> Self {
+        for arg in args {
+            arg.apply(&mut self.limits);
+        }
+        self
+    }
+
+    /// The bounds on archives read (defaults changed by `--limit`).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The store: `--store` > `$ACIDO_STORE` > `$XDG_DATA_HOME/acido` >
@@ -57,7 +77,11 @@ impl Context {
             .or_else(|| env_dir("XDG_DATA_HOME").map(|d| d.join("acido")))
             .or_else(|| env_dir("HOME").map(|d| d.join(".local/share/acido")))
             .context("no store location: use --store DIR or set ACIDO_STORE")?;
-        Ok(Store::at(root))
+        let store = Store::at(root).with_limits(self.limits.clone());
+        Ok(match test_pause_hook() {
+            Some(hook) => store.with_hook(hook),
+            None => store,
+        })
     }
 
     /// Opens an image named on the command line: from the store by id or
@@ -76,4 +100,47 @@ impl Context {
             }
         }
     }
+}
+
+/// The `--limit` option that raises the bound an error line reports as
+/// exceeded, e.g. `--limit path-length=N`; `None` for other errors.
+pub fn limit_hint(line: &str) -> Option<String> {
+    crate::cli::LimitName::ALL
+        .iter()
+        .find(|(_, _, phrase)| line.contains(&format!("{phrase} exceeded")))
+        .map(|(_, name, _)| format!("--limit {name}=N"))
+}
+
+/// Fault injection for the crash tests (tests/store_faults.rs): with
+/// `ACIDO_TEST_PAUSE_AT=STEP` (after-temp-create, mid-stream, before-link
+/// or after-link-before-record) an import reaching that step creates the
+/// file `$ACIDO_TEST_PAUSE_FILE` (when set) and sleeps
+/// `$ACIDO_TEST_PAUSE_SECS` seconds (default 60), so the test can kill it
+/// there. The library never reads the environment; this is the binary's
+/// business.
+fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
+    use acido_plumbing::store::ImportStep;
+    let wanted = match std::env::var("ACIDO_TEST_PAUSE_AT").ok()?.as_str() {
+        "after-temp-create" => ImportStep::AfterTempCreate,
+        "mid-stream" => ImportStep::MidStream,
+        "before-link" => ImportStep::BeforeLink,
+        "after-link-before-record" => ImportStep::AfterLinkBeforeRecord,
+        _ => return None,
+    };
+    let marker = std::env::var_os("ACIDO_TEST_PAUSE_FILE").map(PathBuf::from);
+    let secs = std::env::var("ACIDO_TEST_PAUSE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    Some(std::sync::Arc::new(move |step| {
+        if step != wanted {
+            return;
+        }
+        if let Some(marker) = &marker {
+            // The test waits for this file; failing to write it only
+            // makes the test time out.
+            let _ = std::fs::write(marker, format!("{step:?}\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }))
 }

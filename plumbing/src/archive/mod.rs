@@ -80,10 +80,16 @@ pub enum ArchiveError {
         source: io::Error,
     },
     /// The decompressed stream is larger than [`Limits::max_decompressed_size`].
-    #[error("decompressed size exceeds the limit of {max} bytes")]
+    #[error(
+        "{}maximum decompressed size exceeded (more than {max} bytes)",
+        at_entry(entry)
+    )]
     TooLarge {
         /// The limit.
         max: u64,
+        /// The entry being read when the limit was reached, when the tar
+        /// was being parsed (`hash_stream` does not parse).
+        entry: Option<EntryRef>,
     },
     /// The tar stream is malformed or exceeds a limit.
     #[error(transparent)]
@@ -91,6 +97,11 @@ pub enum ArchiveError {
     /// The entries do not form a valid ACI layout.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+}
+
+/// `"ENTRY: "`, or nothing when no entry is known.
+fn at_entry(entry: &Option<EntryRef>) -> String {
+    entry.as_ref().map(|e| format!("{e}: ")).unwrap_or_default()
 }
 
 fn hex_bytes(bytes: &[u8]) -> String {
@@ -165,11 +176,28 @@ pub struct Scanned {
 /// No tar parsing and no layout check, so any well-compressed stream gets
 /// an id; only an unknown format or a truncated/corrupt compressed stream
 /// fails (aci-format §1 step 7: a missing gzip trailer fails here).
+/// No size limit: see [`hash_stream_limited`] for untrusted input.
 pub fn hash_stream(input: impl Read + Send + 'static) -> Result<HashOutcome, ArchiveError> {
+    hash_stream_limited(input, u64::MAX)
+}
+
+/// [`hash_stream`] that stops with [`ArchiveError::TooLarge`] as soon as
+/// the decompressed stream grows past `max_size` bytes, so a decompression
+/// bomb costs at most `max_size` bytes of decoding, never unbounded time.
+pub fn hash_stream_limited(
+    input: impl Read + Send + 'static,
+    max_size: u64,
+) -> Result<HashOutcome, ArchiveError> {
     let chunks = Chunks::start(input)?;
     let compression = chunks.compression();
     let mut hasher = IdHasher::new();
     let size = chunks.for_each(|chunk| {
+        if hasher.len().saturating_add(chunk.len() as u64) > max_size {
+            return Err(ArchiveError::TooLarge {
+                max: max_size,
+                entry: None,
+            });
+        }
         hasher.update(chunk);
         Ok(())
     })?;
@@ -196,9 +224,15 @@ pub fn scan(
     let mut hasher = IdHasher::new();
     let mut parser = TarParser::new(limits);
     let size = chunks.for_each(|chunk| {
-        if hasher.len() + chunk.len() as u64 > limits.max_decompressed_size {
+        if hasher.len().saturating_add(chunk.len() as u64) > limits.max_decompressed_size {
+            // Parse up to the limit to name the entry it cuts into (a tar
+            // error before that point is the better report). `room` is
+            // less than the chunk's length, so it fits in usize.
+            let room = limits.max_decompressed_size.saturating_sub(hasher.len());
+            parser.feed(&chunk[..room as usize])?;
             return Err(ArchiveError::TooLarge {
                 max: limits.max_decompressed_size,
+                entry: Some(parser.current_entry()),
             });
         }
         hasher.update(chunk);
@@ -227,6 +261,7 @@ pub fn scan_blob(tar: &[u8], limits: &Limits) -> Result<Vec<Entry>, ArchiveError
     if tar.len() as u64 > limits.max_decompressed_size {
         return Err(ArchiveError::TooLarge {
             max: limits.max_decompressed_size,
+            entry: None,
         });
     }
     let mut parser = TarParser::new(limits);
@@ -313,6 +348,51 @@ mod tests {
         }
         let err = scan(io::Cursor::new(minimal()), &mut Full, &Limits::default()).unwrap_err();
         assert_eq!(err.to_string(), "writing decompressed copy: disk full");
+    }
+
+    #[test]
+    fn the_size_limit_names_the_entry_it_cuts_into() {
+        let mut t = Vec::new();
+        push(&mut t, header(b"manifest", b'0', 2), b"{}");
+        push(&mut t, header(b"rootfs", b'5', 0), b"");
+        push(&mut t, header(b"rootfs/big", b'0', 4000), &[7; 4000]);
+        t.extend_from_slice(&[0; 1024]);
+        let limits = Limits {
+            max_decompressed_size: 2048,
+            ..Limits::default()
+        };
+        let err = scan(io::Cursor::new(t.clone()), &mut io::sink(), &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rootfs/big: maximum decompressed size exceeded (more than 2048 bytes)"
+        );
+        // Exactly the stream's size is allowed.
+        let exact = Limits {
+            max_decompressed_size: t.len() as u64,
+            ..Limits::default()
+        };
+        assert!(scan(io::Cursor::new(t.clone()), &mut io::sink(), &exact).is_ok());
+    }
+
+    #[test]
+    fn hash_stream_limited_stops_at_the_limit() {
+        let t = minimal();
+        let len = t.len() as u64;
+        let full = hash_stream(io::Cursor::new(t.clone())).unwrap();
+        let same = hash_stream_limited(io::Cursor::new(t.clone()), len).unwrap();
+        assert_eq!(full, same);
+        let err = hash_stream_limited(io::Cursor::new(t), len - 1).unwrap_err();
+        assert!(
+            matches!(err, ArchiveError::TooLarge { max, entry: None } if max == len - 1),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "maximum decompressed size exceeded (more than {} bytes)",
+                len - 1
+            )
+        );
     }
 
     proptest! {

@@ -247,6 +247,18 @@ impl<'l> TarParser<'l> {
         self.state == State::Done
     }
 
+    /// The entry the next byte belongs to: the one whose data (or
+    /// extended header) is being read, else the header being collected,
+    /// named by its offset.
+    pub fn current_entry(&self) -> EntryRef {
+        match (&self.state, &self.body_entry) {
+            (State::Body { .. }, Some(who)) => who.clone(),
+            (State::Done, _) => EntryRef::Offset(self.offset),
+            _ if self.fill == 0 => EntryRef::Offset(self.offset),
+            _ => EntryRef::Offset(self.block_offset),
+        }
+    }
+
     /// Feeds the next bytes of the stream.
     pub fn feed(&mut self, mut data: &[u8]) -> Result<(), TarError> {
         while !data.is_empty() {
