@@ -51,12 +51,20 @@ pub enum LimitName {
     ExtendedHeader,
     /// `manifest-size`: the largest manifest, in bytes.
     ManifestSize,
+    /// `json-depth`: the deepest nesting of arrays and objects in a manifest.
+    JsonDepth,
+    /// `whitelist-length`: the most `pathWhitelist` entries in a manifest.
+    WhitelistLength,
+    /// `dependency-depth`: the deepest dependency chain a render follows.
+    DependencyDepth,
+    /// `dependency-count`: the most images in a render's dependency list.
+    DependencyCount,
 }
 
 impl LimitName {
     /// Every limit with its `--limit` name and the phrase the library's
     /// error messages use for it ("{phrase} exceeded").
-    pub const ALL: [(LimitName, &'static str, &'static str); 6] = [
+    pub const ALL: [(LimitName, &'static str, &'static str); 10] = [
         (LimitName::Size, "size", "maximum decompressed size"),
         (LimitName::Entries, "entries", "maximum number of entries"),
         (LimitName::PathLength, "path-length", "maximum path length"),
@@ -74,6 +82,22 @@ impl LimitName {
             LimitName::ManifestSize,
             "manifest-size",
             "maximum manifest size",
+        ),
+        (LimitName::JsonDepth, "json-depth", "maximum JSON depth"),
+        (
+            LimitName::WhitelistLength,
+            "whitelist-length",
+            "maximum whitelist length",
+        ),
+        (
+            LimitName::DependencyDepth,
+            "dependency-depth",
+            "maximum dependency depth",
+        ),
+        (
+            LimitName::DependencyCount,
+            "dependency-count",
+            "maximum dependency count",
         ),
     ];
 }
@@ -100,6 +124,10 @@ impl LimitArg {
             LimitName::LinkLength => limits.max_link_target_len = count,
             LimitName::ExtendedHeader => limits.max_extended_header_size = self.value,
             LimitName::ManifestSize => limits.max_manifest_size = self.value,
+            LimitName::JsonDepth => limits.max_json_depth = count,
+            LimitName::WhitelistLength => limits.max_whitelist_len = count,
+            LimitName::DependencyDepth => limits.max_dependency_depth = count,
+            LimitName::DependencyCount => limits.max_dependency_count = count,
         }
     }
 }
@@ -143,6 +171,14 @@ pub fn parse_limit(text: &str) -> Result<LimitArg, String> {
     if name == LimitName::ManifestSize && value > manifest_cap {
         return Err(format!(
             "manifest-size cannot exceed {manifest_cap} (the manifest parser's own bound)"
+        ));
+    }
+    // The JSON reader recurses per level; past its ceiling the stack, not
+    // the option, would decide.
+    let depth_cap = acido_plumbing::manifest::MAX_DEPTH_CEILING as u64;
+    if name == LimitName::JsonDepth && value > depth_cap {
+        return Err(format!(
+            "json-depth cannot exceed {depth_cap} (the JSON reader's own bound)"
         ));
     }
     Ok(LimitArg { name, value })
@@ -606,6 +642,19 @@ mod tests {
             parsed("manifest-size=1M"),
             Ok((LimitName::ManifestSize, 1 << 20))
         );
+        assert_eq!(parsed("json-depth=512"), Ok((LimitName::JsonDepth, 512)));
+        assert_eq!(
+            parsed("whitelist-length=2M"),
+            Ok((LimitName::WhitelistLength, 2 << 20))
+        );
+        assert_eq!(
+            parsed("dependency-depth=100"),
+            Ok((LimitName::DependencyDepth, 100))
+        );
+        assert_eq!(
+            parsed("dependency-count=4K"),
+            Ok((LimitName::DependencyCount, 4096))
+        );
         for bad in [
             "size",
             "size=",
@@ -617,6 +666,10 @@ mod tests {
             "size=17000000000T",
             "nope=1",
             "manifest-size=1025K",
+            "json-depth=513",
+            "json-depth=2K",
+            "whitelist-length",
+            "dependency-depth=x",
         ] {
             assert!(parse_limit(bad).is_err(), "{bad} was accepted");
         }
@@ -642,6 +695,10 @@ mod tests {
                 max_link_target_len: 4,
                 max_extended_header_size: 5,
                 max_manifest_size: 6,
+                max_json_depth: 7,
+                max_whitelist_len: 8,
+                max_dependency_depth: 9,
+                max_dependency_count: 10,
             }
         );
     }

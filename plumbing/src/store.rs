@@ -487,7 +487,7 @@ impl Store {
         })?;
         writer.flush().map_err(io_err(temp.path()))?;
         drop(writer);
-        let manifest = ImageManifest::from_slice(&scanned.manifest).map_err(|source| {
+        let manifest = ImageManifest::from_slice_with(&scanned.manifest, &self.limits.manifest()).map_err(|source| {
             StoreError::Manifest {
                 input: input_name.to_owned(),
                 source,
@@ -564,7 +564,7 @@ impl Store {
     /// (used by `fsck --repair`); keeps the import time when one exists.
     pub fn rebuild_record(&self, id: &ImageId) -> Result<ImageRecord, StoreError> {
         let image = self.open(id)?;
-        let manifest = ImageManifest::from_slice(image.manifest_bytes()).map_err(|source| {
+        let manifest = ImageManifest::from_slice_with(image.manifest_bytes(), &self.limits.manifest()).map_err(|source| {
             StoreError::Manifest {
                 input: id.to_string(),
                 source,
@@ -1080,7 +1080,7 @@ impl Store {
     /// manifest that no longer parses is an error.
     pub fn check_record(&self, fresh: &OpenImage) -> Result<RecordState, StoreError> {
         let id = fresh.id();
-        let manifest = ImageManifest::from_slice(fresh.manifest_bytes()).map_err(|source| {
+        let manifest = ImageManifest::from_slice_with(fresh.manifest_bytes(), &self.limits.manifest()).map_err(|source| {
             StoreError::Manifest {
                 input: id.to_string(),
                 source,

@@ -22,6 +22,7 @@ use std::io::{self, Read, Write};
 use crate::compression::Compression;
 use crate::entry::Entry;
 use crate::id::{IdHasher, ImageId};
+use crate::manifest::ManifestLimits;
 
 pub use self::decompress::{decoder, Chunks};
 pub use self::detect::detect;
@@ -129,6 +130,27 @@ pub struct Limits {
     pub max_extended_header_size: u64,
     /// Largest `manifest` (default 1 MiB); it is held in memory.
     pub max_manifest_size: u64,
+    /// Deepest nesting of arrays and objects in a manifest (default 128);
+    /// the JSON reader recurses per level. See [`ManifestLimits`].
+    pub max_json_depth: usize,
+    /// Most `pathWhitelist` entries in a manifest (default 1 000 000).
+    pub max_whitelist_len: usize,
+    /// Deepest dependency chain a render follows (default 64, the top
+    /// image being level 0). See [`crate::render::MAX_DEPTH`].
+    pub max_dependency_depth: usize,
+    /// Most elements of a render's dependency list (default 1024). See
+    /// [`crate::render::MAX_IMAGES`].
+    pub max_dependency_count: usize,
+}
+
+impl Limits {
+    /// The bounds the manifest decoder applies.
+    pub fn manifest(&self) -> ManifestLimits {
+        ManifestLimits {
+            max_json_depth: self.max_json_depth,
+            max_whitelist_len: self.max_whitelist_len,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -140,6 +162,10 @@ impl Default for Limits {
             max_link_target_len: 4096,
             max_extended_header_size: 1 << 20,
             max_manifest_size: 1 << 20,
+            max_json_depth: ManifestLimits::default().max_json_depth,
+            max_whitelist_len: ManifestLimits::default().max_whitelist_len,
+            max_dependency_depth: crate::render::MAX_DEPTH,
+            max_dependency_count: crate::render::MAX_IMAGES,
         }
     }
 }

@@ -13,15 +13,22 @@ use std::fmt::Write as _;
 
 /// Largest manifest accepted, far above any real one (they are a few KiB).
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
-/// Deepest nesting of arrays and objects accepted; real manifests use 5.
+/// Deepest nesting of arrays and objects accepted by default; real
+/// manifests use 5.
 pub const MAX_DEPTH: usize = 128;
+/// The most a caller may raise the nesting bound to. The reader, the
+/// decoder and `Drop` all recurse once per level, so the bound is what
+/// keeps a hostile manifest from overflowing the stack: 512 levels fit in
+/// a 2 MiB thread stack even unoptimised (a unit test checks it; 1024 do
+/// not).
+pub const MAX_DEPTH_CEILING: usize = 512;
 
 /// Why a document is not JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum JsonError {
     /// Go's `*json.SyntaxError`: its message and the byte offset Go reports.
     Syntax { message: String, offset: usize },
-    /// Nested deeper than [`MAX_DEPTH`].
+    /// Nested deeper than the caller's bound.
     TooDeep,
 }
 
@@ -64,9 +71,15 @@ impl Node {
     }
 }
 
-/// Parses a whole document: one value, optional white space around it.
-pub(crate) fn parse(src: &[u8]) -> Result<Node, JsonError> {
-    let mut p = Parser { src, pos: 0 };
+/// Parses a whole document: one value, optional white space around it,
+/// arrays and objects nested at most `max_depth` deep (never more than
+/// [`MAX_DEPTH_CEILING`]).
+pub(crate) fn parse_bounded(src: &[u8], max_depth: usize) -> Result<Node, JsonError> {
+    let mut p = Parser {
+        src,
+        pos: 0,
+        max_depth: max_depth.min(MAX_DEPTH_CEILING),
+    };
     p.skip_space();
     let node = p.value(0)?;
     p.skip_space();
@@ -76,9 +89,16 @@ pub(crate) fn parse(src: &[u8]) -> Result<Node, JsonError> {
     Ok(node)
 }
 
+/// [`parse_bounded`] at the default bound, for tests of the decoders.
+#[cfg(test)]
+pub(crate) fn parse(src: &[u8]) -> Result<Node, JsonError> {
+    parse_bounded(src, MAX_DEPTH)
+}
+
 struct Parser<'a> {
     src: &'a [u8],
     pos: usize,
+    max_depth: usize,
 }
 
 impl Parser<'_> {
@@ -130,14 +150,14 @@ impl Parser<'_> {
         let c = self.need()?;
         let kind = match c {
             b'{' => {
-                if depth >= MAX_DEPTH {
+                if depth >= self.max_depth {
                     return Err(JsonError::TooDeep);
                 }
                 self.pos += 1;
                 self.object(depth + 1)?
             }
             b'[' => {
-                if depth >= MAX_DEPTH {
+                if depth >= self.max_depth {
                     return Err(JsonError::TooDeep);
                 }
                 self.pos += 1;
@@ -692,12 +712,34 @@ mod tests {
         assert_eq!(node.kind, NodeKind::Str("é😀\u{fffd}xA\u{fffd}".to_owned()));
     }
 
+    fn nested(depth: usize) -> String {
+        "[".repeat(depth) + &"]".repeat(depth)
+    }
+
     #[test]
     fn depth_is_capped() {
-        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        let deep = nested(MAX_DEPTH + 1);
         assert_eq!(parse(deep.as_bytes()), Err(JsonError::TooDeep));
-        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
-        assert!(parse(ok.as_bytes()).is_ok());
+        assert!(parse(nested(MAX_DEPTH).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn depth_bound_is_the_callers() {
+        assert_eq!(parse_bounded(nested(4).as_bytes(), 3), Err(JsonError::TooDeep));
+        assert!(parse_bounded(nested(3).as_bytes(), 3).is_ok());
+        assert!(parse_bounded(nested(MAX_DEPTH + 1).as_bytes(), MAX_DEPTH + 1).is_ok());
+        // A bound of 0 admits only scalars.
+        assert!(parse_bounded(b"1", 0).is_ok());
+        assert_eq!(parse_bounded(b"[]", 0), Err(JsonError::TooDeep));
+    }
+
+    #[test]
+    fn depth_bound_never_passes_the_ceiling() {
+        // Runs on a test thread (2 MiB stack): the ceiling must fit in it.
+        let at = nested(MAX_DEPTH_CEILING);
+        assert!(parse_bounded(at.as_bytes(), usize::MAX).is_ok());
+        let over = nested(MAX_DEPTH_CEILING + 1);
+        assert_eq!(parse_bounded(over.as_bytes(), usize::MAX), Err(JsonError::TooDeep));
     }
 
     #[test]

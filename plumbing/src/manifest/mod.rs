@@ -34,7 +34,7 @@ pub use app::{
     App, AppError, EnvironmentVariable, EventHandler, EventHandlerName, MountPoint, Port,
 };
 pub use isolator::{Isolator, IsolatorError, IsolatorValue, RawJson, Resource};
-pub use json::{MAX_DEPTH, MAX_MANIFEST_BYTES};
+pub use json::{MAX_DEPTH, MAX_DEPTH_CEILING, MAX_MANIFEST_BYTES};
 pub use types::{
     AcIdentifier, AcKind, AcName, Annotation, Annotations, ImageIdRef, Label, Labels, Os, SemVer,
     ValueError,
@@ -67,9 +67,19 @@ pub enum ManifestError {
         /// The limit.
         limit: usize,
     },
-    /// Arrays and objects nest deeper than [`MAX_DEPTH`].
-    #[error("manifest nests arrays and objects more than {limit} deep")]
+    /// Arrays and objects nest deeper than [`ManifestLimits::max_json_depth`]
+    /// ([`MAX_DEPTH`] by default).
+    #[error("manifest: maximum JSON depth exceeded (arrays and objects nest more than {limit} deep)")]
     TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+    /// `pathWhitelist` lists more paths than
+    /// [`ManifestLimits::max_whitelist_len`].
+    #[error("manifest: maximum whitelist length exceeded ({count} > {limit})")]
+    WhitelistTooLong {
+        /// How many paths the whitelist lists.
+        count: usize,
         /// The limit.
         limit: usize,
     },
@@ -353,17 +363,43 @@ pub(crate) struct Document {
     root: Node,
 }
 
+/// Bounds on a manifest's structure, beyond its size ([`MAX_MANIFEST_BYTES`]).
+/// Issue 5 ("Bounded"): each is an error naming it, and each can be raised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestLimits {
+    /// Deepest nesting of arrays and objects (default [`MAX_DEPTH`]).
+    /// Values above [`MAX_DEPTH_CEILING`] act as the ceiling, which keeps
+    /// the recursive reader within its stack.
+    pub max_json_depth: usize,
+    /// Most `pathWhitelist` entries (default 1 000 000). Rendering builds
+    /// a set from them, so they cost memory per entry.
+    pub max_whitelist_len: usize,
+}
+
+impl Default for ManifestLimits {
+    fn default() -> Self {
+        ManifestLimits {
+            max_json_depth: MAX_DEPTH,
+            max_whitelist_len: 1_000_000,
+        }
+    }
+}
+
 /// Size check and syntax check: the part of `json.Unmarshal` that runs
 /// before any decoding.
-pub(crate) fn parse_document(bytes: &[u8]) -> Result<Document, ManifestError> {
+pub(crate) fn parse_document(
+    bytes: &[u8],
+    limits: &ManifestLimits,
+) -> Result<Document, ManifestError> {
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(ManifestError::TooLarge {
             size: bytes.len(),
             limit: MAX_MANIFEST_BYTES,
         });
     }
-    let root = json::parse(bytes).map_err(|e| match e {
-        JsonError::TooDeep => ManifestError::TooDeep { limit: MAX_DEPTH },
+    let max_depth = limits.max_json_depth.min(MAX_DEPTH_CEILING);
+    let root = json::parse_bounded(bytes, max_depth).map_err(|e| match e {
+        JsonError::TooDeep => ManifestError::TooDeep { limit: max_depth },
         JsonError::Syntax { message, offset } => {
             let before = &bytes[..offset.saturating_sub(1).min(bytes.len())];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -536,9 +572,26 @@ impl ImageManifest {
     /// syntax errors and a bad `acKind`/`acVersion` are reported first,
     /// as [`ErrorStage::Unmarshal`] errors, as `actool validate` does.
     pub fn from_slice(bytes: &[u8]) -> Result<ImageManifest, ManifestError> {
-        let doc = parse_document(bytes)?;
+        ImageManifest::from_slice_with(bytes, &ManifestLimits::default())
+    }
+
+    /// [`ImageManifest::from_slice`] with bounds other than the defaults.
+    /// The whitelist bound is checked after a successful decode, so a
+    /// manifest that is also invalid reports the reference's verdict.
+    pub fn from_slice_with(
+        bytes: &[u8],
+        limits: &ManifestLimits,
+    ) -> Result<ImageManifest, ManifestError> {
+        let doc = parse_document(bytes, limits)?;
         decode_header(&doc)?;
-        decode_image_manifest(&doc)
+        let manifest = decode_image_manifest(&doc)?;
+        if manifest.path_whitelist.len() > limits.max_whitelist_len {
+            return Err(ManifestError::WhitelistTooLong {
+                count: manifest.path_whitelist.len(),
+                limit: limits.max_whitelist_len,
+            });
+        }
+        Ok(manifest)
     }
 
     /// The value of the label called `name`.

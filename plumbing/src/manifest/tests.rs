@@ -271,6 +271,72 @@ fn limits_give_clean_errors() {
     );
 }
 
+/// A manifest whose `x` member nests `depth` levels (the object itself
+/// being the first).
+fn nested_manifest(depth: usize) -> String {
+    let inner = depth - 1;
+    format!(
+        "{{{HEAD},\"name\":\"a\",\"x\":{}1{}}}",
+        "[".repeat(inner),
+        "]".repeat(inner)
+    )
+}
+
+#[test]
+fn json_depth_bound_is_the_callers() {
+    let limits = |max_json_depth| ManifestLimits {
+        max_json_depth,
+        ..ManifestLimits::default()
+    };
+    let m = nested_manifest(10);
+    assert_eq!(
+        ImageManifest::from_slice_with(m.as_bytes(), &limits(9)),
+        Err(ManifestError::TooDeep { limit: 9 })
+    );
+    assert!(ImageManifest::from_slice_with(m.as_bytes(), &limits(10)).is_ok());
+    // Raised past the default: 200 levels decode.
+    let deep = nested_manifest(200);
+    assert!(ImageManifest::from_slice(deep.as_bytes()).is_err());
+    assert!(ImageManifest::from_slice_with(deep.as_bytes(), &limits(200)).is_ok());
+    // No bound passes the ceiling, and the ceiling fits a test thread's
+    // stack through parsing, decoding and dropping.
+    let at = nested_manifest(MAX_DEPTH_CEILING);
+    assert!(ImageManifest::from_slice_with(at.as_bytes(), &limits(usize::MAX)).is_ok());
+    let over = nested_manifest(MAX_DEPTH_CEILING + 1);
+    assert_eq!(
+        ImageManifest::from_slice_with(over.as_bytes(), &limits(usize::MAX)),
+        Err(ManifestError::TooDeep {
+            limit: MAX_DEPTH_CEILING
+        })
+    );
+    let message = ManifestError::TooDeep { limit: 9 }.to_string();
+    assert!(message.contains("maximum JSON depth exceeded"), "{message}");
+}
+
+#[test]
+fn whitelist_length_is_bounded() {
+    let limits = |max_whitelist_len| ManifestLimits {
+        max_whitelist_len,
+        ..ManifestLimits::default()
+    };
+    let m = with_head(r#""name":"a","pathWhitelist":["/a","/b","/c"]"#);
+    assert_eq!(
+        ImageManifest::from_slice_with(m.as_bytes(), &limits(2)),
+        Err(ManifestError::WhitelistTooLong { count: 3, limit: 2 })
+    );
+    let ok = ImageManifest::from_slice_with(m.as_bytes(), &limits(3)).unwrap();
+    assert_eq!(ok.path_whitelist.len(), 3);
+    assert!(ImageManifest::from_slice(m.as_bytes()).is_ok());
+    // An invalid manifest keeps the reference's verdict, not the bound's.
+    let bad = with_head(r#""name":"","pathWhitelist":["/a","/b","/c"]"#);
+    assert!(matches!(
+        ImageManifest::from_slice_with(bad.as_bytes(), &limits(0)),
+        Err(ManifestError::Invalid { .. })
+    ));
+    let message = ManifestError::WhitelistTooLong { count: 3, limit: 2 }.to_string();
+    assert_eq!(message, "manifest: maximum whitelist length exceeded (3 > 2)");
+}
+
 #[test]
 fn syntax_errors_carry_a_position() {
     let err = ImageManifest::from_slice(b"{\n  \"a\": 1,\n}").unwrap_err();

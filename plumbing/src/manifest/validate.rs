@@ -13,7 +13,7 @@ use super::json::{go_quote, Node};
 use super::{
     app, decode_annotations, decode_hash, decode_header, decode_identifier, decode_image_manifest,
     decode_kind_value, decode_labels, decode_name, decode_version, parse_document, AcKind, AcName,
-    Document, ImageManifest, ManifestError,
+    Document, ImageManifest, ManifestError, ManifestLimits,
 };
 
 /// Something the appc spec forbids that the reference implementation
@@ -71,7 +71,7 @@ pub fn validate_manifest(bytes: &[u8], strict: bool) -> ManifestReport {
         error: None,
         warnings: Vec::new(),
     };
-    let header = parse_document(bytes).and_then(|doc| decode_header(&doc).map(|h| (doc, h)));
+    let header = parse_document(bytes, &ManifestLimits::default()).and_then(|doc| decode_header(&doc).map(|h| (doc, h)));
     let (doc, kind) = match header {
         Ok((doc, (kind, _))) => (doc, kind),
         Err(e) => {

@@ -14,12 +14,14 @@ use crate::store::{ImageRecord, Store, StoreError};
 
 use super::RenderError;
 
-/// Deepest dependency chain accepted: the top image is level 0, so a chain
-/// may hold `MAX_DEPTH + 1` images. Real images nest a handful of levels;
+/// Deepest dependency chain accepted by default (the store's
+/// [`crate::archive::Limits::max_dependency_depth`] decides): the top image
+/// is level 0, so a chain may hold `MAX_DEPTH + 1` images. Real images nest a handful of levels;
 /// the bound only stops hostile or broken manifests.
 pub const MAX_DEPTH: usize = 64;
 
-/// Most elements the dependency list may hold. A diamond lists its shared
+/// Most elements the dependency list may hold by default (the store's
+/// [`crate::archive::Limits::max_dependency_count`] decides). A diamond lists its shared
 /// image once per path (aci-format §9.1), so a lattice of diamonds grows
 /// exponentially; this bound turns that into an error instead of an
 /// endless walk.
@@ -191,14 +193,20 @@ impl Resolver<'_> {
                 source: Box::new(source),
             },
         })?;
-        let shared = Arc::new(share(image, ImageSource::Store, chain)?);
+        let shared = Arc::new(share(self.store, image, ImageSource::Store, chain)?);
         self.opened.insert(id, Arc::clone(&shared));
         Ok(shared)
     }
 }
 
-fn share(image: OpenImage, source: ImageSource, chain: &str) -> Result<SharedImage, RenderError> {
-    let manifest = ImageManifest::from_slice(image.manifest_bytes()).map_err(|source| {
+fn share(
+    store: &Store,
+    image: OpenImage,
+    source: ImageSource,
+    chain: &str,
+) -> Result<SharedImage, RenderError> {
+    let limits = store.limits().manifest();
+    let manifest = ImageManifest::from_slice_with(image.manifest_bytes(), &limits).map_err(|source| {
         RenderError::BadManifest {
             chain: chain.to_owned(),
             source: Box::new(source),
@@ -231,8 +239,9 @@ pub fn dependency_list(store: &Store, top: ImageId) -> Result<DependencyList, Re
 /// reverse declaration order, and an image shared by several parents is
 /// listed once per path. Every dependency is resolved and opened here, so
 /// a missing image, an ambiguous id, a cycle (self-dependency included), a
-/// chain deeper than [`MAX_DEPTH`], a list longer than [`MAX_IMAGES`] or an
-/// unreadable manifest is reported before anything is written.
+/// chain deeper than the store's `max_dependency_depth`, a list longer than
+/// its `max_dependency_count` (by default [`MAX_DEPTH`] and [`MAX_IMAGES`])
+/// or an unreadable manifest is reported before anything is written.
 pub fn dependency_list_for(
     store: &Store,
     top: OpenImage,
@@ -240,7 +249,9 @@ pub fn dependency_list_for(
 ) -> Result<DependencyList, RenderError> {
     let top_id = top.id();
     let fallback_name = top_id.to_string();
-    let shared = Arc::new(share(top, source, &fallback_name)?);
+    let shared = Arc::new(share(store, top, source, &fallback_name)?);
+    let max_depth = store.limits().max_dependency_depth;
+    let max_images = store.limits().max_dependency_count;
     let mut list = DependencyList {
         images: vec![ListedImage {
             id: top_id,
@@ -264,10 +275,10 @@ pub fn dependency_list_for(
         for dep in &parent.image.manifest.dependencies {
             let element_name = dependency_name(dep);
             let chain = format!("{} -> {element_name}", list.chain(at));
-            if parent.level + 1 > MAX_DEPTH {
+            if parent.level + 1 > max_depth {
                 return Err(RenderError::TooDeep {
                     chain,
-                    max: MAX_DEPTH,
+                    max: max_depth,
                 });
             }
             let id = match resolver.lookup(dep).map_err(|source| RenderError::Open {
@@ -288,10 +299,10 @@ pub fn dependency_list_for(
             if in_chain {
                 return Err(RenderError::Cycle { chain });
             }
-            if list.images.len() >= MAX_IMAGES {
+            if list.images.len() >= max_images {
                 return Err(RenderError::TooMany {
                     chain,
-                    max: MAX_IMAGES,
+                    max: max_images,
                 });
             }
             let image = resolver.open(id, &chain)?;

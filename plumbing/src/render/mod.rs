@@ -55,16 +55,18 @@ pub enum RenderError {
         /// The chain, ending in the repeated image.
         chain: String,
     },
-    /// A chain is deeper than [`MAX_DEPTH`].
-    #[error("{chain}: dependency chain deeper than {max} levels")]
+    /// A chain is deeper than the store's `max_dependency_depth`
+    /// ([`MAX_DEPTH`] by default).
+    #[error("{chain}: maximum dependency depth exceeded (chain deeper than {max} levels)")]
     TooDeep {
         /// The chain at the point it got too deep.
         chain: String,
         /// The limit.
         max: usize,
     },
-    /// The dependency list would hold more than [`MAX_IMAGES`] elements.
-    #[error("{chain}: more than {max} images in the dependency list")]
+    /// The dependency list would hold more than the store's
+    /// `max_dependency_count` elements ([`MAX_IMAGES`] by default).
+    #[error("{chain}: maximum dependency count exceeded (more than {max} images in the dependency list)")]
     TooMany {
         /// The chain whose dependency would exceed the limit.
         chain: String,
