@@ -948,3 +948,160 @@ fn dependency_cycles_self_dependencies_and_bad_ids() {
     assert!(start.elapsed() < Duration::from_secs(30));
     insta::assert_snapshot!("dependency_fan_out", env.snap(&run));
 }
+
+// ---------------------------------------------------------------------
+// Limits on what manifests say: JSON depth, whitelist length, dependency
+// depth and count. Each refuses with its name and the --limit hint, and
+// raising it lets the same input through.
+
+/// Checks that `run` was refused by the limit `name` (`phrase exceeded`)
+/// and hints at the option.
+fn refused_by(run: &Run, name: &str, phrase: &str) {
+    no_panic(run);
+    assert_eq!(run.code(), 128, "{name}: {}", run.stdout());
+    let stderr = run.stderr();
+    assert!(stderr.contains(&format!("{phrase} exceeded")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--limit {name}=N")),
+        "no hint: {stderr}"
+    );
+}
+
+#[test]
+fn manifest_limits_name_themselves_and_can_be_raised() {
+    // Ten levels of nesting: the manifest object and nine arrays.
+    let deep = manifest(
+        "hostile.example/deep",
+        &format!(r#","x":{}1{}"#, "[".repeat(9), "]".repeat(9)),
+    );
+    let mut t = Tar::aci(&deep);
+    t.file(b"rootfs/a", b"a");
+    let bytes = t.end();
+    let env = refused("limit_json_depth", &bytes, &["--limit", "json-depth=9"]);
+    let run = env.run(["--limit", "json-depth=9", "import", "in.aci"]);
+    refused_by(&run, "json-depth", "maximum JSON depth");
+    env.run(["--limit", "json-depth=10", "import", "in.aci"])
+        .ok();
+    env.run([
+        "--limit",
+        "json-depth=10",
+        "render-tree",
+        "in.aci",
+        "work/out",
+    ])
+    .ok();
+    // Past the reader's ceiling the option itself is refused.
+    let over = env.run(["--limit", "json-depth=513", "images"]);
+    assert_eq!(over.code(), 129, "{}", over.stderr());
+    // The default holds past 128 levels and can be raised above it.
+    let deeper = manifest(
+        "hostile.example/deeper",
+        &format!(r#","x":{}1{}"#, "[".repeat(199), "]".repeat(199)),
+    );
+    let mut t = Tar::aci(&deeper);
+    t.file(b"rootfs/a", b"a");
+    let env = setup();
+    fs::write(env.path("in.aci"), t.end()).unwrap();
+    refused_by(
+        &env.run(["import", "in.aci"]),
+        "json-depth",
+        "maximum JSON depth",
+    );
+    env.run(["--limit", "json-depth=200", "import", "in.aci"])
+        .ok();
+
+    let listed = manifest(
+        "hostile.example/whitelist",
+        r#","pathWhitelist":["/a","/b","/c"]"#,
+    );
+    let mut t = Tar::aci(&listed);
+    t.file(b"rootfs/a", b"a")
+        .file(b"rootfs/b", b"b")
+        .file(b"rootfs/c", b"c");
+    let bytes = t.end();
+    let low = ["--limit", "whitelist-length=2"];
+    let env = refused("limit_whitelist_length", &bytes, &low);
+    let run = env.run(low.iter().chain(&["import", "in.aci"]));
+    refused_by(&run, "whitelist-length", "maximum whitelist length");
+    env.run(["--limit", "whitelist-length=3", "import", "in.aci"])
+        .ok();
+    env.run([
+        "--limit",
+        "whitelist-length=3",
+        "render-tree",
+        "in.aci",
+        "work/out",
+    ])
+    .ok();
+    assert!(env.path("work/out/rootfs/c").exists());
+}
+
+#[test]
+fn dependency_limits_name_themselves_and_can_be_raised() {
+    // A chain four images long: levels 0 to 3.
+    let env = setup();
+    for i in 0..4 {
+        let deps = if i == 3 {
+            "[]".to_owned()
+        } else {
+            format!(r#"[{{"imageName":"hostile.example/d{}"}}]"#, i + 1)
+        };
+        dep_image(&env, &format!("hostile.example/d{i}"), &deps);
+    }
+    let low = ["--limit", "dependency-depth=2"];
+    let before = store_listing(&env);
+    let run = env.run(
+        low.iter()
+            .chain(&["render-tree", "hostile.example/d0", "work/out"]),
+    );
+    refused_by(&run, "dependency-depth", "maximum dependency depth");
+    assert!(!env.path("work/out").exists());
+    assert_eq!(store_listing(&env), before);
+    untouched(&env);
+    insta::assert_snapshot!("limit_dependency_depth", env.snap(&run));
+    env.run([
+        "--limit",
+        "dependency-depth=3",
+        "render-tree",
+        "hostile.example/d0",
+        "work/out",
+    ])
+    .ok();
+    assert!(env.path("work/out/rootfs/f-hostile.example-d3").exists());
+
+    // A diamond: top -> [left, right], both -> base. The list names base
+    // once per path (aci-format §9.1): top, right, base, left, base.
+    let env = setup();
+    dep_image(&env, "hostile.example/base", "[]");
+    for side in ["left", "right"] {
+        dep_image(
+            &env,
+            &format!("hostile.example/{side}"),
+            r#"[{"imageName":"hostile.example/base"}]"#,
+        );
+    }
+    dep_image(
+        &env,
+        "hostile.example/top",
+        r#"[{"imageName":"hostile.example/left"},{"imageName":"hostile.example/right"}]"#,
+    );
+    let low = ["--limit", "dependency-count=4"];
+    let before = store_listing(&env);
+    let run = env.run(
+        low.iter()
+            .chain(&["render-tree", "hostile.example/top", "work/out"]),
+    );
+    refused_by(&run, "dependency-count", "maximum dependency count");
+    assert!(!env.path("work/out").exists());
+    assert_eq!(store_listing(&env), before);
+    insta::assert_snapshot!("limit_dependency_count", env.snap(&run));
+    env.run([
+        "--limit",
+        "dependency-count=5",
+        "render-tree",
+        "hostile.example/top",
+        "work/out",
+    ])
+    .ok();
+    assert!(env.path("work/out/rootfs/f-hostile.example-base").exists());
+}

@@ -487,11 +487,10 @@ impl Store {
         })?;
         writer.flush().map_err(io_err(temp.path()))?;
         drop(writer);
-        let manifest = ImageManifest::from_slice_with(&scanned.manifest, &self.limits.manifest()).map_err(|source| {
-            StoreError::Manifest {
-                input: input_name.to_owned(),
-                source,
-            }
+        let manifest = ImageManifest::from_slice_with(&scanned.manifest, &self.limits.manifest())
+            .map_err(|source| StoreError::Manifest {
+            input: input_name.to_owned(),
+            source,
         })?;
 
         let id = scanned.id;
@@ -564,12 +563,12 @@ impl Store {
     /// (used by `fsck --repair`); keeps the import time when one exists.
     pub fn rebuild_record(&self, id: &ImageId) -> Result<ImageRecord, StoreError> {
         let image = self.open(id)?;
-        let manifest = ImageManifest::from_slice_with(image.manifest_bytes(), &self.limits.manifest()).map_err(|source| {
-            StoreError::Manifest {
-                input: id.to_string(),
-                source,
-            }
-        })?;
+        let manifest =
+            ImageManifest::from_slice_with(image.manifest_bytes(), &self.limits.manifest())
+                .map_err(|source| StoreError::Manifest {
+                    input: id.to_string(),
+                    source,
+                })?;
         let _guard = self.lock()?;
         let path = self.record_path(id);
         let import_time = self
@@ -1080,12 +1079,12 @@ impl Store {
     /// manifest that no longer parses is an error.
     pub fn check_record(&self, fresh: &OpenImage) -> Result<RecordState, StoreError> {
         let id = fresh.id();
-        let manifest = ImageManifest::from_slice_with(fresh.manifest_bytes(), &self.limits.manifest()).map_err(|source| {
-            StoreError::Manifest {
-                input: id.to_string(),
-                source,
-            }
-        })?;
+        let manifest =
+            ImageManifest::from_slice_with(fresh.manifest_bytes(), &self.limits.manifest())
+                .map_err(|source| StoreError::Manifest {
+                    input: id.to_string(),
+                    source,
+                })?;
         let record = match self.read_record_file(&self.record_path(&id)) {
             Ok(record) => record,
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {

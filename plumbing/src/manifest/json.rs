@@ -725,7 +725,10 @@ mod tests {
 
     #[test]
     fn depth_bound_is_the_callers() {
-        assert_eq!(parse_bounded(nested(4).as_bytes(), 3), Err(JsonError::TooDeep));
+        assert_eq!(
+            parse_bounded(nested(4).as_bytes(), 3),
+            Err(JsonError::TooDeep)
+        );
         assert!(parse_bounded(nested(3).as_bytes(), 3).is_ok());
         assert!(parse_bounded(nested(MAX_DEPTH + 1).as_bytes(), MAX_DEPTH + 1).is_ok());
         // A bound of 0 admits only scalars.
@@ -739,7 +742,10 @@ mod tests {
         let at = nested(MAX_DEPTH_CEILING);
         assert!(parse_bounded(at.as_bytes(), usize::MAX).is_ok());
         let over = nested(MAX_DEPTH_CEILING + 1);
-        assert_eq!(parse_bounded(over.as_bytes(), usize::MAX), Err(JsonError::TooDeep));
+        assert_eq!(
+            parse_bounded(over.as_bytes(), usize::MAX),
+            Err(JsonError::TooDeep)
+        );
     }
 
     #[test]

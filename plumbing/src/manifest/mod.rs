@@ -69,7 +69,9 @@ pub enum ManifestError {
     },
     /// Arrays and objects nest deeper than [`ManifestLimits::max_json_depth`]
     /// ([`MAX_DEPTH`] by default).
-    #[error("manifest: maximum JSON depth exceeded (arrays and objects nest more than {limit} deep)")]
+    #[error(
+        "manifest: maximum JSON depth exceeded (arrays and objects nest more than {limit} deep)"
+    )]
     TooDeep {
         /// The limit.
         limit: usize,

@@ -334,7 +334,10 @@ fn whitelist_length_is_bounded() {
         Err(ManifestError::Invalid { .. })
     ));
     let message = ManifestError::WhitelistTooLong { count: 3, limit: 2 }.to_string();
-    assert_eq!(message, "manifest: maximum whitelist length exceeded (3 > 2)");
+    assert_eq!(
+        message,
+        "manifest: maximum whitelist length exceeded (3 > 2)"
+    );
 }
 
 #[test]

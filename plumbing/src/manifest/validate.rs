@@ -71,7 +71,8 @@ pub fn validate_manifest(bytes: &[u8], strict: bool) -> ManifestReport {
         error: None,
         warnings: Vec::new(),
     };
-    let header = parse_document(bytes, &ManifestLimits::default()).and_then(|doc| decode_header(&doc).map(|h| (doc, h)));
+    let header = parse_document(bytes, &ManifestLimits::default())
+        .and_then(|doc| decode_header(&doc).map(|h| (doc, h)));
     let (doc, kind) = match header {
         Ok((doc, (kind, _))) => (doc, kind),
         Err(e) => {

@@ -206,12 +206,13 @@ fn share(
     chain: &str,
 ) -> Result<SharedImage, RenderError> {
     let limits = store.limits().manifest();
-    let manifest = ImageManifest::from_slice_with(image.manifest_bytes(), &limits).map_err(|source| {
-        RenderError::BadManifest {
-            chain: chain.to_owned(),
-            source: Box::new(source),
-        }
-    })?;
+    let manifest =
+        ImageManifest::from_slice_with(image.manifest_bytes(), &limits).map_err(|source| {
+            RenderError::BadManifest {
+                chain: chain.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
     Ok(SharedImage {
         image,
         manifest,
