@@ -12,8 +12,8 @@
 #                                    Debian's umoci is installed)
 # and prints the median times, their ratios (targets <= 1.5 against tar,
 # <= 0.2 against umoci) and acido's peak RSS from /usr/bin/time -v
-# (target < 64 MiB). Outputs are removed (and
-# synced) before each timed run.
+# (target < 64 MiB). Each run writes a new directory; all are removed at
+# the end.
 set -euo pipefail
 
 runs=${1:-5}
@@ -84,25 +84,26 @@ fi
 
 now() { date +%s%N; }
 a=() t=() u=()
+# Every run writes to a new directory and nothing is deleted until all
+# runs are done: this ext4 slows file creation for minutes after a large
+# tree is deleted, which would penalise whichever command runs next.
 for i in $(seq "$runs"); do
-    rm -rf "$work/out-a" "$work/out-t"; sync
-    s=$(now); "$acido" --store "$work/store" render-tree "$id" "$work/out-a"; e=$(now)
+    sync
+    s=$(now); "$acido" --store "$work/store" render-tree "$id" "$work/out-a$i"; e=$(now)
     a+=($(( (e - s) / 1000000 )))
-    rm -rf "$work/out-a" "$work/out-t"; sync
-    mkdir "$work/out-t"
-    s=$(now); tar -xf "$blob" -C "$work/out-t"; e=$(now)
+    sync
+    mkdir "$work/out-t$i"
+    s=$(now); tar -xf "$blob" -C "$work/out-t$i"; e=$(now)
     t+=($(( (e - s) / 1000000 )))
     if $have_umoci; then
-        rm -rf "$work/out-t" "$work/out-u"; sync
-        s=$(now); umoci unpack --image "$work/oci:bench" "$work/out-u" >/dev/null; e=$(now)
+        sync
+        s=$(now); umoci unpack --image "$work/oci:bench" "$work/out-u$i" >/dev/null; e=$(now)
         u+=($(( (e - s) / 1000000 )))
-        rm -rf "$work/out-u"
     fi
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ma=$(median "${a[@]}") mt=$(median "${t[@]}")
-rm -rf "$work/out-a"; sync
-rss=$(/usr/bin/time -v "$acido" --store "$work/store" render-tree "$id" "$work/out-a" 2>&1 >/dev/null |
+rss=$(/usr/bin/time -v "$acido" --store "$work/store" render-tree "$id" "$work/out-rss" 2>&1 >/dev/null |
     awk -F': ' '/Maximum resident set size/ {print $2}')
 echo "render-tree: ${a[*]} ms (median $ma)"
 echo "tar -xf:     ${t[*]} ms (median $mt)"
