@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         max_link_target_len: 200,
         max_extended_header_size: 2048,
         max_manifest_size: 1024,
+        ..Limits::default()
     };
     let detected = detect(&data[..data.len().min(SNIFF_LEN)]);
     // An independent decode of at most CAP + 1 bytes: the expected stream.

@@ -18,6 +18,7 @@ fn limits() -> Limits {
         max_link_target_len: 200,
         max_extended_header_size: 2048,
         max_manifest_size: 1024,
+        ..Limits::default()
     }
 }
 
