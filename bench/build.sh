@@ -27,6 +27,7 @@ set -euo pipefail
 runs=${1:-5}
 size_mb=${2:-200}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
 tree="$cache/render-tree-${size_mb}m"
 mkdir -p "$cache"
@@ -41,40 +42,7 @@ cargo build --quiet --release --manifest-path "$root/Cargo.toml"
 acido="$root/target/release/acido"
 export ACIDO_STORE="$work/store"
 
-if [ ! -f "$tree.done" ]; then
-    rm -rf "$tree"
-    mkdir -p "$tree/rootfs"
-    printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench"}' >"$tree/manifest"
-    python3 - "$tree/rootfs" "$size_mb" <<'PY'
-import os, random, sys
-root, limit = sys.argv[1], int(sys.argv[2]) << 20
-rng = random.Random(42)
-total, n = 0, 0
-# ~15% of the bytes in a few large files, the rest in many small ones.
-for i in range(6):
-    size = limit * 15 // 100 // 6
-    d = os.path.join(root, "usr/lib/big")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"blob{i}.so"), "wb") as f:
-        f.write(rng.randbytes(size))
-    total += size
-while total < limit:
-    d = os.path.join(root, "usr", rng.choice(["lib", "share", "bin", "include"]),
-                     f"pkg{rng.randrange(400)}", f"sub{rng.randrange(8)}")
-    os.makedirs(d, exist_ok=True)
-    size = int(rng.lognormvariate(8.3, 1.3)) % (512 << 10)
-    path = os.path.join(d, f"f{n}")
-    with open(path, "wb") as f:
-        f.write(rng.randbytes(size))
-    if n % 50 == 0:
-        os.symlink(f"f{n}", path + ".link")
-    if n % 200 == 0:
-        os.link(path, path + ".hard")
-    total += size
-    n += 1
-PY
-    touch "$tree.done"
-fi
+bench_tree "$tree" "$size_mb"
 
 base=$("$acido" pack-aci --compression none -o "$work/base.aci" "$tree")
 "$acido" import "$work/base.aci" >/dev/null
@@ -149,19 +117,7 @@ for i in $(seq "$runs"); do
     s=$(now); "$acido" -q build --overwrite --compression gzip "$work/T" "$work/out.aci" >/dev/null; e=$(now)
     g+=($(ms "$s" "$e"))
 done
-layer=$(python3 - "$oci" "next$runs" <<'PY'
-import json, os, sys
-oci, tag = sys.argv[1], sys.argv[2]
-def blob(digest):
-    algo, hexd = digest.split(":")
-    return os.path.join(oci, "blobs", algo, hexd)
-index = json.load(open(os.path.join(oci, "index.json")))
-desc = next(m for m in index["manifests"]
-            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
-manifest = json.load(open(blob(desc["digest"])))
-print(blob(manifest["layers"][-1]["digest"]))
-PY
-)
+layer=$(oci_last_layer "$oci" "next$runs")
 ulayer=$(tar -tzf "$layer" | wc -l)
 mg=$(median "${g[@]}") mu=$(median "${u[@]}")
 echo "build --compression gzip: ${g[*]} ms (median $mg)"

@@ -16,6 +16,7 @@ set -euo pipefail
 
 runs=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
 base=$cache/minbase
 mkdir -p "$cache"
@@ -71,19 +72,7 @@ for i in $(seq "$runs"); do
     s=$(now); "$acido" -q build --overwrite --compression gzip "$work/T" "$work/out.aci" >/dev/null; e=$(now)
     g+=($(ms "$s" "$e"))
 done
-layer=$(python3 - "$oci" "next$runs" <<'PY'
-import json, os, sys
-oci, tag = sys.argv[1], sys.argv[2]
-def blob(digest):
-    algo, hexd = digest.split(":")
-    return os.path.join(oci, "blobs", algo, hexd)
-index = json.load(open(os.path.join(oci, "index.json")))
-desc = next(m for m in index["manifests"]
-            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
-manifest = json.load(open(blob(desc["digest"])))
-print(blob(manifest["layers"][-1]["digest"]))
-PY
-)
+layer=$(oci_last_layer "$oci" "next$runs")
 ulayer=$(tar -tzf "$layer" | wc -l)
 packed=$("$acido" ls-tree "$work/out.aci" | wc -l)
 # Files in our diff image that are the same as in the base: what diff-tree

@@ -19,6 +19,7 @@ set -euo pipefail
 runs=${1:-5}
 size_mb=${2:-200}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
 tree="$cache/render-tree-${size_mb}m"
 work=$(mktemp -d "$cache/run.XXXXXX" 2>/dev/null || { mkdir -p "$cache"; mktemp -d "$cache/run.XXXXXX"; })
@@ -27,40 +28,7 @@ trap 'rm -rf "$work"' EXIT
 cargo build --quiet --release --manifest-path "$root/Cargo.toml"
 acido="$root/target/release/acido"
 
-if [ ! -f "$tree.done" ]; then
-    rm -rf "$tree"
-    mkdir -p "$tree/rootfs"
-    printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench"}' >"$tree/manifest"
-    python3 - "$tree/rootfs" "$size_mb" <<'PY'
-import os, random, sys
-root, limit = sys.argv[1], int(sys.argv[2]) << 20
-rng = random.Random(42)
-total, n = 0, 0
-# ~15% of the bytes in a few large files, the rest in many small ones.
-for i in range(6):
-    size = limit * 15 // 100 // 6
-    d = os.path.join(root, "usr/lib/big")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"blob{i}.so"), "wb") as f:
-        f.write(rng.randbytes(size))
-    total += size
-while total < limit:
-    d = os.path.join(root, "usr", rng.choice(["lib", "share", "bin", "include"]),
-                     f"pkg{rng.randrange(400)}", f"sub{rng.randrange(8)}")
-    os.makedirs(d, exist_ok=True)
-    size = int(rng.lognormvariate(8.3, 1.3)) % (512 << 10)
-    path = os.path.join(d, f"f{n}")
-    with open(path, "wb") as f:
-        f.write(rng.randbytes(size))
-    if n % 50 == 0:
-        os.symlink(f"f{n}", path + ".link")
-    if n % 200 == 0:
-        os.link(path, path + ".hard")
-    total += size
-    n += 1
-PY
-    touch "$tree.done"
-fi
+bench_tree "$tree" "$size_mb"
 
 "$acido" pack-aci --compression none -o "$work/image.aci" "$tree" >"$work/id"
 id=$(cat "$work/id")

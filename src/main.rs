@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod interrupt;
 mod man;
 mod output;
 mod progress;

@@ -430,6 +430,7 @@ fn a_killed_import_leaves_a_temp_that_fsck_reports_and_gc_removes() {
 
     assert!(!blob(&env, &id).exists());
     assert!(!record(&env, &id).exists());
+    assert_eq!(fs::read_dir(env.store().join("images")).unwrap().count(), 0);
     assert_eq!(tmp_files(&env).len(), 1);
     let found = env.run(["fsck"]);
     assert_eq!(found.code(), 1);

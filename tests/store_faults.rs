@@ -219,22 +219,25 @@ fn sigint_during_an_import_removes_its_temp() {
     let (aci, id) = big_image(&env);
     let before = store_listing(&env.store());
     let aci = aci.to_str().unwrap().to_owned();
-    // A short pause: the signal is taken at the next read after it.
-    let mut child = spawn_paused(&env, &["import", &aci], "mid-stream", 1);
-    wait_paused(&env, &mut child);
-    assert_eq!(tmp_count(&env.store()), 1);
-    kill(pid(&child), Signal::SIGINT).unwrap();
-    let run = finish(&["import", &aci], child);
-    assert_eq!(run.code(), 128, "{}", run.stderr());
-    assert!(
-        run.stderr().contains("interrupted by a signal"),
-        "{}",
-        run.stderr()
-    );
-    assert!(!blob(&env, &id).exists());
-    assert_eq!(tmp_count(&env.store()), 0, "the temp was left");
-    assert_eq!(store_listing(&env.store()), before);
-    assert_eq!(env.run(["fsck"]).code(), 0);
+    // `import` and its plumbing form `hash-object -w` alike.
+    for args in [vec!["import", aci.as_str()], vec!["hash-object", "-w", aci.as_str()]] {
+        // A short pause: the signal is taken at the next read after it.
+        let mut child = spawn_paused(&env, &args, "mid-stream", 1);
+        wait_paused(&env, &mut child);
+        assert_eq!(tmp_count(&env.store()), 1);
+        kill(pid(&child), Signal::SIGINT).unwrap();
+        let run = finish(&args, child);
+        assert_eq!(run.code(), 128, "{args:?}: {}", run.stderr());
+        assert!(
+            run.stderr().contains("interrupted by a signal"),
+            "{args:?}: {}",
+            run.stderr()
+        );
+        assert!(!blob(&env, &id).exists());
+        assert_eq!(tmp_count(&env.store()), 0, "{args:?}: the temp was left");
+        assert_eq!(store_listing(&env.store()), before);
+        assert_eq!(env.run(["fsck"]).code(), 0);
+    }
 }
 
 /// A stored image big enough that a render takes a while: many files

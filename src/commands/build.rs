@@ -10,7 +10,6 @@ use acido_porcelain::acidofile::{self, AcidofileOptions};
 use acido_porcelain::build::{self, BuildOptions, BuildReport};
 
 use crate::cli::BuildArgs;
-use crate::commands::render_tree::interrupt_on_signals;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
@@ -51,7 +50,7 @@ fn build_file(
     build: BuildOptions,
     args: &BuildArgs,
 ) -> anyhow::Result<BuildReport> {
-    let interrupt = interrupt_on_signals();
+    let interrupt = crate::interrupt::flag();
     let opts = AcidofileOptions {
         build,
         keep_tree: args.keep_tree.clone(),

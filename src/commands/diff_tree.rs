@@ -7,7 +7,7 @@ use acido_plumbing::render::{self, RenderOptions};
 use anyhow::Context as _;
 
 use crate::cli::DiffTreeArgs;
-use crate::commands::render_tree::{dependency_list, interrupt_on_signals};
+use crate::commands::render_tree::dependency_list;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 
@@ -45,7 +45,7 @@ fn side(ctx: &Context, operand: &str) -> anyhow::Result<Side> {
         &map,
         &temp.path().join("tree"),
         &RenderOptions::default(),
-        &interrupt_on_signals(),
+        &crate::interrupt::flag(),
     )?;
     Ok(Side::Rendered(temp))
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use acido_porcelain::extract;
 
 use crate::cli::ExtractArgs;
-use crate::commands::render_tree::interrupt_on_signals;
 use crate::commands::Context;
 use crate::output::Outcome;
 use crate::progress::Bar;
@@ -15,7 +14,7 @@ use crate::progress::Bar;
 /// one line for what could not be restored) on stderr.
 pub fn run(ctx: &Context, args: ExtractArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
-    let interrupt = interrupt_on_signals();
+    let interrupt = crate::interrupt::flag();
     let progress = Arc::new(Bar::new(ctx.quiet));
     let report = extract::extract(
         &store,

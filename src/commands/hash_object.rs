@@ -8,9 +8,11 @@ use anyhow::Context as _;
 
 use crate::cli::HashObjectArgs;
 use crate::commands::Context;
+use crate::interrupt::Interruptible;
 use crate::output::{self, Outcome};
 
-/// Prints the id of each input; with `-w` stores it too.
+/// Prints the id of each input; with `-w` stores it too. An interrupt
+/// fails the next read, so a `-w` import drops its temp file.
 pub fn run(ctx: &Context, args: HashObjectArgs) -> anyhow::Result<Outcome> {
     if !args.stdin && args.files.is_empty() {
         anyhow::bail!("hash-object: name at least one FILE, or use --stdin");
@@ -19,11 +21,17 @@ pub fn run(ctx: &Context, args: HashObjectArgs) -> anyhow::Result<Outcome> {
     let mut out = output::stdout();
     let mut inputs: Vec<(String, Box<dyn Read + Send>)> = Vec::new();
     if args.stdin {
-        inputs.push(("<stdin>".to_owned(), Box::new(io::stdin())));
+        inputs.push((
+            "<stdin>".to_owned(),
+            Box::new(Interruptible::new(io::stdin())),
+        ));
     }
     for path in &args.files {
         let file = File::open(path).with_context(|| format!("{}", path.display()))?;
-        inputs.push((path.display().to_string(), Box::new(file)));
+        inputs.push((
+            path.display().to_string(),
+            Box::new(Interruptible::new(file)),
+        ));
     }
     for (name, input) in inputs {
         let id = match &store {

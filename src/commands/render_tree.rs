@@ -1,36 +1,12 @@
 //! `acido render-tree [--list [-z]] [--no-verify] IMAGE [DIR]`
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use acido_plumbing::image::OpenImage;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::render::{self, DependencyList, ImageSource, RenderOptions};
-use nix::sys::signal::{SigSet, Signal};
 
 use crate::cli::RenderTreeArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
-
-/// An interrupt flag raised by SIGINT, SIGTERM or SIGHUP. The signals are
-/// blocked in this thread (and so in every thread started after) and taken
-/// by a waiting thread, so a render stops cleanly and removes its temp dir.
-pub fn interrupt_on_signals() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    if set.thread_block().is_ok() {
-        let raised = Arc::clone(&flag);
-        std::thread::spawn(move || {
-            if set.wait().is_ok() {
-                raised.store(true, Ordering::SeqCst);
-            }
-        });
-    }
-    flag
-}
 
 /// The dependency list of IMAGE: a stored image, or an `.aci` file whose
 /// dependencies come from the store.
@@ -51,7 +27,7 @@ pub fn run(ctx: &Context, args: RenderTreeArgs) -> anyhow::Result<Outcome> {
     let map = render::file_map(&list)?;
     match args.dir {
         Some(dir) if !args.list => {
-            let interrupt = interrupt_on_signals();
+            let interrupt = crate::interrupt::flag();
             let opts = RenderOptions {
                 verify: !args.no_verify,
                 progress: None,

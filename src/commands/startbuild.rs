@@ -6,7 +6,6 @@ use std::sync::Arc;
 use acido_porcelain::startbuild;
 
 use crate::cli::StartbuildArgs;
-use crate::commands::render_tree::interrupt_on_signals;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
@@ -15,7 +14,7 @@ use crate::progress::Bar;
 /// `build`.
 pub fn run(ctx: &Context, args: StartbuildArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
-    let interrupt = interrupt_on_signals();
+    let interrupt = crate::interrupt::flag();
     let progress = Arc::new(Bar::new(ctx.quiet));
     let report = startbuild::startbuild(
         &store,

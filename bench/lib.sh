@@ -1,0 +1,59 @@
+# Shared by the bench scripts: the generated distro-like tree and the
+# lookup of an OCI image's newest layer. Source it; it defines functions only.
+
+# bench_tree DIR SIZE_MB: a layout dir (manifest + rootfs) of about SIZE_MB,
+# shaped like a distro tree (many small files in nested directories, a few
+# large ones, symlinks and hard links), made once and reused: DIR.done marks
+# a complete one.
+bench_tree() {
+    local tree=$1 size_mb=$2
+    [ -f "$tree.done" ] && return 0
+    rm -rf "$tree"
+    mkdir -p "$tree/rootfs"
+    printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench"}' >"$tree/manifest"
+    python3 - "$tree/rootfs" "$size_mb" <<'PY'
+import os, random, sys
+root, limit = sys.argv[1], int(sys.argv[2]) << 20
+rng = random.Random(42)
+total, n = 0, 0
+# ~15% of the bytes in a few large files, the rest in many small ones.
+for i in range(6):
+    size = limit * 15 // 100 // 6
+    d = os.path.join(root, "usr/lib/big")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"blob{i}.so"), "wb") as f:
+        f.write(rng.randbytes(size))
+    total += size
+while total < limit:
+    d = os.path.join(root, "usr", rng.choice(["lib", "share", "bin", "include"]),
+                     f"pkg{rng.randrange(400)}", f"sub{rng.randrange(8)}")
+    os.makedirs(d, exist_ok=True)
+    size = int(rng.lognormvariate(8.3, 1.3)) % (512 << 10)
+    path = os.path.join(d, f"f{n}")
+    with open(path, "wb") as f:
+        f.write(rng.randbytes(size))
+    if n % 50 == 0:
+        os.symlink(f"f{n}", path + ".link")
+    if n % 200 == 0:
+        os.link(path, path + ".hard")
+    total += size
+    n += 1
+PY
+    touch "$tree.done"
+}
+
+# oci_last_layer OCI TAG: the path of the newest layer blob of OCI:TAG.
+oci_last_layer() {
+    python3 - "$1" "$2" <<'PY'
+import json, os, sys
+oci, tag = sys.argv[1], sys.argv[2]
+def blob(digest):
+    algo, hexd = digest.split(":")
+    return os.path.join(oci, "blobs", algo, hexd)
+index = json.load(open(os.path.join(oci, "index.json")))
+desc = next(m for m in index["manifests"]
+            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+manifest = json.load(open(blob(desc["digest"])))
+print(blob(manifest["layers"][-1]["digest"]))
+PY
+}
