@@ -220,7 +220,10 @@ fn sigint_during_an_import_removes_its_temp() {
     let before = store_listing(&env.store());
     let aci = aci.to_str().unwrap().to_owned();
     // `import` and its plumbing form `hash-object -w` alike.
-    for args in [vec!["import", aci.as_str()], vec!["hash-object", "-w", aci.as_str()]] {
+    for args in [
+        vec!["import", aci.as_str()],
+        vec!["hash-object", "-w", aci.as_str()],
+    ] {
         // A short pause: the signal is taken at the next read after it.
         let mut child = spawn_paused(&env, &args, "mid-stream", 1);
         wait_paused(&env, &mut child);

@@ -44,10 +44,10 @@ use acido_plumbing::archive::{self, ArchiveError, Limits, TarError, TarParser};
 use acido_plumbing::compression::Compression;
 use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::quote::quote_path;
-use acido_plumbing::render::extract::{open_beneath, open_dir_beneath};
+use acido_plumbing::render::extract::{open_beneath, open_dir_beneath, set_attrs_at, Attrs};
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag};
-use nix::sys::stat::{self, FileStat, Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{self, Gid, Uid};
 
@@ -1192,38 +1192,18 @@ impl Writer<'_, '_> {
         meta: &Meta,
         symlink: bool,
     ) -> Result<(), CopyError> {
-        let at = OsStr::from_bytes(name);
-        if let Some((uid, gid)) = self.wanted_owner(meta) {
-            match unistd::fchownat(
-                Some(parent.as_raw_fd()),
-                at,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                Ok(()) => {}
-                Err(Errno::EPERM | Errno::EINVAL) => self.report.ownership_not_restored += 1,
-                Err(errno) => return Err(tree_err(path, "set the owner of")(errno)),
-            }
+        let attrs = Attrs {
+            owner: self.wanted_owner(meta),
+            mode: (!symlink).then(|| self.mode(meta)),
+            atime: meta.atime.unwrap_or(TimeSpec::UTIME_OMIT),
+            mtime: meta.mtime,
+        };
+        let owned = set_attrs_at(parent.as_raw_fd(), name, &attrs)
+            .map_err(|err| tree_err(path, err.op)(err.errno))?;
+        if !owned {
+            self.report.ownership_not_restored += 1;
         }
-        if !symlink {
-            stat::fchmodat(
-                Some(parent.as_raw_fd()),
-                at,
-                self.mode(meta),
-                stat::FchmodatFlags::NoFollowSymlink,
-            )
-            .map_err(tree_err(path, "set the mode of"))?;
-        }
-        let atime = meta.atime.unwrap_or(TimeSpec::UTIME_OMIT);
-        stat::utimensat(
-            Some(parent.as_raw_fd()),
-            at,
-            &atime,
-            &meta.mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(tree_err(path, "set the times of"))
+        Ok(())
     }
 }
 

@@ -367,6 +367,71 @@ pub fn open_beneath(
     .map(owned_fd)
 }
 
+/// The attributes [`set_attrs_at`] applies to one path.
+#[derive(Debug, Clone, Copy)]
+pub struct Attrs {
+    /// The owner to set, `None` to leave it.
+    pub owner: Option<(Uid, Gid)>,
+    /// The mode to set, `None` to leave it (symlinks have none).
+    pub mode: Option<Mode>,
+    /// Access time (`UTIME_OMIT` to leave it).
+    pub atime: TimeSpec,
+    /// Modification time.
+    pub mtime: TimeSpec,
+}
+
+/// Why [`set_attrs_at`] failed: the operation and its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttrError {
+    /// What was being done (`"set the mode of"`, ...), for messages.
+    pub op: &'static str,
+    /// The errno.
+    pub errno: Errno,
+}
+
+/// Sets owner, then mode (a chown clears setuid and setgid, so the mode
+/// must come after it), then times on `name` in `parent`, never following
+/// a symlink at `name`: the last step of writing a symlink, fifo or device,
+/// for `render` and for `copy`. An owner the caller may not set (`EPERM`,
+/// `EINVAL` for an unmapped id) is not an error: the result is then
+/// `Ok(false)`, for the caller to count.
+pub fn set_attrs_at(parent: RawFd, name: &[u8], attrs: &Attrs) -> Result<bool, AttrError> {
+    let name = OsStr::from_bytes(name);
+    let fail = |op| move |errno| AttrError { op, errno };
+    let mut owned = true;
+    if let Some((uid, gid)) = attrs.owner {
+        match unistd::fchownat(
+            Some(parent),
+            name,
+            Some(uid),
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(()) => {}
+            Err(Errno::EPERM | Errno::EINVAL) => owned = false,
+            Err(errno) => return Err(fail("set the owner of")(errno)),
+        }
+    }
+    if let Some(mode) = attrs.mode {
+        stat::fchmodat(
+            Some(parent),
+            name,
+            mode,
+            stat::FchmodatFlags::NoFollowSymlink,
+        )
+        .map_err(fail("set the mode of"))?;
+    }
+    stat::utimensat(
+        Some(parent),
+        name,
+        &attrs.atime,
+        &attrs.mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(fail("set the times of"))?;
+    Ok(owned)
+}
+
 /// The components of an archive path below `rootfs/`, each checked to be a
 /// plain name.
 fn components(image: ImageId, path: &[u8]) -> Result<Vec<&[u8]>, RenderError> {
@@ -892,44 +957,63 @@ impl<'a> Writer<'a> {
         e: &Entry,
         symlink: bool,
     ) -> Result<(), RenderError> {
-        let name = OsStr::from_bytes(name);
-        if let Some((uid, gid)) = self.wanted_owner(e) {
-            match unistd::fchownat(
-                Some(parent),
-                name,
-                Some(uid),
-                Some(gid),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            ) {
-                Ok(()) => {}
-                Err(Errno::EPERM | Errno::EINVAL) => self.report.ownership_not_restored += 1,
-                Err(errno) => return Err(entry_err(path, "set the owner of")(errno)),
-            }
-        }
-        if !symlink {
-            stat::fchmodat(
-                Some(parent),
-                name,
-                Mode::from_bits_truncate(e.mode & 0o7777),
-                stat::FchmodatFlags::NoFollowSymlink,
-            )
-            .map_err(entry_err(path, "set the mode of"))?;
-        }
         let (atime, mtime) = times(e);
-        stat::utimensat(
-            Some(parent),
-            name,
-            &atime,
-            &mtime,
-            UtimensatFlags::NoFollowSymlink,
-        )
-        .map_err(entry_err(path, "set the times of"))
+        let attrs = Attrs {
+            owner: self.wanted_owner(e),
+            mode: (!symlink).then(|| Mode::from_bits_truncate(e.mode & 0o7777)),
+            atime,
+            mtime,
+        };
+        let owned =
+            set_attrs_at(parent, name, &attrs).map_err(|err| entry_err(path, err.op)(err.errno))?;
+        if !owned {
+            self.report.ownership_not_restored += 1;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_attrs_at_never_follows_and_names_the_failing_step() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("target"), "x").unwrap();
+        std::os::unix::fs::symlink("target", tmp.path().join("link")).unwrap();
+        let dir = File::open(tmp.path()).unwrap();
+        let before = std::fs::metadata(tmp.path().join("target")).unwrap();
+        let attrs = Attrs {
+            owner: None,
+            mode: None,
+            atime: TimeSpec::UTIME_OMIT,
+            mtime: TimeSpec::new(1_000_000_000, 7),
+        };
+        assert_eq!(set_attrs_at(dir.as_raw_fd(), b"link", &attrs), Ok(true));
+        let link = std::fs::symlink_metadata(tmp.path().join("link")).unwrap();
+        assert_eq!((link.mtime(), link.mtime_nsec()), (1_000_000_000, 7));
+        let after = std::fs::metadata(tmp.path().join("target")).unwrap();
+        assert_eq!(after.mtime(), before.mtime(), "the target was touched");
+        let missing = set_attrs_at(dir.as_raw_fd(), b"missing", &attrs);
+        assert_eq!(
+            missing,
+            Err(AttrError {
+                op: "set the times of",
+                errno: Errno::ENOENT
+            })
+        );
+        let chmod = Attrs {
+            mode: Some(Mode::from_bits_truncate(0o600)),
+            ..attrs
+        };
+        assert_eq!(
+            set_attrs_at(dir.as_raw_fd(), b"missing", &chmod).map_err(|e| e.op),
+            Err("set the mode of")
+        );
+    }
 
     #[test]
     fn components_refuse_anything_but_plain_names() {
