@@ -1210,6 +1210,7 @@ impl Writer<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::stat::UtimensatFlags;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     /// A build tree with an empty rootfs, and a scratch dir.
