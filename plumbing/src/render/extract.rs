@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -518,12 +518,33 @@ struct Writer<'a> {
     /// permission bits, and a separate chmod is needed only where the
     /// umask or special bits make the created mode differ.
     umask: Option<u32>,
-    /// The first path written of each hard-link group.
-    groups: HashMap<GroupKey, Vec<u8>>,
-    /// Per image, entry path → index, built when a hard link needs it.
-    by_path: HashMap<ImageId, HashMap<&'a [u8], usize>>,
     /// Open blob files, for `copy_file_range`.
     blobs: HashMap<ImageId, File>,
+}
+
+/// What to create for one non-directory path of the map.
+#[derive(Debug, Clone, Copy)]
+enum Job<'m> {
+    /// A file, symlink, fifo or device from this entry (for a hard-link
+    /// group, the first path of the group, holding its data).
+    Create {
+        path: &'m [u8],
+        element: usize,
+        entry: usize,
+    },
+    /// A later path of a hard-link group: a link to the group's first.
+    Link { path: &'m [u8], first: &'m [u8] },
+}
+
+/// Decides, in map order, which path of each hard-link group gets the
+/// data and which become links to it, so the creating can run in any
+/// order on several threads and still give the sequential result.
+struct Planner<'a> {
+    list: &'a DependencyList,
+    /// The first path of each hard-link group.
+    groups: HashMap<GroupKey, &'a [u8]>,
+    /// Per image, entry path → index, built when a hard link needs it.
+    by_path: HashMap<ImageId, HashMap<&'a [u8], usize>>,
 }
 
 fn entry_err<'p>(path: &'p [u8], op: &'static str) -> impl FnOnce(Errno) -> RenderError + 'p {
@@ -575,9 +596,12 @@ fn write_tree(
         euid,
         egid: unistd::getegid(),
         umask: process_umask(),
+        blobs: HashMap::new(),
+    };
+    let mut planner = Planner {
+        list,
         groups: HashMap::new(),
         by_path: HashMap::new(),
-        blobs: HashMap::new(),
     };
     let io_err = |op| {
         move |errno: Errno| RenderError::Io {
@@ -607,7 +631,11 @@ fn write_tree(
         rootfs: File::from(rootfs),
         open: Vec::new(),
     };
+    // Directories first, in map order (parents before children), with
+    // every other path checked and planned; then the other objects on
+    // several threads, the hard links, and last the directories' metadata.
     let mut dirs: Vec<(&[u8], Option<EntryAt>)> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for (path, supplier) in &map.paths {
         if interrupt.load(Ordering::Relaxed) {
             return Err(RenderError::Interrupted);
@@ -638,27 +666,37 @@ fn write_tree(
         let Some((name, parent_parts)) = parts.split_last() else {
             continue;
         };
+        let source = match *supplier {
+            Supplier::Implied => None,
+            Supplier::Entry { element, entry, .. } => {
+                if !list.images[element].image.image.entries()[entry]
+                    .kind
+                    .is_dir()
+                {
+                    jobs.push(planner.plan(path, element, entry)?);
+                    continue;
+                }
+                Some((element, entry))
+            }
+        };
         let parent = stack
             .dir(parent_parts)
             .map_err(entry_err(path, "open the parent of"))?;
-        match *supplier {
-            Supplier::Implied => {
-                stat::mkdirat(Some(parent), *name, Mode::from_bits_truncate(0o700))
-                    .map_err(entry_err(path, "create directory"))?;
-                dirs.push((path, None));
-            }
-            Supplier::Entry { element, entry, .. } => {
-                let e = &list.images[element].image.image.entries()[entry];
-                if e.kind.is_dir() {
-                    stat::mkdirat(Some(parent), *name, Mode::from_bits_truncate(0o700))
-                        .map_err(entry_err(path, "create directory"))?;
-                    dirs.push((path, Some((element, entry))));
-                } else {
-                    w.place(&stack, parent, name, path, element, entry)?;
-                }
-            }
-        }
+        stat::mkdirat(Some(parent), *name, Mode::from_bits_truncate(0o700))
+            .map_err(entry_err(path, "create directory"))?;
+        dirs.push((path, source));
         w.report.entries += 1;
+    }
+    stack.open.clear();
+    let (creates, links): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|job| matches!(job, Job::Create { .. }));
+    create_all(&mut w, &stack.rootfs, &creates)?;
+    for job in &links {
+        if interrupt.load(Ordering::Relaxed) {
+            return Err(RenderError::Interrupted);
+        }
+        w.link(&stack, job)?;
     }
     // Children before parents: a directory's own metadata, times
     // included, is set after everything below it was written (aci-format
@@ -706,14 +744,129 @@ fn write_tree(
     Ok(w.report)
 }
 
+/// Most threads creating files at once: beyond a few, a local file
+/// system's journal, not the CPU, is what they wait for.
+const MAX_CREATE_THREADS: usize = 4;
+
+/// Jobs a thread claims at a time: enough neighbours to reuse its open
+/// directories, few enough to share the work evenly.
+const CLAIM: usize = 64;
+
+/// Runs the create jobs on up to [`MAX_CREATE_THREADS`] threads (this one
+/// included), each claiming runs of neighbouring paths and opening their
+/// directories through its own stack. Every parent directory exists
+/// already and each job creates a different name, so the threads never
+/// depend on one another; when several fail, the error of the first job
+/// in map order is returned, as a sequential render would.
+fn create_all(w: &mut Writer, rootfs: &File, jobs: &[Job]) -> Result<(), RenderError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_CREATE_THREADS)
+        .min(jobs.len().div_ceil(CLAIM))
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let stack = || -> Result<DirStack, RenderError> {
+        let rootfs = rootfs.try_clone().map_err(|source| RenderError::Io {
+            path: PathBuf::from("rootfs"),
+            op: "reopen",
+            source,
+        })?;
+        Ok(DirStack {
+            rootfs,
+            open: Vec::new(),
+        })
+    };
+    let work = |w: &mut Writer, mut stack: DirStack| -> Result<(), (usize, RenderError)> {
+        loop {
+            let start = next.fetch_add(CLAIM, Ordering::Relaxed);
+            let Some(claimed) = jobs.get(start..jobs.len().min(start.saturating_add(CLAIM))) else {
+                return Ok(());
+            };
+            for (at, job) in (start..).zip(claimed) {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let result = if w.interrupt.load(Ordering::Relaxed) {
+                    Err(RenderError::Interrupted)
+                } else {
+                    w.create(&mut stack, job)
+                };
+                if let Err(e) = result {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err((at, e));
+                }
+            }
+        }
+    };
+    let mut helpers = Vec::with_capacity(threads - 1);
+    for _ in 1..threads {
+        helpers.push((w.helper(), stack()?));
+    }
+    let own_stack = stack()?;
+    let mut errors = Vec::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = helpers
+            .into_iter()
+            .map(|(mut helper, stack)| {
+                scope.spawn(|| {
+                    let result = work(&mut helper, stack);
+                    (helper.report, result)
+                })
+            })
+            .collect();
+        if let Err(e) = work(w, own_stack) {
+            errors.push(e);
+        }
+        for handle in handles {
+            let (report, result) = handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            w.absorb(&report);
+            if let Err(e) = result {
+                errors.push(e);
+            }
+        }
+    });
+    match errors.into_iter().min_by_key(|(at, _)| *at) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
 impl<'a> Writer<'a> {
+    /// A writer for another thread: same settings, its own report and
+    /// open blobs.
+    fn helper(&self) -> Writer<'a> {
+        Writer {
+            list: self.list,
+            opts: self.opts,
+            interrupt: self.interrupt,
+            report: RenderReport::default(),
+            euid: self.euid,
+            egid: self.egid,
+            umask: self.umask,
+            blobs: HashMap::new(),
+        }
+    }
+
+    /// Adds the counts of a helper's report to this one.
+    fn absorb(&mut self, other: &RenderReport) {
+        let r = &mut self.report;
+        r.entries += other.entries;
+        r.bytes += other.bytes;
+        r.ownership_not_restored += other.ownership_not_restored;
+        r.devices_not_created += other.devices_not_created;
+        r.xattrs_not_restored += other.xattrs_not_restored;
+    }
+
     fn entry(&self, element: usize, entry: usize) -> &'a Entry {
         &self.list.images[element].image.image.entries()[entry]
     }
 
     fn manifest(&mut self, root: RawFd, element: usize, entry: usize) -> Result<(), RenderError> {
         let e = self.entry(element, entry);
-        let (file, created) = self.create_file(root, b"manifest", e)?;
+        let (file, created) = self.create_file(root, b"manifest", &e.path, e)?;
         self.write_data(&file, element, e)?;
         self.finish_file(&file, e, created)?;
         self.report.entries += 1;
@@ -727,6 +880,7 @@ impl<'a> Writer<'a> {
         &self,
         dir: RawFd,
         name: &[u8],
+        path: &[u8],
         e: &Entry,
     ) -> Result<(File, Option<u32>), RenderError> {
         let flags =
@@ -739,7 +893,7 @@ impl<'a> Writer<'a> {
             Mode::from_bits_truncate(perms),
         )
         .map(|fd| File::from(owned_fd(fd)))
-        .map_err(entry_err(&e.path, "create file"))?;
+        .map_err(entry_err(path, "create file"))?;
         Ok((file, self.umask.map(|umask| perms & !umask)))
     }
 
@@ -881,89 +1035,30 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// The entry a hard link's chain ends in (its data and metadata), by
-    /// index in the same image; `None` when the chain is broken.
-    fn link_root(&mut self, element: usize, entry: usize) -> Option<usize> {
-        let listed = &self.list.images[element];
-        let entries = listed.image.image.entries();
-        let by_path = self.by_path.entry(listed.id).or_insert_with(|| {
-            entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.path.as_slice(), i))
-                .collect()
-        });
-        let mut at = entry;
-        // Each step moves to another entry; more steps than entries is a loop.
-        for _ in 0..=entries.len() {
-            let e = entries.get(at)?;
-            if e.kind != EntryKind::HardLink {
-                return (!e.kind.is_dir()).then_some(at);
-            }
-            at = *by_path.get(e.link_target.as_deref()?)?;
-        }
-        None
-    }
-
-    /// Creates a non-directory at `parent`/`name`.
-    fn place(
-        &mut self,
-        stack: &DirStack,
-        parent: RawFd,
-        name: &[u8],
-        path: &[u8],
-        element: usize,
-        entry: usize,
-    ) -> Result<(), RenderError> {
+    /// Creates the object of a [`Job::Create`] (a link job is left to
+    /// [`Writer::link`]), opening its parent through `stack`.
+    fn create(&mut self, stack: &mut DirStack, job: &Job) -> Result<(), RenderError> {
+        let Job::Create {
+            path,
+            element,
+            entry,
+        } = *job
+        else {
+            return Ok(());
+        };
+        let parts = components(self.list.images[element].id, path)?;
+        let Some((name, parent_parts)) = parts.split_last() else {
+            return Ok(());
+        };
+        let parent = stack
+            .dir(parent_parts)
+            .map_err(entry_err(path, "open the parent of"))?;
         let e = self.entry(element, entry);
-        let mut source = entry;
-        if e.kind == EntryKind::Regular || e.kind == EntryKind::HardLink {
-            // Regular files join the group of their own entry; hard links
-            // the group of the entry their chain ends in, whatever became
-            // of that entry's path in the rendered tree (DESIGN §5: a link
-            // whose target was filtered or overridden keeps its own
-            // image's content).
-            let root = if e.kind == EntryKind::HardLink {
-                self.link_root(element, entry)
-                    .ok_or_else(|| RenderError::Entry {
-                        path: path.to_vec(),
-                        op: "resolve the hard link",
-                        source: io::Error::new(
-                            io::ErrorKind::NotFound,
-                            "target is not a file of the same image",
-                        ),
-                    })?
-            } else {
-                entry
-            };
-            let key = (self.list.images[element].id, root);
-            if let Some(first) = self.groups.get(&key) {
-                let parts = components(key.0, first)?;
-                let (first_name, first_parent) =
-                    parts.split_last().ok_or_else(|| RenderError::UnsafePath {
-                        image: Box::new(key.0),
-                        path: first.clone(),
-                    })?;
-                let first_dir = stack
-                    .open_fresh(first_parent)
-                    .map_err(entry_err(path, "open the link target's directory for"))?;
-                return unistd::linkat(
-                    Some(first_dir.as_raw_fd()),
-                    OsStr::from_bytes(first_name),
-                    Some(parent),
-                    OsStr::from_bytes(name),
-                    AtFlags::empty(),
-                )
-                .map_err(entry_err(path, "create hard link"));
-            }
-            self.groups.insert(key, path.to_vec());
-            source = root;
-        }
-        let e = self.entry(element, source);
+        self.report.entries += 1;
         let at = |errno| entry_err(path, "create")(errno);
         match e.kind {
             EntryKind::Regular => {
-                let (file, created) = self.create_file(parent, name, e)?;
+                let (file, created) = self.create_file(parent, name, path, e)?;
                 self.write_data(&file, element, e)?;
                 self.finish_file(&file, e, created)?;
                 Ok(())
@@ -1021,6 +1116,37 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Creates the hard link of a [`Job::Link`] to the first path of its
+    /// group, which the create phase wrote.
+    fn link(&mut self, stack: &DirStack, job: &Job) -> Result<(), RenderError> {
+        let Job::Link { path, first } = *job else {
+            return Ok(());
+        };
+        let image = self.list.images[0].id;
+        let parts = components(image, path)?;
+        let first_parts = components(image, first)?;
+        let (Some((name, parent_parts)), Some((first_name, first_parent))) =
+            (parts.split_last(), first_parts.split_last())
+        else {
+            return Ok(());
+        };
+        let parent = stack
+            .open_fresh(parent_parts)
+            .map_err(entry_err(path, "open the parent of"))?;
+        let first_dir = stack
+            .open_fresh(first_parent)
+            .map_err(entry_err(path, "open the link target's directory for"))?;
+        self.report.entries += 1;
+        unistd::linkat(
+            Some(first_dir.as_raw_fd()),
+            OsStr::from_bytes(first_name),
+            Some(parent.as_raw_fd()),
+            OsStr::from_bytes(name),
+            AtFlags::empty(),
+        )
+        .map_err(entry_err(path, "create hard link"))
+    }
+
     /// Metadata of an object that cannot be opened for writing (symlink,
     /// fifo, device), by name in its parent. The name was created by us a
     /// moment ago in our private temp dir.
@@ -1045,6 +1171,77 @@ impl<'a> Writer<'a> {
             self.report.ownership_not_restored += 1;
         }
         Ok(())
+    }
+}
+
+impl<'a> Planner<'a> {
+    /// The entry a hard link's chain ends in (its data and metadata), by
+    /// index in the same image; `None` when the chain is broken.
+    fn link_root(&mut self, element: usize, entry: usize) -> Option<usize> {
+        let listed = &self.list.images[element];
+        let entries = listed.image.image.entries();
+        let by_path = self.by_path.entry(listed.id).or_insert_with(|| {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.path.as_slice(), i))
+                .collect()
+        });
+        let mut at = entry;
+        // Each step moves to another entry; more steps than entries is a loop.
+        for _ in 0..=entries.len() {
+            let e = entries.get(at)?;
+            if e.kind != EntryKind::HardLink {
+                return (!e.kind.is_dir()).then_some(at);
+            }
+            at = *by_path.get(e.link_target.as_deref()?)?;
+        }
+        None
+    }
+
+    /// The job for the non-directory `path`, supplied by entry `entry` of
+    /// element `element`.
+    fn plan(
+        &mut self,
+        path: &'a [u8],
+        element: usize,
+        entry: usize,
+    ) -> Result<Job<'a>, RenderError> {
+        let e = &self.list.images[element].image.image.entries()[entry];
+        if e.kind != EntryKind::Regular && e.kind != EntryKind::HardLink {
+            return Ok(Job::Create {
+                path,
+                element,
+                entry,
+            });
+        }
+        // Regular files join the group of their own entry; hard links the
+        // group of the entry their chain ends in, whatever became of that
+        // entry's path in the rendered tree (DESIGN §5: a link whose
+        // target was filtered or overridden keeps its own image's content).
+        let root = if e.kind == EntryKind::HardLink {
+            self.link_root(element, entry)
+                .ok_or_else(|| RenderError::Entry {
+                    path: path.to_vec(),
+                    op: "resolve the hard link",
+                    source: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "target is not a file of the same image",
+                    ),
+                })?
+        } else {
+            entry
+        };
+        let key = (self.list.images[element].id, root);
+        if let Some(&first) = self.groups.get(&key) {
+            return Ok(Job::Link { path, first });
+        }
+        self.groups.insert(key, path);
+        Ok(Job::Create {
+            path,
+            element,
+            entry: root,
+        })
     }
 }
 
