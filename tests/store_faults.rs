@@ -7,8 +7,9 @@
 //! image.
 //!
 //! The crash points come from the binary's test hook: with
-//! `ACIDO_TEST_PAUSE_AT=STEP` an import reaching STEP creates
-//! `$ACIDO_TEST_PAUSE_FILE` and sleeps, and the test kills it there.
+//! `ACIDO_TEST_PAUSE_AT=STEP` an import, render or pack reaching STEP
+//! creates `$ACIDO_TEST_PAUSE_FILE` and sleeps, and the test kills or
+//! interrupts it there.
 //! Cases that need root (mounts) skip with a printed reason otherwise.
 
 mod common;
@@ -319,10 +320,12 @@ fn a_render_killed_mid_way_publishes_nothing() {
     let (run, target) = interrupt_a_render(&env, &id, Signal::SIGKILL);
     assert_eq!(run.output.status.code(), None, "killed by the signal");
     assert!(!target.exists(), "a partial target was published");
-    // SIGKILL leaves the hidden temp dir (nothing can remove it), never
-    // the target; the next render to the same target succeeds.
+    // SIGKILL leaves the hidden temp dir (the dead process cannot remove
+    // it), never the target; the next render beside it sweeps it and
+    // succeeds.
     assert_eq!(render_temps(&env.path("work")).len(), 1);
     env.run(["render-tree", &id, target.to_str().unwrap()]).ok();
+    assert!(render_temps(&env.path("work")).is_empty());
     assert_eq!(
         fs::read_to_string(target.join("rootfs/many/1999")).unwrap(),
         "1999\n"
@@ -774,4 +777,238 @@ fn a_blob_replaced_by_a_symlink_to_a_good_copy_is_refused() {
     assert_eq!(export.code(), 128);
     assert_eq!(fsck.code(), 1);
     assert!(!env.path("out").exists() && !env.path("x.aci").exists());
+}
+
+// ---------------------------------------------------------------------
+// Interrupted and killed packs and renders: the temps beside the output.
+
+/// The hidden temps (`.acido-pack-*`, `.acido-render-*`) in `dir`.
+fn hidden_temps(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".acido-pack-") || n.starts_with(".acido-render-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A build tree without dependencies (packed whole) with a few files.
+fn build_tree(env: &Env) -> PathBuf {
+    let files: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("f{i:02}"), format!("{i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    env.layout("tree", &manifest("example.com/tree", ""), &refs)
+}
+
+#[test]
+fn sigint_during_a_build_or_pack_leaves_no_temp_no_output_and_the_store_as_it_was() {
+    let env = Env::new();
+    image(&env, "base", "example.com/base", &[("a", "a\n")]);
+    env.run(["import", "base.aci"]).ok();
+    build_tree(&env);
+    fs::create_dir_all(env.path("out")).unwrap();
+    fs::create_dir_all(env.path("ctx/root")).unwrap();
+    fs::write(env.path("ctx/root/hello"), "hello\n").unwrap();
+    fs::write(
+        env.path("ctx/Acidofile"),
+        "FROM scratch\nCOPY root/ /\nNAME example.com/acidofile\n",
+    )
+    .unwrap();
+    fs::write(env.path("out/old.aci"), "old\n").unwrap();
+    let before = store_listing(&env.store());
+    let cases: [(&str, &[&str]); 6] = [
+        ("build", &["build", "tree", "out/new.aci"]),
+        (
+            "build_overwrite",
+            &["build", "--overwrite", "tree", "out/old.aci"],
+        ),
+        ("build_import", &["build", "--import", "tree"]),
+        (
+            "build_import_output",
+            &["build", "--import", "tree", "out/new.aci"],
+        ),
+        (
+            "acidofile",
+            &[
+                "build",
+                "-f",
+                "ctx/Acidofile",
+                "-o",
+                "out/new.aci",
+                "--import",
+            ],
+        ),
+        ("pack_aci", &["pack-aci", "-o", "out/new.aci", "tree"]),
+    ];
+    for (name, args) in cases {
+        // A short pause mid-pack: the signal lands in it, the packer sees
+        // the flag at its next check.
+        let mut child = spawn_paused(&env, args, "pack-mid-write", 1);
+        wait_paused(&env, &mut child);
+        kill(pid(&child), Signal::SIGINT).unwrap();
+        let run = finish(args, child);
+        assert_eq!(run.code(), 128, "{name}: {}", run.stderr());
+        assert!(
+            run.stderr().contains("pack interrupted"),
+            "{name}: {}",
+            run.stderr()
+        );
+        if name == "build" || name == "build_import" {
+            snap!(format!("sigint_{name}"), env.snap(&run));
+        }
+        assert!(!env.path("out/new.aci").exists(), "{name}: output written");
+        assert_eq!(
+            fs::read_to_string(env.path("out/old.aci")).unwrap(),
+            "old\n",
+            "{name}: the existing output changed"
+        );
+        assert!(hidden_temps(&env.path("out")).is_empty(), "{name}");
+        assert_eq!(store_listing(&env.store()), before, "{name}: store changed");
+        assert_eq!(
+            fs::read_dir(env.path("tmp")).unwrap().count(),
+            0,
+            "{name}: work dir left"
+        );
+    }
+    // The same commands without a signal go through.
+    env.run(["build", "--import", "tree", "out/new.aci"]).ok();
+    assert!(hidden_temps(&env.path("out")).is_empty());
+    assert_eq!(env.run(["fsck"]).code(), 0);
+}
+
+/// A small stored image with a few dozen paths, for step-by-step kills.
+fn small_image(env: &Env) -> String {
+    let files: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("d/{i:02}"), format!("{i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let (aci, id) = image(env, "small", "example.com/small", &refs);
+    env.run([Path::new("import").as_os_str(), aci.as_os_str()])
+        .ok();
+    id
+}
+
+#[test]
+fn sigkill_at_each_render_step_then_the_next_render_sweeps_the_leftover() {
+    let env = Env::new();
+    let id = small_image(&env);
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    for step in [
+        "render-after-temp-create",
+        "render-mid-write",
+        "render-before-rename",
+    ] {
+        let target = work.join(step);
+        let target_arg = target.to_str().unwrap();
+        let mut child = spawn_paused(&env, &["render-tree", &id, target_arg], step, 60);
+        wait_paused(&env, &mut child);
+        sigkill(&mut child);
+        assert!(!target.exists(), "{step}: a partial target was published");
+        assert_eq!(render_temps(&work).len(), 1, "{step}: the leftover");
+        // The next render beside it sweeps the leftover and succeeds.
+        env.run(["render-tree", &id, target_arg]).ok();
+        assert!(render_temps(&work).is_empty(), "{step}: leftover not swept");
+        assert_eq!(
+            fs::read_to_string(target.join("rootfs/d/39")).unwrap(),
+            "39\n"
+        );
+    }
+    assert_eq!(env.run(["fsck"]).code(), 0);
+}
+
+#[test]
+fn sigkill_during_a_pack_then_the_next_pack_sweeps_the_leftover() {
+    let env = Env::new();
+    build_tree(&env);
+    fs::create_dir_all(env.path("out")).unwrap();
+    for step in ["pack-after-temp-create", "pack-mid-write"] {
+        let args = [
+            "pack-aci",
+            "--compression",
+            "none",
+            "-o",
+            "out/x.aci",
+            "tree",
+        ];
+        let mut child = spawn_paused(&env, &args, step, 60);
+        wait_paused(&env, &mut child);
+        sigkill(&mut child);
+        assert!(!env.path("out/x.aci").exists(), "{step}");
+        assert_eq!(hidden_temps(&env.path("out")).len(), 1, "{step}");
+        let id = env.run(args).ok();
+        assert!(hidden_temps(&env.path("out")).is_empty(), "{step}");
+        assert_eq!(
+            common::id_of(&fs::read(env.path("out/x.aci")).unwrap()),
+            id.trim()
+        );
+        fs::remove_file(env.path("out/x.aci")).unwrap();
+    }
+}
+
+#[test]
+fn a_live_renders_temp_is_never_swept_nor_a_symlink_followed() {
+    let env = Env::new();
+    let id = small_image(&env);
+    let work = env.path("work");
+    fs::create_dir_all(&work).unwrap();
+    // A dead render's leftover, and a symlink with a temp's name pointing
+    // at a directory that must survive.
+    fs::create_dir_all(work.join(".acido-render-dead01/rootfs/x")).unwrap();
+    fs::create_dir_all(env.path("precious")).unwrap();
+    fs::write(env.path("precious/file"), "keep\n").unwrap();
+    std::os::unix::fs::symlink(env.path("precious"), work.join(".acido-render-link01")).unwrap();
+
+    let a = work.join("a");
+    let mut live = spawn_paused(
+        &env,
+        &["render-tree", &id, a.to_str().unwrap()],
+        "render-mid-write",
+        3,
+    );
+    wait_paused(&env, &mut live);
+    let live_temp: Vec<PathBuf> = render_temps(&work)
+        .into_iter()
+        .filter(|p| !p.ends_with(".acido-render-dead01") && !p.ends_with(".acido-render-link01"))
+        .collect();
+    assert_eq!(live_temp.len(), 1, "{:?}", render_temps(&work));
+
+    // A second render into the same parent while the first is paused.
+    let b = work.join("b");
+    env.run(["render-tree", &id, b.to_str().unwrap()]).ok();
+    assert!(live_temp[0].is_dir(), "the live render's temp was swept");
+    assert!(!work.join(".acido-render-dead01").exists(), "leftover kept");
+    assert!(work
+        .join(".acido-render-link01")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_to_string(env.path("precious/file")).unwrap(),
+        "keep\n"
+    );
+
+    // The paused render resumes and publishes its tree.
+    finish(&["render-tree"], live).ok();
+    for target in [&a, &b] {
+        assert_eq!(
+            fs::read_to_string(target.join("rootfs/d/07")).unwrap(),
+            "7\n"
+        );
+    }
+    let mut left: Vec<String> = render_temps(&work)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, [".acido-render-link01"]);
 }

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         compression,
         xz_threads,
         level: None,
+        ..PackOptions::default()
     };
     let out = Path::new(&args[1]);
     let start = Instant::now();

@@ -41,4 +41,5 @@ pub mod pack;
 pub mod quote;
 pub mod render;
 pub mod store;
+pub mod temp;
 pub mod validate;

@@ -50,6 +50,7 @@ fn opts(compression: Compression) -> PackOptions {
         compression,
         xz_threads: 2,
         level: None,
+        ..PackOptions::default()
     }
 }
 

@@ -173,6 +173,7 @@ impl Spec {
                 compression: Compression::None,
                 xz_threads: 1,
                 level: None,
+                ..PackOptions::default()
             },
         )
         .unwrap();
@@ -719,6 +720,7 @@ fn case35_metadata_round_trip_as_root() {
             compression: Compression::None,
             xz_threads: 1,
             level: None,
+            ..PackOptions::default()
         },
     )
     .unwrap();
@@ -886,6 +888,7 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
         &RenderOptions {
             verify: false,
             progress: None,
+            ..RenderOptions::default()
         },
         &AtomicBool::new(false),
     )

@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
@@ -191,6 +192,16 @@ pub fn build(
                 temp.as_file_mut(),
                 &opts.pack,
             )?;
+            // An interrupt that came after the last check of the pack
+            // still keeps the store as it was (the temp goes on drop).
+            if opts
+                .pack
+                .interrupt
+                .as_ref()
+                .is_some_and(|flag| flag.load(Ordering::Relaxed))
+            {
+                return Err(PackError::Interrupted.into());
+            }
             let file = File::open(temp.path()).map_err(io_err(temp.path()))?;
             (report, Some(store.import(file, &name)?.record))
         }

@@ -97,6 +97,7 @@ pub fn extract(
     let opts = RenderOptions {
         verify: true,
         progress: Some(Arc::new(move |n| sink.advance(n))),
+        ..RenderOptions::default()
     };
     let result = render::render_list(&list, &map, dir, &opts, interrupt);
     progress.end();
@@ -138,6 +139,7 @@ mod tests {
             compression: Compression::None,
             xz_threads: 1,
             level: None,
+            ..PackOptions::default()
         };
         pack_layout(&layout, &mut tar, &opts).unwrap();
         let store = Store::at(tmp.path().join("store"));

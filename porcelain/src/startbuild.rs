@@ -119,6 +119,7 @@ pub fn startbuild(
     let opts = RenderOptions {
         verify: true,
         progress: Some(Arc::new(move |n| sink.advance(n))),
+        ..RenderOptions::default()
     };
     let rendered = render::render_list(&list, &map, &dir, &opts, interrupt);
     progress.end();

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use acido_plumbing::pack::PackOptions;
 use acido_porcelain::acidofile::{self, AcidofileOptions};
 use acido_porcelain::build::{self, BuildOptions, BuildReport};
 
@@ -21,11 +20,7 @@ pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
         output: args.output.clone().or(args.output_file.clone()),
         overwrite: args.overwrite,
         import: args.import,
-        pack: PackOptions {
-            compression: args.compression.into(),
-            xz_threads: args.threads,
-            level: None,
-        },
+        pack: super::pack_options(args.compression.into(), args.threads),
     };
     let report = match (&args.file, &args.dir) {
         (Some(file), _) => build_file(ctx, &store, file, opts, &args)?,

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use acido_plumbing::archive::Limits;
 use acido_plumbing::image::OpenImage;
 use acido_plumbing::naming::{self, ImageRef};
+use acido_plumbing::pack::PackOptions;
 use acido_plumbing::store::Store;
 use anyhow::Context as _;
 
@@ -112,35 +113,99 @@ pub fn limit_hint(line: &str) -> Option<String> {
 }
 
 /// Fault injection for the crash tests (tests/store_faults.rs): with
-/// `ACIDO_TEST_PAUSE_AT=STEP` (after-temp-create, mid-stream, before-link
-/// or after-link-before-record) an import reaching that step creates the
-/// file `$ACIDO_TEST_PAUSE_FILE` (when set) and sleeps
-/// `$ACIDO_TEST_PAUSE_SECS` seconds (default 60), so the test can kill it
-/// there. The library never reads the environment; this is the binary's
-/// business.
-fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
-    use acido_plumbing::store::ImportStep;
-    let wanted = match std::env::var("ACIDO_TEST_PAUSE_AT").ok()?.as_str() {
-        "after-temp-create" => ImportStep::AfterTempCreate,
-        "mid-stream" => ImportStep::MidStream,
-        "before-link" => ImportStep::BeforeLink,
-        "after-link-before-record" => ImportStep::AfterLinkBeforeRecord,
-        _ => return None,
-    };
+/// `ACIDO_TEST_PAUSE_AT=STEP` a command reaching STEP creates the file
+/// `$ACIDO_TEST_PAUSE_FILE` (when set) and sleeps `$ACIDO_TEST_PAUSE_SECS`
+/// seconds (default 60), so the test can kill or interrupt it there. The
+/// steps are those of an import (after-temp-create, mid-stream,
+/// before-link, after-link-before-record), of a render
+/// (render-after-temp-create, render-mid-write, render-before-rename) and
+/// of a pack (pack-after-temp-create, pack-mid-write). The library never
+/// reads the environment; this is the binary's business.
+fn test_pause_at() -> Option<(
+    String,
+    impl Fn(&dyn std::fmt::Debug) + Send + Sync + 'static,
+)> {
+    let wanted = std::env::var("ACIDO_TEST_PAUSE_AT").ok()?;
     let marker = std::env::var_os("ACIDO_TEST_PAUSE_FILE").map(PathBuf::from);
     let secs = std::env::var("ACIDO_TEST_PAUSE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    Some(std::sync::Arc::new(move |step| {
-        if step != wanted {
-            return;
-        }
+    let pause = move |step: &dyn std::fmt::Debug| {
         if let Some(marker) = &marker {
             // The test waits for this file; failing to write it only
             // makes the test time out.
             let _ = std::fs::write(marker, format!("{step:?}\n"));
         }
         std::thread::sleep(std::time::Duration::from_secs(secs));
+    };
+    Some((wanted, pause))
+}
+
+/// The import steps of [`test_pause_at`].
+fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
+    use acido_plumbing::store::ImportStep;
+    let (wanted, pause) = test_pause_at()?;
+    let wanted = match wanted.as_str() {
+        "after-temp-create" => ImportStep::AfterTempCreate,
+        "mid-stream" => ImportStep::MidStream,
+        "before-link" => ImportStep::BeforeLink,
+        "after-link-before-record" => ImportStep::AfterLinkBeforeRecord,
+        _ => return None,
+    };
+    Some(std::sync::Arc::new(move |step| {
+        if step == wanted {
+            pause(&step);
+        }
+    }))
+}
+
+/// The render steps of [`test_pause_at`], for [`RenderOptions::hook`].
+///
+/// [`RenderOptions::hook`]: acido_plumbing::render::RenderOptions::hook
+pub fn render_pause_hook() -> Option<acido_plumbing::render::RenderHook> {
+    use acido_plumbing::render::RenderStep;
+    let (wanted, pause) = test_pause_at()?;
+    let wanted = match wanted.as_str() {
+        "render-after-temp-create" => RenderStep::AfterTempCreate,
+        "render-mid-write" => RenderStep::MidWrite,
+        "render-before-rename" => RenderStep::BeforeRename,
+        _ => return None,
+    };
+    Some(std::sync::Arc::new(move |step| {
+        if step == wanted {
+            pause(&step);
+        }
+    }))
+}
+
+/// Pack options as every packing command wants them: the compression
+/// chosen, the process's interrupt flag, and the pack steps of
+/// [`test_pause_at`].
+pub fn pack_options(
+    compression: acido_plumbing::compression::Compression,
+    xz_threads: u32,
+) -> PackOptions {
+    PackOptions {
+        compression,
+        xz_threads,
+        level: None,
+        interrupt: Some(crate::interrupt::flag()),
+        hook: pack_pause_hook(),
+    }
+}
+
+fn pack_pause_hook() -> Option<acido_plumbing::pack::PackHook> {
+    use acido_plumbing::pack::PackStep;
+    let (wanted, pause) = test_pause_at()?;
+    let wanted = match wanted.as_str() {
+        "pack-after-temp-create" => PackStep::AfterTempCreate,
+        "pack-mid-write" => PackStep::MidWrite,
+        _ => return None,
+    };
+    Some(std::sync::Arc::new(move |step| {
+        if step == wanted {
+            pause(&step);
+        }
     }))
 }

@@ -15,11 +15,7 @@ use crate::output::{self, Outcome};
 /// Packs DIR and prints the new image's id (on stderr when the ACI itself
 /// goes to stdout).
 pub fn run(_ctx: &Context, args: PackAciArgs) -> anyhow::Result<Outcome> {
-    let opts = PackOptions {
-        compression: args.compression.into(),
-        xz_threads: args.threads,
-        level: None,
-    };
+    let opts = super::pack_options(args.compression.into(), args.threads);
     let to_stdout = args.output == Path::new("-");
     let report = if args.paths_from.is_none() && args.manifest.is_none() {
         if to_stdout {

@@ -42,6 +42,13 @@
 //! regular files with `O_NOFOLLOW | O_NONBLOCK` and checks that what it
 //! opened is the file it listed, and never opens fifos or devices. A file
 //! that changes size while it is read is an error, not a corrupt archive.
+//!
+//! An interrupt flag ([`PackOptions::interrupt`]) is polled before every
+//! entry and between the pieces of a file's data, so even a pack in the
+//! middle of a huge file stops promptly with [`PackError::Interrupted`].
+//! Packing to a file goes through a locked temp beside it (see
+//! [`crate::temp`]): an error or interrupt removes it, and the leftover of
+//! a killed pack is swept by the next pack into the same directory.
 
 mod compress;
 mod tar_writer;
@@ -51,8 +58,10 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 use xattr::FileExt as _;
@@ -60,6 +69,7 @@ use xattr::FileExt as _;
 use crate::compression::Compression;
 use crate::entry::Timestamp;
 use crate::id::ImageId;
+use crate::temp::{self, TempKind};
 
 pub(crate) use compress::Encoder;
 pub use compress::{CompressError, DEFAULT_BZIP2_LEVEL, DEFAULT_GZIP_LEVEL, DEFAULT_XZ_PRESET};
@@ -73,7 +83,7 @@ type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 const IO_BUF: usize = 256 * 1024;
 
 /// How to pack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PackOptions {
     /// The compression of the output.
     pub compression: Compression,
@@ -83,7 +93,40 @@ pub struct PackOptions {
     /// Compression level (xz preset 0-9, gzip 0-9, bzip2 1-9); `None` for
     /// the tool's usual default (6, 6, 9).
     pub level: Option<u32>,
+    /// Once this flag is up, the pack stops at its next check (before each
+    /// entry, between pieces of file data) with [`PackError::Interrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Called at each [`PackStep`] (fault injection for crash tests; it
+    /// may block).
+    pub hook: Option<PackHook>,
 }
+
+impl std::fmt::Debug for PackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackOptions")
+            .field("compression", &self.compression)
+            .field("xz_threads", &self.xz_threads)
+            .field("level", &self.level)
+            .field("interrupt", &self.interrupt)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+/// The steps of a pack at which a [`PackHook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackStep {
+    /// The locked temp file beside the output exists (packing to a file
+    /// only), nothing is written yet.
+    AfterTempCreate,
+    /// The first entry below `rootfs` is written (possibly still
+    /// buffered); called once.
+    MidWrite,
+}
+
+/// A callback run at each [`PackStep`] (fault injection: tests pause or
+/// kill the process there).
+pub type PackHook = Arc<dyn Fn(PackStep) + Send + Sync>;
 
 impl Default for PackOptions {
     /// xz at preset 6 on every core.
@@ -92,6 +135,8 @@ impl Default for PackOptions {
             compression: Compression::Xz,
             xz_threads: 0,
             level: None,
+            interrupt: None,
+            hook: None,
         }
     }
 }
@@ -205,6 +250,10 @@ pub enum PackError {
         /// The output file.
         path: PathBuf,
     },
+    /// The interrupt flag was raised; a file output was not written (an
+    /// existing one is untouched).
+    #[error("pack interrupted")]
+    Interrupted,
     /// The output file could not be created, synced or renamed into place.
     #[error("{}: cannot write output file: {source}", path.display())]
     Output {
@@ -258,7 +307,7 @@ pub fn pack_layout_to_file(
     overwrite: bool,
     opts: &PackOptions,
 ) -> Result<PackReport, PackError> {
-    write_file_atomically(file, overwrite, &mut |out, guard| {
+    write_file_atomically(file, overwrite, opts, &mut |out, guard| {
         let manifest = check_layout(dir, guard)?;
         pack_tree(&manifest, &dir.join("rootfs"), &|_| true, out, opts, guard)
     })
@@ -274,7 +323,7 @@ pub fn pack_selected_to_file(
     overwrite: bool,
     opts: &PackOptions,
 ) -> Result<PackReport, PackError> {
-    write_file_atomically(file, overwrite, &mut |out, guard| {
+    write_file_atomically(file, overwrite, opts, &mut |out, guard| {
         pack_tree(manifest, rootfs, select, out, opts, guard)
     })
 }
@@ -285,10 +334,12 @@ type OutputGuard = Option<(u64, u64)>;
 /// Runs `write` on a temp file beside `file` (given the temp file's
 /// (device, inode), which must not be packed into itself), then syncs it and
 /// renames it into place, replacing an existing `file` only when
-/// `overwrite` is set.
+/// `overwrite` is set. The temp is locked while it lives, and leftovers of
+/// killed packs beside `file` are swept first.
 fn write_file_atomically(
     file: &Path,
     overwrite: bool,
+    opts: &PackOptions,
     write: &mut dyn FnMut(&mut File, OutputGuard) -> Result<PackReport, PackError>,
 ) -> Result<PackReport, PackError> {
     if !overwrite && fs::symlink_metadata(file).is_ok() {
@@ -304,16 +355,19 @@ fn write_file_atomically(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".acido-pack-")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o666))
-        .tempfile_in(parent)
-        .map_err(output_err)?;
+    // Best effort: a leftover that cannot be removed only costs space.
+    temp::sweep_leftovers(parent, TempKind::Pack);
+    // `_lock` is held until the temp is renamed or removed: dropped last.
+    let (mut tmp, _lock) = temp::create_locked_file(parent).map_err(output_err)?;
+    if let Some(hook) = &opts.hook {
+        hook(PackStep::AfterTempCreate);
+    }
     let tmp_meta = tmp.as_file().metadata().map_err(output_err)?;
     let guard = Some((tmp_meta.dev(), tmp_meta.ino()));
     let report = write(tmp.as_file_mut(), guard)?;
     tmp.as_file().sync_all().map_err(output_err)?;
+    // The last moment an interrupt can still leave everything as it was.
+    check_interrupt(opts)?;
     if overwrite {
         tmp.persist(file).map_err(|e| output_err(e.error))?;
     } else {
@@ -434,6 +488,7 @@ fn pack_tree(
             path: rootfs.to_owned(),
         });
     }
+    check_interrupt(opts)?;
     let encoder = compress::Encoder::new(out, opts.compression, opts.level, opts.xz_threads)?;
     let mut packer = Packer {
         tar: TarSink::new(BufWriter::with_capacity(IO_BUF, encoder)),
@@ -443,6 +498,7 @@ fn pack_tree(
         entries: 0,
         skipped_sockets: 0,
         guard,
+        interrupt: opts.interrupt.as_deref(),
     };
 
     packer.put_header(
@@ -466,6 +522,7 @@ fn pack_tree(
 
     packer.add(rootfs, b"rootfs".to_vec(), &root_meta)?;
 
+    let mut mid_write_hook = opts.hook.as_ref();
     let walk = walkdir::WalkDir::new(rootfs)
         .min_depth(1)
         .follow_links(false)
@@ -488,10 +545,15 @@ fn pack_tree(
             path: item.path().to_owned(),
             source: err.into(),
         })?;
+        packer.check_interrupt()?;
         let mut name = b"rootfs/".to_vec();
         name.extend_from_slice(rel);
         packer.add(item.path(), name, &meta)?;
+        if let Some(hook) = mid_write_hook.take() {
+            hook(PackStep::MidWrite);
+        }
     }
+    packer.check_interrupt()?;
 
     let (buffered, id, uncompressed_size) = packer.tar.finish().map_err(write_err)?;
     let encoder = buffered
@@ -510,8 +572,16 @@ fn write_err(source: io::Error) -> PackError {
     PackError::Write { source }
 }
 
+/// [`PackError::Interrupted`] once the flag of `opts` is up.
+fn check_interrupt(opts: &PackOptions) -> Result<(), PackError> {
+    match &opts.interrupt {
+        Some(flag) if flag.load(Ordering::Relaxed) => Err(PackError::Interrupted),
+        _ => Ok(()),
+    }
+}
+
 /// State of one pack run.
-struct Packer<W: Write> {
+struct Packer<'a, W: Write> {
     tar: TarSink<W>,
     /// Scratch space for header blocks.
     header: Vec<u8>,
@@ -522,9 +592,18 @@ struct Packer<W: Write> {
     entries: u64,
     skipped_sockets: u64,
     guard: Option<(u64, u64)>,
+    interrupt: Option<&'a AtomicBool>,
 }
 
-impl<W: Write> Packer<W> {
+impl<W: Write> Packer<'_, W> {
+    /// [`PackError::Interrupted`] once the interrupt flag is up.
+    fn check_interrupt(&self) -> Result<(), PackError> {
+        match self.interrupt {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(PackError::Interrupted),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes the header(s) of one entry.
     fn put_header(&mut self, path: &Path, spec: &HeaderSpec<'_>) -> Result<(), PackError> {
         self.header.clear();
@@ -653,6 +732,8 @@ impl<W: Write> Packer<W> {
         };
         let mut left = size;
         while left > 0 {
+            // Once per buffer (256 KiB): a huge file stops promptly.
+            self.check_interrupt()?;
             let want = usize::try_from(left).map_or(self.data.len(), |l| l.min(self.data.len()));
             let n = match file.read(&mut self.data[..want]) {
                 Ok(0) => return Err(changed()),
@@ -735,6 +816,7 @@ mod tests {
             compression: c,
             xz_threads: 1,
             level: None,
+            ..PackOptions::default()
         }
     }
 
@@ -936,6 +1018,7 @@ mod tests {
             compression: Compression::Gzip,
             xz_threads: 0,
             level: Some(12),
+            ..PackOptions::default()
         };
         let e = pack_layout(dir.path(), &mut out, &o).unwrap_err();
         assert!(matches!(e, PackError::Compression(_)), "{e}");
@@ -950,5 +1033,99 @@ mod tests {
             pack_layout_to_file(dir.path(), &target, false, &opts(Compression::None)).unwrap_err();
         assert!(matches!(e, PackError::OutputInsideLayout { .. }), "{e}");
         assert_eq!(fs::read_dir(dir.path().join("rootfs")).unwrap().count(), 0);
+    }
+
+    /// Raises `flag` once `limit` bytes were written through it.
+    struct RaiseAfter<'f> {
+        out: Vec<u8>,
+        limit: usize,
+        flag: &'f AtomicBool,
+    }
+
+    impl Write for RaiseAfter<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            if self.out.len() >= self.limit {
+                self.flag.store(true, Ordering::SeqCst);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_interrupt_inside_a_huge_file_stops_promptly() {
+        let dir = layout(b"{}");
+        // 1 GiB, sparse: cheap to make, slow to pack whole.
+        let big = File::create(dir.path().join("rootfs/big")).unwrap();
+        big.set_len(1 << 30).unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let o = PackOptions {
+            interrupt: Some(Arc::clone(&flag)),
+            ..opts(Compression::None)
+        };
+        let mut out = RaiseAfter {
+            out: Vec::new(),
+            limit: 1 << 20,
+            flag: &flag,
+        };
+        let e = pack_layout(dir.path(), &mut out, &o).unwrap_err();
+        assert!(matches!(e, PackError::Interrupted), "{e}");
+        // One buffer between checks, plus what the writers hold.
+        assert!(out.out.len() < 4 << 20, "{} bytes written", out.out.len());
+    }
+
+    #[test]
+    fn an_interrupt_between_entries_leaves_no_temp_and_the_old_output() {
+        let dir = layout(b"{}");
+        for name in ["a", "b", "c"] {
+            fs::write(dir.path().join("rootfs").join(name), name).unwrap();
+        }
+        let outdir = tempfile::tempdir().unwrap();
+        let target = outdir.path().join("out.aci");
+        fs::write(&target, b"old").unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let steps = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (raise, seen) = (Arc::clone(&flag), Arc::clone(&steps));
+        let o = PackOptions {
+            interrupt: Some(Arc::clone(&flag)),
+            hook: Some(Arc::new(move |step| {
+                seen.lock().unwrap().push(step);
+                if step == PackStep::MidWrite {
+                    raise.store(true, Ordering::SeqCst);
+                }
+            })),
+            ..opts(Compression::None)
+        };
+        let e = pack_layout_to_file(dir.path(), &target, true, &o).unwrap_err();
+        assert!(matches!(e, PackError::Interrupted), "{e}");
+        assert_eq!(
+            *steps.lock().unwrap(),
+            [PackStep::AfterTempCreate, PackStep::MidWrite]
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert_eq!(fs::read_dir(outdir.path()).unwrap().count(), 1);
+        // Without the interrupt the same pack goes through.
+        flag.store(false, Ordering::SeqCst);
+        let o = PackOptions {
+            interrupt: Some(flag),
+            ..opts(Compression::None)
+        };
+        pack_layout_to_file(dir.path(), &target, true, &o).unwrap();
+        assert_ne!(fs::read(&target).unwrap(), b"old");
+    }
+
+    #[test]
+    fn packing_to_a_file_sweeps_dead_temps_beside_it() {
+        let dir = layout(b"{}");
+        let outdir = tempfile::tempdir().unwrap();
+        let dead = outdir.path().join(".acido-pack-dead01.tmp");
+        fs::write(&dead, b"partial").unwrap();
+        let target = outdir.path().join("out.aci");
+        pack_layout_to_file(dir.path(), &target, false, &opts(Compression::None)).unwrap();
+        assert!(!dead.exists());
+        assert_eq!(fs::read_dir(outdir.path()).unwrap().count(), 1);
     }
 }

@@ -4,6 +4,9 @@
 //!   so the final `rename` is atomic) and renamed into place only when
 //!   everything was written and every stored blob verified; any failure or
 //!   interrupt removes the temp dir, so no half tree is ever published.
+//!   The temp dir is `flock`ed while the render lives, and a render first
+//!   sweeps the unlocked temp dirs that killed renders left beside its
+//!   target ([`crate::temp`]).
 //! * Every path component is opened relative to its parent's fd with
 //!   `O_DIRECTORY | O_NOFOLLOW` (through `openat2` with
 //!   `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` when the kernel has it), every
@@ -43,6 +46,7 @@ use nix::unistd::{self, Gid, Uid};
 use crate::entry::{Entry, EntryKind, Timestamp};
 use crate::id::{IdHasher, ImageId};
 use crate::store::Store;
+use crate::temp::{self, TempKind};
 
 use super::deps::{dependency_list, DependencyList, ImageSource};
 use super::filemap::{file_map, FileMap, Supplier};
@@ -59,6 +63,32 @@ pub struct RenderOptions {
     pub verify: bool,
     /// Called with the number of data bytes written, as they are written.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Called at each [`RenderStep`] (fault injection for crash tests; it
+    /// may block).
+    pub hook: Option<RenderHook>,
+}
+
+/// The steps of a render at which a [`RenderHook`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderStep {
+    /// The locked temp dir beside the target exists, still empty.
+    AfterTempCreate,
+    /// About half of the tree's paths are written.
+    MidWrite,
+    /// The tree is complete and verified, not yet renamed into place.
+    BeforeRename,
+}
+
+/// A callback run at each [`RenderStep`] (fault injection: tests pause or
+/// kill the process there).
+pub type RenderHook = Arc<dyn Fn(RenderStep) + Send + Sync>;
+
+impl RenderOptions {
+    fn call_hook(&self, step: RenderStep) {
+        if let Some(hook) = &self.hook {
+            hook(step);
+        }
+    }
 }
 
 impl Default for RenderOptions {
@@ -66,6 +96,7 @@ impl Default for RenderOptions {
         RenderOptions {
             verify: true,
             progress: None,
+            hook: None,
         }
     }
 }
@@ -75,6 +106,7 @@ impl std::fmt::Debug for RenderOptions {
         f.debug_struct("RenderOptions")
             .field("verify", &self.verify)
             .field("progress", &self.progress.is_some())
+            .field("hook", &self.hook.is_some())
             .finish()
     }
 }
@@ -130,16 +162,17 @@ pub fn render_list(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".acido-render-")
-        .tempdir_in(parent)
-        .map_err(|source| RenderError::Io {
-            path: parent.to_owned(),
-            op: "create a temp dir",
-            source,
-        })?
-        .keep();
+    // Best effort: a leftover that cannot be removed only costs space.
+    temp::sweep_leftovers(parent, TempKind::Render);
+    // Declared before the guard, so the lock outlives the removal.
+    let locked = temp::create_locked_dir(parent).map_err(|source| RenderError::Io {
+        path: parent.to_owned(),
+        op: "create a temp dir",
+        source,
+    })?;
+    let temp = locked.path.clone();
     let guard = TempGuard(Some(temp.clone()));
+    opts.call_hook(RenderStep::AfterTempCreate);
     let stop = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         let verifier = opts
@@ -172,6 +205,7 @@ pub fn render_list(
             source,
         }
     })?;
+    opts.call_hook(RenderStep::BeforeRename);
     publish(&temp, target, replace_mode.is_some())?;
     guard.disarm();
     Ok(result)
@@ -691,7 +725,11 @@ fn write_tree(
     let (creates, links): (Vec<Job>, Vec<Job>) = jobs
         .into_iter()
         .partition(|job| matches!(job, Job::Create { .. }));
-    create_all(&mut w, &stack.rootfs, &creates)?;
+    // The directories and half the other objects are there.
+    let (first_half, second_half) = creates.split_at(creates.len() / 2);
+    create_all(&mut w, &stack.rootfs, first_half)?;
+    opts.call_hook(RenderStep::MidWrite);
+    create_all(&mut w, &stack.rootfs, second_half)?;
     for job in &links {
         if interrupt.load(Ordering::Relaxed) {
             return Err(RenderError::Interrupted);

@@ -28,7 +28,7 @@ pub use deps::{
     dependency_list, dependency_list_for, DependencyList, ImageSource, ListedImage, SharedImage,
     MAX_DEPTH, MAX_IMAGES,
 };
-pub use extract::{render, render_list, RenderOptions, RenderReport};
+pub use extract::{render, render_list, RenderHook, RenderOptions, RenderReport, RenderStep};
 pub use filemap::{file_map, write_file_map, FileMap, Supplier};
 
 /// Why a render failed. Chains name the path through the dependency
