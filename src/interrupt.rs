@@ -2,11 +2,11 @@
 //! operations (import, render, build) poll so they can remove their temps
 //! and partial output before exiting.
 
-use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use acido_plumbing::interrupt::Interruptible;
 use nix::sys::signal::{SigSet, Signal};
 
 /// How long an interrupted command may take to notice the signal and clean
@@ -44,30 +44,8 @@ pub fn flag() -> Arc<AtomicBool> {
     }))
 }
 
-/// A reader whose next read fails once the interrupt flag is up, so an
-/// import reading it drops its temp file and the command exits with an
-/// error.
-pub struct Interruptible<R> {
-    inner: R,
-    interrupted: Arc<AtomicBool>,
-}
-
-impl<R> Interruptible<R> {
-    /// Wraps `inner`, watching the process's interrupt [`flag`].
-    pub fn new(inner: R) -> Self {
-        Interruptible {
-            inner,
-            interrupted: flag(),
-        }
-    }
-}
-
-impl<R: Read> Read for Interruptible<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.interrupted.load(Ordering::SeqCst) {
-            // Not ErrorKind::Interrupted: readers retry that.
-            return Err(io::Error::other("interrupted by a signal"));
-        }
-        self.inner.read(buf)
-    }
+/// `inner`, whose next read fails once the process's interrupt [`flag`]
+/// is up.
+pub fn interruptible<R>(inner: R) -> Interruptible<R> {
+    Interruptible::new(inner, flag())
 }

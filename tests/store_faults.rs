@@ -875,6 +875,27 @@ fn sigint_during_a_build_or_pack_leaves_no_temp_no_output_and_the_store_as_it_wa
             "{name}: work dir left"
         );
     }
+    // A signal during the import that follows the pack: the import stops
+    // at its next read and the store stays as it was; a written output
+    // file is complete and stays.
+    for args in [
+        &["build", "--import", "tree"][..],
+        &["build", "--import", "tree", "out/imported.aci"][..],
+    ] {
+        let mut child = spawn_paused(&env, args, "mid-stream", 1);
+        wait_paused(&env, &mut child);
+        kill(pid(&child), Signal::SIGINT).unwrap();
+        let run = finish(args, child);
+        assert_eq!(run.code(), 128, "{args:?}: {}", run.stderr());
+        assert!(run.stderr().contains("interrupted"), "{}", run.stderr());
+        assert_eq!(
+            store_listing(&env.store()),
+            before,
+            "{args:?}: store changed"
+        );
+        assert!(hidden_temps(&env.path("out")).is_empty(), "{args:?}");
+    }
+    assert_eq!(env.run(["fsck"]).code(), 0);
     // The same commands without a signal go through.
     env.run(["build", "--import", "tree", "out/new.aci"]).ok();
     assert!(hidden_temps(&env.path("out")).is_empty());

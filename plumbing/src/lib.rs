@@ -35,6 +35,7 @@ pub mod format;
 pub mod id;
 pub mod image;
 pub mod index;
+pub mod interrupt;
 pub mod manifest;
 pub mod naming;
 pub mod pack;

@@ -34,6 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +47,7 @@ use crate::compression::Compression;
 use crate::id::{IdHasher, IdPrefix, ImageId};
 use crate::image::{ImageError, OpenImage};
 use crate::index::EntryIndex;
+use crate::interrupt::Interruptible;
 use crate::manifest::{ImageManifest, ManifestError};
 use crate::pack::{CompressError, Encoder};
 
@@ -142,6 +144,13 @@ pub enum StoreError {
     QuarantineFull {
         /// The file that could not be moved.
         path: PathBuf,
+    },
+    /// The import was interrupted (by a signal, through the flag given to
+    /// [`Store::with_interrupt`]); nothing was stored.
+    #[error("{input}: import interrupted")]
+    Interrupted {
+        /// The input being imported.
+        input: String,
     },
 }
 
@@ -314,6 +323,7 @@ pub struct Store {
     root: PathBuf,
     limits: Limits,
     hook: Hook,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Store {
@@ -323,6 +333,7 @@ impl Store {
             root: root.into(),
             limits: Limits::default(),
             hook: Hook::default(),
+            interrupt: None,
         }
     }
 
@@ -332,6 +343,13 @@ impl Store {
     /// import's course.
     pub fn with_hook(mut self, hook: ImportHook) -> Self {
         self.hook = Hook(Some(hook));
+        self
+    }
+
+    /// Stop imports once `flag` is up: the input's next read fails, and an
+    /// import that has read everything stops before it stores anything.
+    pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.interrupt = Some(flag);
         self
     }
 
@@ -371,6 +389,17 @@ impl Store {
     /// The directory for in-flight writes.
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
+    }
+
+    /// A new temp file in `tmp/`, locked so `gc` and `fsck --repair` leave
+    /// it alone until the returned lock is dropped (a build's ACI before
+    /// its import, for one). Creates the layout when needed.
+    pub fn create_temp(
+        &self,
+        prefix: &str,
+    ) -> Result<(tempfile::NamedTempFile, Flock<File>), StoreError> {
+        self.ensure_layout()?;
+        create_locked_temp(&self.tmp_dir(), prefix)
     }
 
     /// Where the build state (the stat snapshot `startbuild` took) of the
@@ -479,6 +508,10 @@ impl Store {
             hook: &self.hook,
             fired: false,
         };
+        let input: Box<dyn Read + Send> = match &self.interrupt {
+            Some(flag) => Box::new(Interruptible::new(input, Arc::clone(flag))),
+            None => Box::new(input),
+        };
         let scanned = archive::scan(input, &mut writer, &self.limits).map_err(|source| {
             StoreError::Archive {
                 input: input_name.to_owned(),
@@ -493,6 +526,16 @@ impl Store {
             source,
         })?;
 
+        // The last moment to stop: after this, the store changes.
+        if self
+            .interrupt
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+        {
+            return Err(StoreError::Interrupted {
+                input: input_name.to_owned(),
+            });
+        }
         let id = scanned.id;
         let blob = self.blob_path(&id);
         let newly_stored = if blob.exists() {
@@ -712,10 +755,6 @@ impl Store {
 /// Largest image record accepted: records are a few hundred bytes, so
 /// anything bigger is damage, and reading it must stay bounded.
 const MAX_RECORD_SIZE: u64 = 1 << 20;
-
-/// How many times a temp file is re-created when `gc` removed it between
-/// its creation and its lock (a window of a few microseconds).
-const TEMP_ATTEMPTS: usize = 8;
 
 /// The top-level names of the layout; anything else at the root is a stray.
 const TOP_LEVEL: [&str; 8] = [
@@ -1573,49 +1612,14 @@ fn open_temp(path: &Path) -> Result<Option<File>, StoreError> {
     }
 }
 
-/// Takes the exclusive lock of `temp` and checks its name still holds it;
-/// `None` when a sweeper unlinked it before the lock was taken.
-fn lock_if_still_named(temp: &tempfile::NamedTempFile) -> Result<Option<Flock<File>>, StoreError> {
-    let handle = temp.as_file().try_clone().map_err(io_err(temp.path()))?;
-    // Blocking: a sweeper holds the lock only while it unlinks.
-    let lock =
-        Flock::lock(handle, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
-            path: temp.path().to_owned(),
-            source: io::Error::from(errno),
-        })?;
-    let ours = lock.metadata().map_err(io_err(temp.path()))?;
-    Ok(match fs::symlink_metadata(temp.path()) {
-        Ok(named) if named.dev() == ours.dev() && named.ino() == ours.ino() => Some(lock),
-        _ => None,
-    })
-}
-
-/// Creates a temp file in `tmp_dir` and takes its exclusive lock, which a
-/// writer holds until the file is renamed or dropped. `gc` may unlink an
-/// unlocked temp in the instant between creation and lock; the name is
-/// then checked to still be ours, and the temp made again if not.
+/// Creates a locked temp file in `tmp_dir` (see
+/// [`crate::temp::create_locked_file`]): `gc` leaves it alone while the
+/// writer holds it.
 fn create_locked_temp(
     tmp_dir: &Path,
     prefix: &str,
 ) -> Result<(tempfile::NamedTempFile, Flock<File>), StoreError> {
-    for _ in 0..TEMP_ATTEMPTS {
-        let temp = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempfile_in(tmp_dir)
-            .map_err(io_err(tmp_dir))?;
-        if let Some(lock) = lock_if_still_named(&temp)? {
-            return Ok((temp, lock));
-        }
-        // The name is no longer ours: dropping the temp must not unlink
-        // whatever holds it now.
-        let _ = temp.into_temp_path().keep();
-    }
-    Err(StoreError::Io {
-        path: tmp_dir.to_owned(),
-        source: io::Error::other(
-            "temp files keep disappearing (is another program deleting them?)",
-        ),
-    })
+    crate::temp::create_locked_file(tmp_dir, prefix, "", 0o600).map_err(io_err(tmp_dir))
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), StoreError> {
@@ -2006,6 +2010,40 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_import_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = Arc::new(AtomicBool::new(false));
+        let store = Store::at(dir.path()).with_interrupt(Arc::clone(&flag));
+        store.ensure_layout().unwrap();
+        // Raised once the whole input was read: the commit check stops it.
+        let input = aci("example.com/a", b"a");
+        let raise = Arc::clone(&flag);
+        let hook: ImportHook = Arc::new(move |step| {
+            if step == ImportStep::MidStream {
+                raise.store(true, Ordering::SeqCst);
+            }
+        });
+        let err = store
+            .clone()
+            .with_hook(hook)
+            .import(io::Cursor::new(input.clone()), "a.aci")
+            .unwrap_err();
+        assert!(err.to_string().contains("a.aci"), "{err}");
+        // Raised before: the first read fails.
+        let err = store.import(io::Cursor::new(input), "a.aci").unwrap_err();
+        assert!(err.to_string().contains("interrupted"), "{err}");
+        for sub in ["blobs/sha512", "index/sha512", "images", "tmp"] {
+            let left: Vec<_> = walkdir::WalkDir::new(dir.path().join(sub))
+                .min_depth(1)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| !e.file_type().is_dir())
+                .collect();
+            assert!(left.is_empty(), "{sub}: {left:?}");
+        }
+    }
+
+    #[test]
     fn a_temp_swept_before_its_lock_is_not_used() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path());
@@ -2013,12 +2051,18 @@ mod tests {
         // A sweeper struck between creation and lock: the name is gone.
         let temp = tempfile::NamedTempFile::new_in(store.tmp_dir()).unwrap();
         fs::remove_file(temp.path()).unwrap();
-        assert!(lock_if_still_named(&temp).unwrap().is_none());
+        let handle = temp.as_file().try_clone().unwrap();
+        assert!(crate::temp::lock_if_still_named(handle, temp.path())
+            .unwrap()
+            .is_none());
         // Or the name now holds another file.
         let temp = tempfile::NamedTempFile::new_in(store.tmp_dir()).unwrap();
         fs::remove_file(temp.path()).unwrap();
         fs::write(temp.path(), b"someone else's").unwrap();
-        assert!(lock_if_still_named(&temp).unwrap().is_none());
+        let handle = temp.as_file().try_clone().unwrap();
+        assert!(crate::temp::lock_if_still_named(handle, temp.path())
+            .unwrap()
+            .is_none());
         let _ = fs::remove_file(temp.path());
         // Untouched, the temp is locked and in use for a sweeper.
         let (temp, _lock) = create_locked_temp(&store.tmp_dir(), "import-").unwrap();

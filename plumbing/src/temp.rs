@@ -295,17 +295,24 @@ pub(crate) fn create_locked_dir(parent: &Path) -> io::Result<LockedDir> {
     Err(keeps_disappearing())
 }
 
-/// Creates and locks a pack temp file in `parent` (mode 0666 less the
-/// umask). The lock goes with the file's open file description, so it
-/// stays held through the rename that publishes the file.
-pub(crate) fn create_locked_file(
+/// Creates a temp file named `prefix`…`suffix` in `parent` (permissions
+/// `mode` less the umask) and takes its exclusive lock, which marks it as
+/// in flight for sweepers (`gc` in a store's `tmp/`, a later pack beside
+/// an output). A sweeper may unlink an unlocked temp in the instant
+/// between creation and lock; the name is then checked to still be ours,
+/// and the temp made again if not. The lock goes with the file's open file
+/// description, so it stays held through the rename that publishes it.
+pub fn create_locked_file(
     parent: &Path,
+    prefix: &str,
+    suffix: &str,
+    mode: u32,
 ) -> io::Result<(tempfile::NamedTempFile, Flock<File>)> {
     for _ in 0..ATTEMPTS {
         let temp = tempfile::Builder::new()
-            .prefix(TempKind::Pack.prefix())
-            .suffix(TempKind::Pack.suffix())
-            .permissions(fs::Permissions::from_mode(0o666))
+            .prefix(prefix)
+            .suffix(suffix)
+            .permissions(fs::Permissions::from_mode(mode))
             .tempfile_in(parent)?;
         let handle = temp.as_file().try_clone()?;
         if let Some(lock) = lock_if_still_named(handle, temp.path())? {
@@ -318,6 +325,19 @@ pub(crate) fn create_locked_file(
     Err(keeps_disappearing())
 }
 
+/// Creates and locks a pack temp file in `parent` (mode 0666 less the
+/// umask, as the output would get).
+pub(crate) fn create_pack_file(
+    parent: &Path,
+) -> io::Result<(tempfile::NamedTempFile, Flock<File>)> {
+    create_locked_file(
+        parent,
+        TempKind::Pack.prefix(),
+        TempKind::Pack.suffix(),
+        0o666,
+    )
+}
+
 /// Whether an open error number means the name is gone or is no longer a
 /// directory (another file took it).
 fn is_gone(raw: i32) -> bool {
@@ -326,7 +346,7 @@ fn is_gone(raw: i32) -> bool {
 
 /// Takes the exclusive lock of `file`, opened at `path`, and checks that
 /// `path` still names it; `None` when a sweeper removed it first.
-fn lock_if_still_named(file: File, path: &Path) -> io::Result<Option<Flock<File>>> {
+pub(crate) fn lock_if_still_named(file: File, path: &Path) -> io::Result<Option<Flock<File>>> {
     // Blocking: a sweeper holds the lock of a fresh temp only while it
     // removes it.
     let lock =
@@ -429,7 +449,7 @@ mod tests {
         nix::unistd::mkfifo(&p.join(".acido-pack-fifo.tmp"), Mode::S_IRWXU).unwrap();
         fs::write(p.join("elsewhere"), b"e").unwrap();
         symlink(p.join("elsewhere"), p.join(".acido-pack-link.tmp")).unwrap();
-        let (live, _lock) = create_locked_file(p).unwrap();
+        let (live, _lock) = create_pack_file(p).unwrap();
         let live_name = live
             .path()
             .file_name()

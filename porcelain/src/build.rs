@@ -4,7 +4,6 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
@@ -178,13 +177,9 @@ pub fn build(
             (report, imported)
         }
         None => {
-            // Import only: the ACI lives in the store's tmp/ until imported.
-            store.ensure_layout()?;
-            let tmp_dir = store.tmp_dir();
-            let mut temp = tempfile::Builder::new()
-                .prefix("build-")
-                .tempfile_in(&tmp_dir)
-                .map_err(io_err(&tmp_dir))?;
+            // Import only: the ACI lives in the store's tmp/ until
+            // imported, locked so a `gc` beside the build leaves it alone.
+            let (mut temp, _in_flight) = store.create_temp("build-")?;
             let report = pack::pack_selected(
                 &packed_manifest,
                 &rootfs,
@@ -192,16 +187,6 @@ pub fn build(
                 temp.as_file_mut(),
                 &opts.pack,
             )?;
-            // An interrupt that came after the last check of the pack
-            // still keeps the store as it was (the temp goes on drop).
-            if opts
-                .pack
-                .interrupt
-                .as_ref()
-                .is_some_and(|flag| flag.load(Ordering::Relaxed))
-            {
-                return Err(PackError::Interrupted.into());
-            }
             let file = File::open(temp.path()).map_err(io_err(temp.path()))?;
             (report, Some(store.import(file, &name)?.record))
         }

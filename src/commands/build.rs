@@ -15,7 +15,8 @@ use crate::progress::Bar;
 
 /// Builds DIR (or the Acidofile) into a diff image and prints its id.
 pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
-    let store = ctx.store()?;
+    // Ctrl-C during the import that follows the pack stops it too.
+    let store = ctx.store()?.with_interrupt(crate::interrupt::flag());
     let opts = BuildOptions {
         output: args.output.clone().or(args.output_file.clone()),
         overwrite: args.overwrite,

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::cli::HashObjectArgs;
 use crate::commands::Context;
-use crate::interrupt::Interruptible;
+use crate::interrupt;
 use crate::output::{self, Outcome};
 
 /// Prints the id of each input; with `-w` stores it too. An interrupt
@@ -23,14 +23,14 @@ pub fn run(ctx: &Context, args: HashObjectArgs) -> anyhow::Result<Outcome> {
     if args.stdin {
         inputs.push((
             "<stdin>".to_owned(),
-            Box::new(Interruptible::new(io::stdin())),
+            Box::new(interrupt::interruptible(io::stdin())),
         ));
     }
     for path in &args.files {
         let file = File::open(path).with_context(|| format!("{}", path.display()))?;
         inputs.push((
             path.display().to_string(),
-            Box::new(Interruptible::new(file)),
+            Box::new(interrupt::interruptible(file)),
         ));
     }
     for (name, input) in inputs {

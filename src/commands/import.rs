@@ -10,15 +10,15 @@ use anyhow::Context as _;
 
 use crate::cli::ImportArgs;
 use crate::commands::Context;
-use crate::interrupt::{self, Interruptible};
+use crate::interrupt;
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
 
 /// Imports each input in turn and prints its id; stops at the first failure.
 pub fn run(ctx: &Context, args: ImportArgs) -> anyhow::Result<Outcome> {
-    let store = ctx.store()?;
-    let progress = Arc::new(Bar::new(ctx.quiet));
     let interrupted = interrupt::flag();
+    let store = ctx.store()?.with_interrupt(Arc::clone(&interrupted));
+    let progress = Arc::new(Bar::new(ctx.quiet));
     let mut out = output::stdout();
     for path in &args.files {
         if interrupted.load(Ordering::SeqCst) {
@@ -29,7 +29,6 @@ pub fn run(ctx: &Context, args: ImportArgs) -> anyhow::Result<Outcome> {
         } else {
             Box::new(File::open(path).with_context(|| path.display().to_string())?)
         };
-        let reader = Box::new(Interruptible::new(reader));
         let input = if path.as_os_str() == "-" {
             ImportInput {
                 name: "-".to_owned(),

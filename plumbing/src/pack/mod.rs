@@ -358,7 +358,7 @@ fn write_file_atomically(
     // Best effort: a leftover that cannot be removed only costs space.
     temp::sweep_leftovers(parent, TempKind::Pack);
     // `_lock` is held until the temp is renamed or removed: dropped last.
-    let (mut tmp, _lock) = temp::create_locked_file(parent).map_err(output_err)?;
+    let (mut tmp, _lock) = temp::create_pack_file(parent).map_err(output_err)?;
     if let Some(hook) = &opts.hook {
         hook(PackStep::AfterTempCreate);
     }
