@@ -286,6 +286,14 @@ fn accepted(bytes: &[u8]) -> Env {
 }
 
 // ---------------------------------------------------------------------
+// Every case again as a normal user (issue 5: CI runs as root).
+
+#[test]
+fn every_case_again_as_a_normal_user() {
+    common::rerun_as_nobody("every_case_again_as_a_normal_user");
+}
+
+// ---------------------------------------------------------------------
 // Names outside the root, hidden in extended headers.
 
 #[test]
