@@ -344,8 +344,10 @@ fn assert_nobody_can(setpriv: &Path, flag: &str, path: &Path, what: &str) {
 /// fresh HOME and TMPDIR owned by nobody (removed afterwards), runs with
 /// insta in CI mode (a snapshot mismatch fails, nothing is written), and
 /// must report as many passed tests as the binary has, less this one.
+/// The cases that skip as nobody must print exactly `skips` (lines that
+/// start with `skipped:`), so none stops running unnoticed.
 /// Returns the number of tests that ran as nobody (0 when skipped).
-pub fn rerun_as_nobody(this_test: &str) -> usize {
+pub fn rerun_as_nobody(this_test: &str, skips: &[&str]) -> usize {
     use std::os::unix::fs::chown;
     if is_nobody_rerun() {
         eprintln!("skipped: this is already the re-run as nobody");
@@ -398,7 +400,7 @@ pub fn rerun_as_nobody(this_test: &str) -> usize {
     let mut cmd = Command::new(setpriv);
     cmd.args(nobody_setpriv_args())
         .arg(&exe)
-        .args(["--exact", "--skip", this_test])
+        .args(["--exact", "--nocapture", "--skip", this_test])
         .current_dir(manifest_dir)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -436,12 +438,23 @@ pub fn rerun_as_nobody(this_test: &str) -> usize {
         passed, expected,
         "the re-run as nobody ran {passed} tests, not {expected}:\n{stdout}"
     );
+    let mut skipped: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("skipped:"))
+        .collect();
+    skipped.sort_unstable();
+    let mut want = skips.to_vec();
+    want.sort_unstable();
+    assert_eq!(
+        skipped, want,
+        "other cases skipped as nobody than expected:\n{stderr}"
+    );
     // Whatever the cases made in nobody's TMPDIR, they removed.
     let left: Vec<_> = fs::read_dir(&tmp).expect("read nobody's TMPDIR").collect();
     assert!(
         left.is_empty(),
         "the re-run as nobody left {left:?} in its TMPDIR"
     );
-    eprintln!("re-ran {passed} tests as nobody (uid {NOBODY}) in {elapsed:?}");
+    eprintln!("re-ran {passed} tests as nobody (uid {NOBODY}) in {elapsed:?}; {skipped:?}");
     passed
 }
