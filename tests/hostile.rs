@@ -120,6 +120,23 @@ impl Tar {
         self.raw(h, &data)
     }
 
+    /// A regular file with the mode `mode` (octal digits, e.g. `4755`).
+    fn file_mode(&mut self, name: &[u8], mode: &str, data: &[u8]) -> &mut Self {
+        let mut h = header(name, b'0', data.len() as u64, b"");
+        h[100..108].copy_from_slice(format!("{:0>7}\0", mode).as_bytes());
+        fix_checksum(&mut h);
+        self.raw(h, data)
+    }
+
+    /// A character (`'3'`) or block (`'4'`) device node.
+    fn device(&mut self, typeflag: u8, name: &[u8], major: u32, minor: u32) -> &mut Self {
+        let mut h = header(name, typeflag, 0, b"");
+        h[329..337].copy_from_slice(format!("{major:07o}\0").as_bytes());
+        h[337..345].copy_from_slice(format!("{minor:07o}\0").as_bytes());
+        fix_checksum(&mut h);
+        self.raw(h, b"")
+    }
+
     fn end(&mut self) -> Vec<u8> {
         self.0.extend_from_slice(&[0; 2 * BLOCK]);
         std::mem::take(&mut self.0)
@@ -282,7 +299,31 @@ fn accepted(bytes: &[u8]) -> Env {
     no_panic(&render);
     render.ok();
     untouched(&env);
+    // The archives here say 0:0: root restores that, a normal user
+    // renders everything as its own.
+    let owner = if common::is_root() {
+        (0, 0)
+    } else {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    };
+    for path in ["work/out/manifest", "work/out/rootfs"] {
+        let meta = fs::symlink_metadata(env.path(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), owner, "owner of {path}");
+    }
     env
+}
+
+// ---------------------------------------------------------------------
+// Every case again as a normal user (issue 5: CI runs as root).
+
+#[test]
+fn every_case_again_as_a_normal_user() {
+    // Nothing here needs root: every case runs, and those whose outcome
+    // depends on privilege assert both.
+    common::rerun_as_nobody("every_case_again_as_a_normal_user", &[]);
 }
 
 // ---------------------------------------------------------------------
@@ -351,6 +392,116 @@ fn hard_links_to_directories_and_to_later_entries() {
     let h = env.path("work/out/rootfs/h");
     assert!(h.symlink_metadata().unwrap().file_type().is_symlink());
     assert_eq!(fs::read_link(&h).unwrap(), Path::new("../../victim"));
+}
+
+// ---------------------------------------------------------------------
+// Device nodes, setuid files and capabilities: restored as root, left
+// out (and reported) as a normal user.
+
+/// A file capability (`security.capability`, VFS revision 2): cap_net_raw
+/// (bit 13) permitted and effective.
+const CAP_NET_RAW: [u8; 20] = [
+    0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// Checks a tree rendered from the image of
+/// [`device_nodes_setuid_files_and_capabilities_as_privilege_allows`]: all
+/// of it as root; as a normal user, no device nodes, no capability, and
+/// everything owned by the renderer (the setuid bit then grants nothing).
+fn privileged_tree(tree: &Path, user_xattrs: bool) {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let rootfs = tree.join("rootfs");
+    let meta = |p: &str| fs::symlink_metadata(rootfs.join(p)).unwrap();
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let root = common::is_root();
+    for p in ["", "dev", "suid", "sgid", "cap"] {
+        let m = meta(p);
+        // The image says 0:0 throughout.
+        let want = if root {
+            (0, 0)
+        } else {
+            (uid.as_raw(), gid.as_raw())
+        };
+        assert_eq!((m.uid(), m.gid()), want, "owner of rootfs/{p}");
+    }
+    // The mode is the image's either way: a normal user may set setuid
+    // and setgid on its own file (its own uid and group, so harmless).
+    assert_eq!(meta("suid").permissions().mode() & 0o7777, 0o4755);
+    assert_eq!(meta("sgid").permissions().mode() & 0o7777, 0o2755);
+    let devices: Vec<_> = fs::read_dir(rootfs.join("dev"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let cap = xattr::get(rootfs.join("cap"), "security.capability").unwrap();
+    if root {
+        let sda = meta("dev/sda");
+        assert!(sda.file_type().is_block_device());
+        assert_eq!(sda.rdev(), nix::sys::stat::makedev(8, 0));
+        let mem = meta("dev/mem");
+        assert!(mem.file_type().is_char_device());
+        assert_eq!(mem.rdev(), nix::sys::stat::makedev(1, 1));
+        assert_eq!(devices.len(), 2);
+        assert_eq!(cap.as_deref(), Some(&CAP_NET_RAW[..]));
+    } else {
+        assert!(devices.is_empty(), "a normal user made {devices:?}");
+        assert_eq!(cap, None, "a normal user set a file capability");
+    }
+    // A user xattr is anyone's to set, where the file system has them.
+    let note = xattr::get(rootfs.join("cap"), "user.note").unwrap();
+    assert_eq!(note.as_deref(), user_xattrs.then_some(&b"hello"[..]));
+}
+
+#[test]
+fn device_nodes_setuid_files_and_capabilities_as_privilege_allows() {
+    let mut t = Tar::aci(&hostile_manifest("privileged"));
+    t.dir(b"rootfs/dev")
+        .device(b'4', b"rootfs/dev/sda", 8, 0)
+        .device(b'3', b"rootfs/dev/mem", 1, 1)
+        .file_mode(b"rootfs/suid", "4755", b"#!/bin/sh\n")
+        .file_mode(b"rootfs/sgid", "2755", b"#!/bin/sh\n")
+        .pax(&[
+            ("SCHILY.xattr.security.capability", &CAP_NET_RAW[..]),
+            ("SCHILY.xattr.user.note", b"hello"),
+        ])
+        .file(b"rootfs/cap", b"cap\n");
+    let env = accepted(&t.end());
+    // Whether this file system takes user xattrs at all (tmpfs before
+    // Linux 6.6 does not): then neither root nor a user restores it.
+    let probe = env.path("work/sentinel/keep");
+    let user_xattrs = xattr::set(&probe, "user.probe", b"1").is_ok();
+    let _ = xattr::remove(&probe, "user.probe");
+    privileged_tree(&env.path("work/out"), user_xattrs);
+    // The plumbing leaves out silently what it cannot restore; the
+    // porcelain reports it (acido-render-tree(1), "Metadata").
+    let render = env.run(["render-tree", "in.aci", "rendered"]);
+    render.ok();
+    assert_eq!(render.stderr(), "");
+
+    // `extract` reports once what it could not restore.
+    let run = env.run(["extract", "hostile.example/privileged", "extracted"]);
+    no_panic(&run);
+    run.ok();
+    privileged_tree(&env.path("extracted"), user_xattrs);
+    let report: Vec<_> = run
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("acido: not restored"))
+        .map(str::to_owned)
+        .collect();
+    if common::is_root() {
+        assert!(report.is_empty(), "{report:?}");
+    } else {
+        // Owners of manifest, rootfs, dev, suid, sgid and cap; the two
+        // devices; the capability, and the user xattr if it failed.
+        let xattrs = if user_xattrs { 1 } else { 2 };
+        assert_eq!(
+            report,
+            [format!(
+                "acido: not restored (running as a normal user): 6 ownerships, \
+                 2 device nodes, {xattrs} xattrs"
+            )]
+        );
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -264,3 +264,197 @@ pub fn redact_ids(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Set (to `1`) in the environment of [`rerun_as_nobody`]'s child, so the
+/// re-run neither recurses nor mistakes itself for the root run.
+pub const AS_NOBODY_GUARD: &str = "ACIDO_TEST_AS_NOBODY";
+
+/// The unprivileged user (and group) the root suite re-runs as.
+pub const NOBODY: u32 = 65534;
+
+/// Whether this process is the re-run as nobody of [`rerun_as_nobody`].
+pub fn is_nobody_rerun() -> bool {
+    std::env::var_os(AS_NOBODY_GUARD).is_some()
+}
+
+/// setpriv's arguments that make the child truly unprivileged: nobody's
+/// uid and gid, no supplementary groups, no capabilities to inherit or
+/// regain, and no gaining privileges through setuid binaries (mount(8)).
+fn nobody_setpriv_args() -> Vec<String> {
+    vec![
+        format!("--reuid={NOBODY}"),
+        format!("--regid={NOBODY}"),
+        "--clear-groups".to_owned(),
+        "--inh-caps=-all".to_owned(),
+        "--bounding-set=-all".to_owned(),
+        "--no-new-privs".to_owned(),
+        "--".to_owned(),
+    ]
+}
+
+/// The first directory on the way to `path` (the path itself included
+/// when it is a directory) that others cannot traverse, if any.
+fn untraversable_ancestor(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs: Vec<&Path> = path.ancestors().collect();
+    dirs.reverse();
+    dirs.into_iter()
+        .filter(|d| d.is_dir())
+        .find(|d| fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_owned)
+}
+
+/// Panics with a clear message unless nobody can access `path` as `test
+/// FLAG` says (`-r`, `-x`, `-w`), checked by running test(1) as nobody.
+fn assert_nobody_can(setpriv: &Path, flag: &str, path: &Path, what: &str) {
+    let ok = Command::new(setpriv)
+        .args(nobody_setpriv_args())
+        .arg("test")
+        .arg(flag)
+        .arg(path)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return;
+    }
+    let why = match untraversable_ancestor(path) {
+        Some(dir) => format!(
+            "the directory {} is not traversable by others (chmod o+x it, or run \
+             the suite from a checkout under a world-traversable directory such as /tmp)",
+            dir.display()
+        ),
+        None => "its permissions do not allow it".to_owned(),
+    };
+    panic!(
+        "cannot re-run the tests as nobody (uid {NOBODY}): `test {flag}` fails as nobody \
+         on {what} {}: {why}",
+        path.display()
+    );
+}
+
+/// Re-runs every test of the current test binary but `this_test` as the
+/// unprivileged user nobody (uid and gid 65534) and asserts they all pass,
+/// showing the child's output otherwise (issue 5: the root-only cases also
+/// run as a normal user). Call it from one `#[test]` named `this_test`.
+///
+/// Runs only as root, when `/usr/bin/setpriv` exists and this is not
+/// already the re-run; otherwise prints why it skipped. The child gets a
+/// fresh HOME and TMPDIR owned by nobody (removed afterwards), runs with
+/// insta in CI mode (a snapshot mismatch fails, nothing is written), and
+/// must report as many passed tests as the binary has, less this one.
+/// The cases that skip as nobody must print exactly `skips` (lines that
+/// start with `skipped:`), so none stops running unnoticed.
+/// Returns the number of tests that ran as nobody (0 when skipped).
+pub fn rerun_as_nobody(this_test: &str, skips: &[&str]) -> usize {
+    use std::os::unix::fs::chown;
+    if is_nobody_rerun() {
+        eprintln!("skipped: this is already the re-run as nobody");
+        return 0;
+    }
+    if !is_root() {
+        eprintln!("skipped: the re-run as nobody needs root (this run is a normal user's)");
+        return 0;
+    }
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.is_file() {
+        eprintln!("skipped: /usr/bin/setpriv (util-linux) is not installed");
+        return 0;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Everything the cases read: this binary, acido, the fixtures and the
+    // snapshots, each through every directory on its way.
+    assert_nobody_can(setpriv, "-x", &exe, "the test binary");
+    assert_nobody_can(setpriv, "-r", &exe, "the test binary");
+    let acido = Path::new(env!("CARGO_BIN_EXE_acido"));
+    assert_nobody_can(setpriv, "-x", acido, "the acido binary");
+    assert_nobody_can(setpriv, "-x", &fixtures(), "the fixtures directory");
+    let snapshots = manifest_dir.join("tests/snapshots");
+    assert_nobody_can(setpriv, "-x", &snapshots, "the snapshots directory");
+    assert_nobody_can(setpriv, "-r", &snapshots, "the snapshots directory");
+
+    // A HOME and TMPDIR of nobody's own, made and removed by root.
+    let sandbox = tempfile::Builder::new()
+        .prefix("acido-nobody-")
+        .tempdir()
+        .expect("temp dir for the re-run as nobody");
+    let (home, tmp) = (sandbox.path().join("home"), sandbox.path().join("tmp"));
+    for dir in [sandbox.path(), home.as_path(), tmp.as_path()] {
+        fs::create_dir_all(dir).expect("nobody's dirs");
+        chown(dir, Some(NOBODY), Some(NOBODY)).expect("chown nobody's dirs");
+    }
+    assert_nobody_can(setpriv, "-w", &tmp, "its TMPDIR");
+
+    // How many tests the child must run: all but this one.
+    let list = Command::new(&exe)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .expect("list the tests");
+    let expected = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| l.ends_with(": test") && *l != format!("{this_test}: test"))
+        .count();
+
+    let mut cmd = Command::new(setpriv);
+    cmd.args(nobody_setpriv_args())
+        .arg(&exe)
+        .args(["--exact", "--nocapture", "--skip", this_test])
+        .current_dir(manifest_dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .env("USER", "nobody")
+        .env("LOGNAME", "nobody")
+        .env(AS_NOBODY_GUARD, "1")
+        // insta: compare only, never write (and never ask cargo where the
+        // workspace is: nobody's HOME has no cargo).
+        .env("INSTA_UPDATE", "no")
+        .env("CI", "true")
+        .env("INSTA_WORKSPACE_ROOT", manifest_dir)
+        .stdin(Stdio::null());
+    for var in ["RUST_BACKTRACE", "RUST_TEST_THREADS"] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    let start = std::time::Instant::now();
+    let output = cmd.output().expect("run setpriv");
+    let elapsed = start.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the re-run as nobody failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        output.status
+    );
+    let passed = stdout
+        .lines()
+        .filter(|l| l.starts_with("test ") && l.ends_with(" ... ok"))
+        .count();
+    assert_eq!(
+        passed, expected,
+        "the re-run as nobody ran {passed} tests, not {expected}:\n{stdout}"
+    );
+    let mut skipped: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("skipped:"))
+        .collect();
+    skipped.sort_unstable();
+    let mut want = skips.to_vec();
+    want.sort_unstable();
+    assert_eq!(
+        skipped, want,
+        "other cases skipped as nobody than expected:\n{stderr}"
+    );
+    // Whatever the cases made in nobody's TMPDIR, they removed.
+    let left: Vec<_> = fs::read_dir(&tmp).expect("read nobody's TMPDIR").collect();
+    assert!(
+        left.is_empty(),
+        "the re-run as nobody left {left:?} in its TMPDIR"
+    );
+    eprintln!("re-ran {passed} tests as nobody (uid {NOBODY}) in {elapsed:?}; {skipped:?}");
+    passed
+}
