@@ -24,17 +24,8 @@ use acido_plumbing::store::Store;
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn oracle() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("plumbing/ has a parent")
-        .join("target/oracle/render-aci");
-    path.exists().then_some(path)
-}
+mod common;
+use common::{dump, is_root, oracle};
 
 /// One node of a generated rootfs.
 #[derive(Clone)]
@@ -254,32 +245,6 @@ impl World {
         write_file_map(&mut out, &list, &map, false).unwrap();
         String::from_utf8(out).unwrap()
     }
-}
-
-/// `render-aci -dump` of a tree (our own walk when the oracle is absent is
-/// not needed: every caller has the oracle), without the tree root's line
-/// and with directory mtimes blanked where they reflect extraction time
-/// (aci-format §14).
-fn dump(dir: &Path) -> String {
-    let tool = oracle().expect("dump needs the oracle");
-    let run = Command::new(tool).arg("-dump").arg(dir).output().unwrap();
-    assert!(run.status.success(), "dump failed");
-    String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with(". "))
-        .map(|l| {
-            if l.contains(" dir ") {
-                l.split(' ')
-                    .filter(|f| !f.starts_with("mtime="))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn read(dir: &Path, rel: &str) -> String {
