@@ -57,3 +57,27 @@ manifest = json.load(open(blob(desc["digest"])))
 print(blob(manifest["layers"][-1]["digest"]))
 PY
 }
+
+# settle_disk: waits (at most 10 minutes) until the disk has been quiet for
+# a while. This machine's ext4 is mounted with online discard: for minutes
+# after a large tree is deleted, file creation runs several times slower,
+# which would penalise whichever command a round times first. The kernel's
+# I/O pressure (PSI, "some" share over the last 10 s) tells when that is
+# over; without PSI it only syncs.
+settle_disk() {
+    sync
+    [ -r /proc/pressure/io ] || return 0
+    local waited=0 some
+    while :; do
+        some=$(awk '/^some/ {sub("avg10=", "", $2); print $2}' /proc/pressure/io)
+        awk -v s="$some" 'BEGIN {exit !(s < 1.0)}' && break
+        if [ "$waited" -ge 600 ]; then
+            echo "disk still busy after ${waited}s (I/O pressure $some%); timing anyway" >&2
+            break
+        fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+    [ "$waited" -gt 0 ] && echo "waited ${waited}s for the disk to settle" >&2
+    return 0
+}

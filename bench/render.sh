@@ -13,7 +13,7 @@
 # and prints the median times, their ratios (targets <= 1.5 against tar,
 # <= 0.2 against umoci) and acido's peak RSS from /usr/bin/time -v
 # (target < 64 MiB). Each run writes a new directory; all are removed at
-# the end.
+# the end. Timing starts once the disk has settled (settle_disk in lib.sh).
 set -euo pipefail
 
 runs=${1:-5}
@@ -55,6 +55,7 @@ a=() t=() u=()
 # Every run writes to a new directory and nothing is deleted until all
 # runs are done: this ext4 slows file creation for minutes after a large
 # tree is deleted, which would penalise whichever command runs next.
+settle_disk
 for i in $(seq "$runs"); do
     sync
     s=$(now); "$acido" --store "$work/store" render-tree "$id" "$work/out-a$i"; e=$(now)
