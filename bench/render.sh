@@ -14,6 +14,13 @@
 # <= 0.2 against umoci) and acido's peak RSS from /usr/bin/time -v
 # (target < 64 MiB). Each run writes a new directory; all are removed at
 # the end. Timing starts once the disk has settled (settle_disk in lib.sh).
+#
+# Where the file system is mounted with online discard (this machine's root
+# ext4: see /proc/mounts), deleting trees slows file creation for minutes
+# and the runs need ~16 GiB; give them an ext4 of their own, as root:
+#   truncate -s 20G /work/bench-fs.img && mkfs.ext4 -q /work/bench-fs.img
+#   mount -o loop /work/bench-fs.img /mnt/acido-bench
+#   ACIDO_BENCH_CACHE=/mnt/acido-bench bash bench/render.sh 5 200
 set -euo pipefail
 
 runs=${1:-5}
@@ -72,8 +79,8 @@ for i in $(seq "$runs"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ma=$(median "${a[@]}") mt=$(median "${t[@]}")
-rss=$(/usr/bin/time -v "$acido" --store "$work/store" render-tree "$id" "$work/out-rss" 2>&1 >/dev/null |
-    awk -F': ' '/Maximum resident set size/ {print $2}')
+/usr/bin/time -v -o "$work/time-v" "$acido" --store "$work/store" render-tree "$id" "$work/out-rss"
+rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time-v")
 echo "render-tree: ${a[*]} ms (median $ma)"
 echo "tar -xf:     ${t[*]} ms (median $mt)"
 awk -v a="$ma" -v t="$mt" 'BEGIN {printf "ratio render-tree / tar -xf: %.2f (target <= 1.5)\n", a / t}'
