@@ -161,11 +161,45 @@ fn sigkill(child: &mut Child) {
 /// permissions.
 #[test]
 fn every_case_again_as_a_normal_user() {
-    // Only the full disk needs root (a tmpfs mount).
-    common::rerun_as_nobody(
-        "every_case_again_as_a_normal_user",
-        &["skipped: mounting a tmpfs needs root"],
-    );
+    // Only root can mount the tmpfs a full disk needs: the root run mounts
+    // one of each size, owned by nobody, and lends them to the re-run.
+    let lent = tempfile::tempdir().unwrap();
+    let mut mounts = Vec::new();
+    let mut envs = Vec::new();
+    if common::is_root() && !common::is_nobody_rerun() {
+        fs::set_permissions(
+            lent.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        for size in TMPFS_SIZES {
+            let dir = lent.path().join(size);
+            fs::create_dir(&dir).unwrap();
+            let nobody = common::NOBODY;
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},uid={nobody},gid={nobody},mode=0755"))
+                .arg("tmpfs")
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                mounts.push(Mount(dir.clone()));
+                envs.push((lent_tmpfs_var(size), dir.into_os_string()));
+            }
+        }
+    }
+    let skips: &[&str] = if envs.len() == TMPFS_SIZES.len() {
+        &[]
+    } else {
+        &["skipped: mounting a tmpfs needs root"]
+    };
+    let envs: Vec<(&str, &std::ffi::OsStr)> = envs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_os_str()))
+        .collect();
+    common::rerun_as_nobody_with("every_case_again_as_a_normal_user", skips, &envs);
+    drop(mounts);
 }
 
 #[test]
@@ -359,14 +393,30 @@ fn sigint_during_a_render_removes_the_partial_output() {
 // ---------------------------------------------------------------------
 // Root-only: mounts.
 
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop; or, in the re-run
+/// as nobody, a tmpfs the root run mounted for it (see
+/// [`every_case_again_as_a_normal_user`]), reached through a symlink at
+/// `dir`.
 struct Mount(PathBuf);
+
+/// The variable naming the tmpfs of `size` lent to the re-run as nobody.
+fn lent_tmpfs_var(size: &str) -> String {
+    format!("ACIDO_TEST_TMPFS_{}", size.to_uppercase())
+}
+
+/// The tmpfs sizes the cases use.
+const TMPFS_SIZES: [&str; 2] = ["8m", "4m"];
 
 impl Mount {
     fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
         if !common::is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
+            let Some(lent) = std::env::var_os(lent_tmpfs_var(size)) else {
+                eprintln!("skipped: mounting a tmpfs needs root");
+                return None;
+            };
+            let _ = fs::remove_dir(dir);
+            std::os::unix::fs::symlink(lent, dir).unwrap();
+            return Some(Mount(PathBuf::new()));
         }
         fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount")
@@ -409,7 +459,10 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        // A lent tmpfs (empty path) is unmounted by the root run.
+        if !self.0.as_os_str().is_empty() {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
     }
 }
 

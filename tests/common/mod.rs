@@ -348,6 +348,16 @@ fn assert_nobody_can(setpriv: &Path, flag: &str, path: &Path, what: &str) {
 /// start with `skipped:`), so none stops running unnoticed.
 /// Returns the number of tests that ran as nobody (0 when skipped).
 pub fn rerun_as_nobody(this_test: &str, skips: &[&str]) -> usize {
+    rerun_as_nobody_with(this_test, skips, &[])
+}
+
+/// [`rerun_as_nobody`] with extra environment variables for the child
+/// (e.g. mounts only root can make, lent to the unprivileged cases).
+pub fn rerun_as_nobody_with(
+    this_test: &str,
+    skips: &[&str],
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> usize {
     use std::os::unix::fs::chown;
     if is_nobody_rerun() {
         eprintln!("skipped: this is already the re-run as nobody");
@@ -420,6 +430,7 @@ pub fn rerun_as_nobody(this_test: &str, skips: &[&str]) -> usize {
             cmd.env(var, value);
         }
     }
+    cmd.envs(envs.iter().copied());
     let start = std::time::Instant::now();
     let output = cmd.output().expect("run setpriv");
     let elapsed = start.elapsed();
