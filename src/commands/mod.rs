@@ -23,6 +23,7 @@ pub mod startbuild;
 pub mod validate;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use acido_plumbing::archive::Limits;
 use acido_plumbing::image::OpenImage;
@@ -119,45 +120,48 @@ pub fn limit_hint(line: &str) -> Option<String> {
 /// steps are those of an import (after-temp-create, mid-stream,
 /// before-link, after-link-before-record), of a render
 /// (render-after-temp-create, render-mid-write, render-before-rename) and
-/// of a pack (pack-after-temp-create, pack-mid-write). The library never
-/// reads the environment; this is the binary's business.
-fn test_pause_at() -> Option<(
-    String,
-    impl Fn(&dyn std::fmt::Debug) + Send + Sync + 'static,
-)> {
+/// of a pack (pack-after-temp-create, pack-mid-write); `steps` names those
+/// of one kind, and the hook is `None` when STEP is not among them. The
+/// library never reads the environment; this is the binary's business.
+fn test_pause_at<S>(steps: &[(&str, S)]) -> Option<Arc<dyn Fn(S) + Send + Sync>>
+where
+    S: Copy + PartialEq + std::fmt::Debug + Send + Sync + 'static,
+{
     let wanted = std::env::var("ACIDO_TEST_PAUSE_AT").ok()?;
+    let wanted = steps
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|&(_, step)| step)?;
     let marker = std::env::var_os("ACIDO_TEST_PAUSE_FILE").map(PathBuf::from);
     let secs = std::env::var("ACIDO_TEST_PAUSE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let pause = move |step: &dyn std::fmt::Debug| {
+    Some(Arc::new(move |step| {
+        if step != wanted {
+            return;
+        }
         if let Some(marker) = &marker {
             // The test waits for this file; failing to write it only
             // makes the test time out.
             let _ = std::fs::write(marker, format!("{step:?}\n"));
         }
         std::thread::sleep(std::time::Duration::from_secs(secs));
-    };
-    Some((wanted, pause))
+    }))
 }
 
 /// The import steps of [`test_pause_at`].
 fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
     use acido_plumbing::store::ImportStep;
-    let (wanted, pause) = test_pause_at()?;
-    let wanted = match wanted.as_str() {
-        "after-temp-create" => ImportStep::AfterTempCreate,
-        "mid-stream" => ImportStep::MidStream,
-        "before-link" => ImportStep::BeforeLink,
-        "after-link-before-record" => ImportStep::AfterLinkBeforeRecord,
-        _ => return None,
-    };
-    Some(std::sync::Arc::new(move |step| {
-        if step == wanted {
-            pause(&step);
-        }
-    }))
+    test_pause_at(&[
+        ("after-temp-create", ImportStep::AfterTempCreate),
+        ("mid-stream", ImportStep::MidStream),
+        ("before-link", ImportStep::BeforeLink),
+        (
+            "after-link-before-record",
+            ImportStep::AfterLinkBeforeRecord,
+        ),
+    ])
 }
 
 /// The render steps of [`test_pause_at`], for [`RenderOptions::hook`].
@@ -165,18 +169,11 @@ fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
 /// [`RenderOptions::hook`]: acido_plumbing::render::RenderOptions::hook
 pub fn render_pause_hook() -> Option<acido_plumbing::render::RenderHook> {
     use acido_plumbing::render::RenderStep;
-    let (wanted, pause) = test_pause_at()?;
-    let wanted = match wanted.as_str() {
-        "render-after-temp-create" => RenderStep::AfterTempCreate,
-        "render-mid-write" => RenderStep::MidWrite,
-        "render-before-rename" => RenderStep::BeforeRename,
-        _ => return None,
-    };
-    Some(std::sync::Arc::new(move |step| {
-        if step == wanted {
-            pause(&step);
-        }
-    }))
+    test_pause_at(&[
+        ("render-after-temp-create", RenderStep::AfterTempCreate),
+        ("render-mid-write", RenderStep::MidWrite),
+        ("render-before-rename", RenderStep::BeforeRename),
+    ])
 }
 
 /// Pack options as every packing command wants them: the compression
@@ -197,15 +194,8 @@ pub fn pack_options(
 
 fn pack_pause_hook() -> Option<acido_plumbing::pack::PackHook> {
     use acido_plumbing::pack::PackStep;
-    let (wanted, pause) = test_pause_at()?;
-    let wanted = match wanted.as_str() {
-        "pack-after-temp-create" => PackStep::AfterTempCreate,
-        "pack-mid-write" => PackStep::MidWrite,
-        _ => return None,
-    };
-    Some(std::sync::Arc::new(move |step| {
-        if step == wanted {
-            pause(&step);
-        }
-    }))
+    test_pause_at(&[
+        ("pack-after-temp-create", PackStep::AfterTempCreate),
+        ("pack-mid-write", PackStep::MidWrite),
+    ])
 }
