@@ -19,7 +19,7 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$fuzz_dir")
 fixtures=$repo/tests/fixtures
 sanitizer=${FUZZ_SANITIZER:-address}
-read -r -a targets <<<"${FUZZ_TARGETS:-tar_parser decompress manifest clean_path index_decode}"
+read -r -a targets <<<"${FUZZ_TARGETS:-tar_parser decompress manifest clean_path index_decode file_map}"
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -60,6 +60,14 @@ seed() {
         head -c 64M /dev/zero | xz -9 >"$dir/bomb.xz"
         ;;
     manifest) cp "$fixtures"/manifests/*.json "$dir"/ ;;
+    file_map)
+        # Its input is a recipe (layer count, parents, whitelists, entries),
+        # not a file format: a few arbitrary starting points suffice.
+        local n
+        for n in 1 2 3 5 7 11 13; do
+            seq -s '' "$n" "$n" 600 | head -c 300 >"$dir/seed-$n"
+        done
+        ;;
     clean_path)
         local i=0 p
         for p in ./manifest rootfs//a/ rootfs/../x ../a a/../../b /rootfs/abs /../a . // \

@@ -109,11 +109,38 @@ fn parents(path: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// * no parent of `n` is a non-directory already in the map
 ///   (parent-must-be-dir, §9.2 rule 6, also within one image).
 pub fn file_map(list: &DependencyList) -> Result<FileMap, RenderError> {
+    let layers: Vec<Layer> = list
+        .images
+        .iter()
+        .map(|listed| Layer {
+            entries: listed.image.image.entries(),
+            whitelist: &listed.image.manifest.path_whitelist,
+            parent: listed.parent,
+        })
+        .collect();
+    Ok(file_map_of(&layers))
+}
+
+/// One element of a dependency list, as the file map sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    /// The image's entries, in archive order.
+    pub entries: &'a [Entry],
+    /// The image's `pathWhitelist` (empty: no whitelist).
+    pub whitelist: &'a [String],
+    /// Index of the element that depends on this one (`None` for the top).
+    pub parent: Option<usize>,
+}
+
+/// [`file_map`] on elements given directly, top first (for callers and
+/// fuzzers without a store). A `parent` that is out of range or loops
+/// ends the ancestor chain there.
+pub fn file_map_of(layers: &[Layer]) -> FileMap {
     let mut map = FileMap::default();
-    let Some(top) = list.images.first() else {
-        return Ok(map);
+    let Some(top) = layers.first() else {
+        return map;
     };
-    for (i, entry) in top.image.image.entries().iter().enumerate() {
+    for (i, entry) in top.entries.iter().enumerate() {
         let wanted = match entry.path.as_slice() {
             b"manifest" => entry.kind == EntryKind::Regular,
             b"rootfs" => entry.kind.is_dir(),
@@ -130,19 +157,16 @@ pub fn file_map(list: &DependencyList) -> Result<FileMap, RenderError> {
             );
         }
     }
-    let whitelists: Vec<Option<HashSet<Vec<u8>>>> = list
-        .images
+    let whitelists: Vec<Option<HashSet<Vec<u8>>>> = layers
         .iter()
-        .map(|e| whitelist_keys(&e.image.manifest.path_whitelist))
+        .map(|layer| whitelist_keys(layer.whitelist))
         .collect();
-    for (element, listed) in list.images.iter().enumerate() {
+    for (element, layer) in layers.iter().enumerate() {
         let own = whitelists[element].as_ref();
-        let upper: Vec<&HashSet<Vec<u8>>> = list
-            .ancestors(element)
-            .into_iter()
+        let upper: Vec<&HashSet<Vec<u8>>> = ancestors(layers, element)
             .filter_map(|a| whitelists[a].as_ref())
             .collect();
-        for (index, entry) in listed.image.image.entries().iter().enumerate() {
+        for (index, entry) in layer.entries.iter().enumerate() {
             consider(&mut map, element, index, entry, own, &upper);
         }
     }
@@ -152,7 +176,19 @@ pub fn file_map(list: &DependencyList) -> Result<FileMap, RenderError> {
     map.paths
         .entry(b"rootfs".to_vec())
         .or_insert(Supplier::Implied);
-    Ok(map)
+    map
+}
+
+/// The elements `element` depends through, nearest first; at most one
+/// pass over the list, so a looping `parent` cannot hang.
+fn ancestors<'l>(layers: &'l [Layer], element: usize) -> impl Iterator<Item = usize> + 'l {
+    let mut at = layers.get(element).and_then(|l| l.parent);
+    std::iter::from_fn(move || {
+        let current = at?;
+        at = layers.get(current).and_then(|l| l.parent);
+        layers.get(current).map(|_| current)
+    })
+    .take(layers.len())
 }
 
 fn consider(

@@ -29,7 +29,7 @@ pub use deps::{
     MAX_DEPTH, MAX_IMAGES,
 };
 pub use extract::{render, render_list, RenderHook, RenderOptions, RenderReport, RenderStep};
-pub use filemap::{file_map, write_file_map, FileMap, Supplier};
+pub use filemap::{file_map, file_map_of, write_file_map, FileMap, Layer, Supplier};
 
 /// Why a render failed. Chains name the path through the dependency
 /// graph, top first: `example.com/app -> example.com/base,version=1.0`.
