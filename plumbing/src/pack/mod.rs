@@ -574,7 +574,12 @@ fn write_err(source: io::Error) -> PackError {
 
 /// [`PackError::Interrupted`] once the flag of `opts` is up.
 fn check_interrupt(opts: &PackOptions) -> Result<(), PackError> {
-    match &opts.interrupt {
+    interrupted(opts.interrupt.as_deref())
+}
+
+/// [`PackError::Interrupted`] once `flag` is up.
+fn interrupted(flag: Option<&AtomicBool>) -> Result<(), PackError> {
+    match flag {
         Some(flag) if flag.load(Ordering::Relaxed) => Err(PackError::Interrupted),
         _ => Ok(()),
     }
@@ -598,10 +603,7 @@ struct Packer<'a, W: Write> {
 impl<W: Write> Packer<'_, W> {
     /// [`PackError::Interrupted`] once the interrupt flag is up.
     fn check_interrupt(&self) -> Result<(), PackError> {
-        match self.interrupt {
-            Some(flag) if flag.load(Ordering::Relaxed) => Err(PackError::Interrupted),
-            _ => Ok(()),
-        }
+        interrupted(self.interrupt)
     }
 
     /// Writes the header(s) of one entry.
