@@ -794,8 +794,9 @@ const CLAIM: usize = 64;
 /// included), each claiming runs of neighbouring paths and opening their
 /// directories through its own stack. Every parent directory exists
 /// already and each job creates a different name, so the threads never
-/// depend on one another; when several fail, the error of the first job
-/// in map order is returned, as a sequential render would.
+/// depend on one another. After a failure the threads still run every
+/// job before it in map order (and none after), so the error returned is
+/// the one a sequential render would have met first.
 fn create_all(w: &mut Writer, rootfs: &File, jobs: &[Job]) -> Result<(), RenderError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -803,7 +804,8 @@ fn create_all(w: &mut Writer, rootfs: &File, jobs: &[Job]) -> Result<(), RenderE
         .min(jobs.len().div_ceil(CLAIM))
         .max(1);
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
+    // The lowest index of a failed job so far (MAX: none).
+    let failed_at = AtomicUsize::new(usize::MAX);
     let stack = || -> Result<DirStack, RenderError> {
         let rootfs = rootfs.try_clone().map_err(|source| RenderError::Io {
             path: PathBuf::from("rootfs"),
@@ -822,7 +824,7 @@ fn create_all(w: &mut Writer, rootfs: &File, jobs: &[Job]) -> Result<(), RenderE
                 return Ok(());
             };
             for (at, job) in (start..).zip(claimed) {
-                if failed.load(Ordering::Relaxed) {
+                if at > failed_at.load(Ordering::Relaxed) {
                     return Ok(());
                 }
                 let result = if w.interrupt.load(Ordering::Relaxed) {
@@ -831,7 +833,7 @@ fn create_all(w: &mut Writer, rootfs: &File, jobs: &[Job]) -> Result<(), RenderE
                     w.create(&mut stack, job)
                 };
                 if let Err(e) = result {
-                    failed.store(true, Ordering::Relaxed);
+                    failed_at.fetch_min(at, Ordering::Relaxed);
                     return Err((at, e));
                 }
             }
