@@ -44,7 +44,9 @@ use acido_plumbing::archive::{self, ArchiveError, Limits, TarError, TarParser};
 use acido_plumbing::compression::Compression;
 use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::quote::quote_path;
-use acido_plumbing::render::extract::{open_beneath, open_dir_beneath, set_attrs_at, Attrs};
+use acido_plumbing::render::extract::{
+    device_node, open_beneath, open_dir_beneath, set_attrs_at, Attrs,
+};
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
@@ -983,12 +985,7 @@ impl<'o> Placer<'o> {
             }
             EntryKind::Fifo => Body::Fifo,
             EntryKind::CharDevice | EntryKind::BlockDevice => {
-                let kind = if e.kind == EntryKind::CharDevice {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                let dev = stat::makedev(u64::from(e.dev_major), u64::from(e.dev_minor));
+                let (kind, dev) = device_node(e);
                 Body::Device(kind, dev)
             }
         };

@@ -42,6 +42,36 @@ pub struct ExtractReport {
     pub render: RenderReport,
 }
 
+/// Writes `map` into `dir` as `extract` and `startbuild` do: a note when
+/// `image` matched several stored images, a progress bar over the data
+/// bytes, blob verification on.
+pub(crate) fn render_with_progress(
+    image: &str,
+    list: &DependencyList,
+    map: &FileMap,
+    matches: usize,
+    dir: &Path,
+    progress: &Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<RenderReport, RenderError> {
+    if matches > 1 {
+        progress.note(&format!(
+            "{image}: {matches} images match, using the most recently imported {}",
+            list.images[0].id
+        ));
+    }
+    progress.begin(image, Some(data_bytes(list, map)));
+    let sink = Arc::clone(progress);
+    let opts = RenderOptions {
+        verify: true,
+        progress: Some(Arc::new(move |n| sink.advance(n))),
+        ..RenderOptions::default()
+    };
+    let result = render::render_list(list, map, dir, &opts, interrupt);
+    progress.end();
+    result
+}
+
 /// Total data bytes a map will write, for the progress bar.
 pub fn data_bytes(list: &DependencyList, map: &FileMap) -> u64 {
     map.paths
@@ -87,20 +117,7 @@ pub fn extract(
     };
     let map = render::file_map(&list)?;
     let id = list.images[0].id;
-    if matches > 1 {
-        progress.note(&format!(
-            "{image}: {matches} images match, using the most recently imported {id}"
-        ));
-    }
-    progress.begin(image, Some(data_bytes(&list, &map)));
-    let sink = Arc::clone(&progress);
-    let opts = RenderOptions {
-        verify: true,
-        progress: Some(Arc::new(move |n| sink.advance(n))),
-        ..RenderOptions::default()
-    };
-    let result = render::render_list(&list, &map, dir, &opts, interrupt);
-    progress.end();
+    let result = render_with_progress(image, &list, &map, matches, dir, &progress, interrupt);
     Ok(ExtractReport {
         id,
         matches,

@@ -13,10 +13,10 @@ use acido_plumbing::diff::{self, DiffError};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::{Dependency, ImageIdRef, ImageManifest, ManifestError};
 use acido_plumbing::naming::{self, ImageRef, NamingError};
-use acido_plumbing::render::{self, RenderError, RenderOptions, RenderReport};
+use acido_plumbing::render::{self, RenderError, RenderReport};
 use acido_plumbing::store::{Store, StoreError};
 
-use crate::extract::data_bytes;
+use crate::extract::render_with_progress;
 use crate::progress::Progress;
 
 /// Why a build could not be started.
@@ -96,12 +96,6 @@ pub fn startbuild(
     let resolved = naming::resolve(store, &ImageRef::parse(image, false)?)?;
     let list = render::dependency_list(store, resolved.id)?;
     let map = render::file_map(&list)?;
-    if resolved.matches > 1 {
-        progress.note(&format!(
-            "{image}: {} images match, using the most recently imported {}",
-            resolved.matches, resolved.id
-        ));
-    }
     let base_manifest = list.images[0].image.manifest.clone();
     let dir = match dir {
         Some(dir) => dir.to_owned(),
@@ -114,15 +108,15 @@ pub fn startbuild(
             })?
             .keep(),
     };
-    progress.begin(image, Some(data_bytes(&list, &map)));
-    let sink = Arc::clone(&progress);
-    let opts = RenderOptions {
-        verify: true,
-        progress: Some(Arc::new(move |n| sink.advance(n))),
-        ..RenderOptions::default()
-    };
-    let rendered = render::render_list(&list, &map, &dir, &opts, interrupt);
-    progress.end();
+    let rendered = render_with_progress(
+        image,
+        &list,
+        &map,
+        resolved.matches,
+        &dir,
+        &progress,
+        interrupt,
+    );
     let rendered = rendered?;
 
     let manifest = manifest_on_top_of(&base_manifest, resolved.id);

@@ -468,6 +468,18 @@ pub fn set_attrs_at(parent: RawFd, name: &[u8], attrs: &Attrs) -> Result<bool, A
 
 /// The components of an archive path below `rootfs/`, each checked to be a
 /// plain name.
+/// The `mknod` file type and device number of a device entry (a
+/// character device, else a block device).
+pub fn device_node(e: &Entry) -> (SFlag, u64) {
+    let kind = if e.kind == EntryKind::CharDevice {
+        SFlag::S_IFCHR
+    } else {
+        SFlag::S_IFBLK
+    };
+    let dev = stat::makedev(u64::from(e.dev_major), u64::from(e.dev_minor));
+    (kind, dev)
+}
+
 /// The process's umask from `/proc/self/status` (Linux 4.7 and later);
 /// `None` where it cannot be read, and every file then gets a chmod.
 fn process_umask() -> Option<u32> {
@@ -1123,12 +1135,7 @@ impl<'a> Writer<'a> {
                 self.finish_at(parent, name, path, e, false)
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
-                let kind = if e.kind == EntryKind::CharDevice {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                let dev = stat::makedev(u64::from(e.dev_major), u64::from(e.dev_minor));
+                let (kind, dev) = device_node(e);
                 match stat::mknodat(
                     Some(parent),
                     OsStr::from_bytes(name),

@@ -296,6 +296,72 @@ mod tests {
         );
     }
 
+    fn file(path: &str) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::Regular,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: crate::entry::Timestamp::default(),
+            atime: None,
+            size: 0,
+            header_offset: 0,
+            data_offset: 512,
+            link_target: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn looping_or_dangling_parents_end_the_ancestor_chain() {
+        let top = [file("manifest"), file("rootfs/a")];
+        let mid = [file("rootfs/b"), file("rootfs/c")];
+        let low = [file("rootfs/d")];
+        let whitelist = ["/a".to_owned(), "/c".to_owned()];
+        let layers = [
+            Layer {
+                entries: &top,
+                whitelist: &whitelist,
+                parent: None,
+            },
+            // Points at the element below it, which points back: a loop
+            // no dependency list holds, and must not hang the builder.
+            Layer {
+                entries: &mid,
+                whitelist: &[],
+                parent: Some(2),
+            },
+            Layer {
+                entries: &low,
+                whitelist: &[],
+                parent: Some(1),
+            },
+        ];
+        let map = file_map_of(&layers);
+        let paths: Vec<&[u8]> = map.paths.keys().map(Vec::as_slice).collect();
+        // No element reaches the top's whitelist through the loop, so
+        // nothing below it is filtered by it.
+        assert_eq!(
+            paths,
+            [
+                &b"manifest"[..],
+                b"rootfs",
+                b"rootfs/a",
+                b"rootfs/b",
+                b"rootfs/c",
+                b"rootfs/d"
+            ]
+        );
+        let dangling = [Layer {
+            parent: Some(7),
+            ..layers[1]
+        }];
+        assert!(file_map_of(&dangling).paths.contains_key(&b"rootfs/b"[..]));
+    }
+
     #[test]
     fn parents_stop_below_rootfs() {
         let got: Vec<&[u8]> = parents(b"rootfs/a/b/c").collect();
