@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::archive::{self, ArchiveError, Limits};
+use crate::archive::{self, ArchiveError};
 use crate::entry::{Entry, EntryKind};
 use crate::id::{IdHasher, ImageId};
 use crate::index::EntryIndex;
+use crate::limits::Limits;
 
 /// Why an image could not be opened or read.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,8 @@
 //!
 //! Module map:
 //! - [`id`]: image ids (`sha512-…`), prefixes and the streaming hasher.
+//! - [`limits`]: the bounds on hostile input and the [`limits::LimitKind`]
+//!   every limit error carries.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
 //! - [`compression`]: the compressions an ACI may use.
 //! - [`archive`]: compression detection, decompression, hashing, tar scanning.
@@ -36,6 +38,7 @@ pub mod id;
 pub mod image;
 pub mod index;
 pub mod interrupt;
+pub mod limits;
 pub mod manifest;
 pub mod naming;
 pub mod pack;
@@ -44,3 +47,28 @@ pub mod render;
 pub mod store;
 pub mod temp;
 pub mod validate;
+
+/// The bound `err` or one of its causes reports as exceeded, if any: what
+/// the `acido` binary turns into a `--limit NAME=N` hint.
+///
+/// Every limit error of this crate carries a [`limits::LimitExceeded`]
+/// source ([`limits::limit_kind`] finds it), except
+/// [`archive::ArchiveError::TooLarge`], which callers outside the crate
+/// build too and which names its bound through
+/// [`archive::ArchiveError::limit_kind`].
+pub fn limit_kind(err: &(dyn std::error::Error + 'static)) -> Option<limits::LimitKind> {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        if let Some(exceeded) = err.downcast_ref::<limits::LimitExceeded>() {
+            return Some(exceeded.kind);
+        }
+        if let Some(kind) = err
+            .downcast_ref::<archive::ArchiveError>()
+            .and_then(archive::ArchiveError::limit_kind)
+        {
+            return Some(kind);
+        }
+        cause = err.source();
+    }
+    None
+}

@@ -6,7 +6,8 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::archive::{self, Limits};
+use crate::archive;
+use crate::limits::Limits;
 use crate::manifest;
 
 /// How serious a finding is.

@@ -10,8 +10,8 @@
 //! extended headers of any size into memory.
 
 use super::layout::clean_path;
-use super::Limits;
 use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::limits::{LimitExceeded, LimitKind, Limits};
 use crate::quote::quote_path;
 
 const BLOCK: usize = 512;
@@ -126,12 +126,13 @@ pub enum TarError {
         target: Vec<u8>,
     },
     /// A [`Limits`] bound was exceeded.
-    #[error("{entry}: {limit} exceeded ({value} > {max})")]
+    #[error("{entry}: {limit} ({value} > {max})")]
     LimitExceeded {
         /// The entry.
         entry: EntryRef,
-        /// Which limit.
-        limit: &'static str,
+        /// Which limit (its text is `"{phrase} exceeded"`).
+        #[source]
+        limit: LimitExceeded,
         /// The value found.
         value: u64,
         /// The limit.
@@ -375,7 +376,7 @@ impl<'l> TarParser<'l> {
                 if size > self.limits.max_extended_header_size {
                     return Err(TarError::LimitExceeded {
                         entry: EntryRef::Offset(offset),
-                        limit: "maximum extended header size",
+                        limit: LimitExceeded::new(LimitKind::ExtendedHeader),
                         value: size,
                         max: self.limits.max_extended_header_size,
                     });
@@ -451,7 +452,7 @@ impl<'l> TarParser<'l> {
         if raw_name.len() > self.limits.max_path_len {
             return Err(TarError::LimitExceeded {
                 entry: EntryRef::Offset(header_offset),
-                limit: "maximum path length",
+                limit: LimitExceeded::new(LimitKind::PathLength),
                 value: raw_name.len() as u64,
                 max: self.limits.max_path_len as u64,
             });
@@ -501,7 +502,7 @@ impl<'l> TarParser<'l> {
                 if raw.len() > self.limits.max_link_target_len {
                     return Err(TarError::LimitExceeded {
                         entry: at(),
-                        limit: "maximum link target length",
+                        limit: LimitExceeded::new(LimitKind::LinkLength),
                         value: raw.len() as u64,
                         max: self.limits.max_link_target_len as u64,
                     });
@@ -584,7 +585,7 @@ impl<'l> TarParser<'l> {
         if is_manifest && size > self.limits.max_manifest_size {
             return Err(TarError::LimitExceeded {
                 entry: at(),
-                limit: "maximum manifest size",
+                limit: LimitExceeded::new(LimitKind::ManifestSize),
                 value: size,
                 max: self.limits.max_manifest_size,
             });
@@ -597,7 +598,7 @@ impl<'l> TarParser<'l> {
         if self.parsed.entries.len() >= self.limits.max_entries {
             return Err(TarError::LimitExceeded {
                 entry: at(),
-                limit: "maximum number of entries",
+                limit: LimitExceeded::new(LimitKind::Entries),
                 value: self.parsed.entries.len() as u64 + 1,
                 max: self.limits.max_entries as u64,
             });

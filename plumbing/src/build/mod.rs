@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 
 pub use snapshot::{Snapshot, SnapshotError};
 
-use crate::archive::Limits;
 use crate::diff::{self, Attr, Change, DiffError, DiffOptions, FileMeta, Status, Tree};
 use crate::entry::{Entry, EntryKind};
 use crate::id::ImageId;
 use crate::image::{ImageError, OpenImage};
+use crate::limits::Limits;
 use crate::manifest::ImageManifest;
 use crate::pack::{self, PackError, PackOptions};
 use crate::render::{self, DependencyList, FileMap, ImageSource, RenderError, Supplier};

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of arrays and objects accepted by default; real
 /// manifests use 5.
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = crate::limits::DEFAULT_JSON_DEPTH;
 /// The most a caller may raise the nesting bound to. The reader, the
 /// decoder and `Drop` all recurse once per level, so the bound is what
 /// keeps a hostile manifest from overflowing the stack: 512 levels fit in

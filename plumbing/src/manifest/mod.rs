@@ -30,6 +30,8 @@ mod validate;
 
 use std::fmt::Write as _;
 
+pub use crate::limits::ManifestLimits;
+use crate::limits::{LimitExceeded, LimitKind};
 pub use app::{
     App, AppError, EnvironmentVariable, EventHandler, EventHandlerName, MountPoint, Port,
 };
@@ -75,6 +77,9 @@ pub enum ManifestError {
     TooDeep {
         /// The limit.
         limit: usize,
+        /// Names the bound for callers ([`crate::limits::limit_kind`]).
+        #[source]
+        exceeded: LimitExceeded,
     },
     /// `pathWhitelist` lists more paths than
     /// [`ManifestLimits::max_whitelist_len`].
@@ -84,6 +89,9 @@ pub enum ManifestError {
         count: usize,
         /// The limit.
         limit: usize,
+        /// Names the bound for callers ([`crate::limits::limit_kind`]).
+        #[source]
+        exceeded: LimitExceeded,
     },
     /// The manifest is not JSON.
     #[error("manifest is not valid JSON: line {line}, column {column}: {message}")]
@@ -140,6 +148,23 @@ fn with_field(field: Option<&str>, message: &str) -> String {
 }
 
 impl ManifestError {
+    /// [`ManifestError::TooDeep`] for the bound `limit`.
+    pub fn too_deep(limit: usize) -> Self {
+        ManifestError::TooDeep {
+            limit,
+            exceeded: LimitExceeded::new(LimitKind::JsonDepth),
+        }
+    }
+
+    /// [`ManifestError::WhitelistTooLong`]: `count` paths, more than `limit`.
+    pub fn whitelist_too_long(count: usize, limit: usize) -> Self {
+        ManifestError::WhitelistTooLong {
+            count,
+            limit,
+            exceeded: LimitExceeded::new(LimitKind::WhitelistLength),
+        }
+    }
+
     /// Which decoding step failed, as the reference would report it.
     pub fn stage(&self) -> ErrorStage {
         match self {
@@ -365,28 +390,6 @@ pub(crate) struct Document {
     root: Node,
 }
 
-/// Bounds on a manifest's structure, beyond its size ([`MAX_MANIFEST_BYTES`]).
-/// Issue 5 ("Bounded"): each is an error naming it, and each can be raised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestLimits {
-    /// Deepest nesting of arrays and objects (default [`MAX_DEPTH`]).
-    /// Values above [`MAX_DEPTH_CEILING`] act as the ceiling, which keeps
-    /// the recursive reader within its stack.
-    pub max_json_depth: usize,
-    /// Most `pathWhitelist` entries (default 1 000 000). Rendering builds
-    /// a set from them, so they cost memory per entry.
-    pub max_whitelist_len: usize,
-}
-
-impl Default for ManifestLimits {
-    fn default() -> Self {
-        ManifestLimits {
-            max_json_depth: MAX_DEPTH,
-            max_whitelist_len: 1_000_000,
-        }
-    }
-}
-
 /// Size check and syntax check: the part of `json.Unmarshal` that runs
 /// before any decoding.
 pub(crate) fn parse_document(
@@ -401,7 +404,7 @@ pub(crate) fn parse_document(
     }
     let max_depth = limits.max_json_depth.min(MAX_DEPTH_CEILING);
     let root = json::parse_bounded(bytes, max_depth).map_err(|e| match e {
-        JsonError::TooDeep => ManifestError::TooDeep { limit: max_depth },
+        JsonError::TooDeep => ManifestError::too_deep(max_depth),
         JsonError::Syntax { message, offset } => {
             let before = &bytes[..offset.saturating_sub(1).min(bytes.len())];
             let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -588,10 +591,10 @@ impl ImageManifest {
         decode_header(&doc)?;
         let manifest = decode_image_manifest(&doc)?;
         if manifest.path_whitelist.len() > limits.max_whitelist_len {
-            return Err(ManifestError::WhitelistTooLong {
-                count: manifest.path_whitelist.len(),
-                limit: limits.max_whitelist_len,
-            });
+            return Err(ManifestError::whitelist_too_long(
+                manifest.path_whitelist.len(),
+                limits.max_whitelist_len,
+            ));
         }
         Ok(manifest)
     }

@@ -267,7 +267,7 @@ fn limits_give_clean_errors() {
     let deep = format!("{{{HEAD},\"x\":{}1{}}}", "[".repeat(200), "]".repeat(200));
     assert_eq!(
         ImageManifest::from_slice(deep.as_bytes()),
-        Err(ManifestError::TooDeep { limit: MAX_DEPTH })
+        Err(ManifestError::too_deep(MAX_DEPTH))
     );
 }
 
@@ -291,7 +291,7 @@ fn json_depth_bound_is_the_callers() {
     let m = nested_manifest(10);
     assert_eq!(
         ImageManifest::from_slice_with(m.as_bytes(), &limits(9)),
-        Err(ManifestError::TooDeep { limit: 9 })
+        Err(ManifestError::too_deep(9))
     );
     assert!(ImageManifest::from_slice_with(m.as_bytes(), &limits(10)).is_ok());
     // Raised past the default: 200 levels decode.
@@ -305,11 +305,9 @@ fn json_depth_bound_is_the_callers() {
     let over = nested_manifest(MAX_DEPTH_CEILING + 1);
     assert_eq!(
         ImageManifest::from_slice_with(over.as_bytes(), &limits(usize::MAX)),
-        Err(ManifestError::TooDeep {
-            limit: MAX_DEPTH_CEILING
-        })
+        Err(ManifestError::too_deep(MAX_DEPTH_CEILING))
     );
-    let message = ManifestError::TooDeep { limit: 9 }.to_string();
+    let message = ManifestError::too_deep(9).to_string();
     assert!(message.contains("maximum JSON depth exceeded"), "{message}");
 }
 
@@ -322,7 +320,7 @@ fn whitelist_length_is_bounded() {
     let m = with_head(r#""name":"a","pathWhitelist":["/a","/b","/c"]"#);
     assert_eq!(
         ImageManifest::from_slice_with(m.as_bytes(), &limits(2)),
-        Err(ManifestError::WhitelistTooLong { count: 3, limit: 2 })
+        Err(ManifestError::whitelist_too_long(3, 2))
     );
     let ok = ImageManifest::from_slice_with(m.as_bytes(), &limits(3)).unwrap();
     assert_eq!(ok.path_whitelist.len(), 3);
@@ -333,7 +331,7 @@ fn whitelist_length_is_bounded() {
         ImageManifest::from_slice_with(bad.as_bytes(), &limits(0)),
         Err(ManifestError::Invalid { .. })
     ));
-    let message = ManifestError::WhitelistTooLong { count: 3, limit: 2 }.to_string();
+    let message = ManifestError::whitelist_too_long(3, 2).to_string();
     assert_eq!(
         message,
         "manifest: maximum whitelist length exceeded (3 > 2)"

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::id::ImageId;
 use crate::image::OpenImage;
+use crate::limits::{LimitExceeded, LimitKind};
 use crate::manifest::{Dependency, ImageManifest};
 use crate::naming::AppRef;
 use crate::store::{ImageRecord, Store, StoreError};
@@ -15,17 +16,17 @@ use crate::store::{ImageRecord, Store, StoreError};
 use super::RenderError;
 
 /// Deepest dependency chain accepted by default (the store's
-/// [`crate::archive::Limits::max_dependency_depth`] decides): the top image
+/// [`crate::limits::Limits::max_dependency_depth`] decides): the top image
 /// is level 0, so a chain may hold `MAX_DEPTH + 1` images. Real images nest a handful of levels;
 /// the bound only stops hostile or broken manifests.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = crate::limits::DEFAULT_DEPENDENCY_DEPTH;
 
 /// Most elements the dependency list may hold by default (the store's
-/// [`crate::archive::Limits::max_dependency_count`] decides). A diamond lists its shared
+/// [`crate::limits::Limits::max_dependency_count`] decides). A diamond lists its shared
 /// image once per path (aci-format §9.1), so a lattice of diamonds grows
 /// exponentially; this bound turns that into an error instead of an
 /// endless walk.
-pub const MAX_IMAGES: usize = 1024;
+pub const MAX_IMAGES: usize = crate::limits::DEFAULT_DEPENDENCY_COUNT;
 
 /// Where an image's bytes live, which decides how rendering reads and
 /// verifies them.
@@ -280,6 +281,7 @@ pub fn dependency_list_for(
                 return Err(RenderError::TooDeep {
                     chain,
                     max: max_depth,
+                    exceeded: LimitExceeded::new(LimitKind::DependencyDepth),
                 });
             }
             let id = match resolver.lookup(dep).map_err(|source| RenderError::Open {
@@ -304,6 +306,7 @@ pub fn dependency_list_for(
                 return Err(RenderError::TooMany {
                     chain,
                     max: max_images,
+                    exceeded: LimitExceeded::new(LimitKind::DependencyCount),
                 });
             }
             let image = resolver.open(id, &chain)?;

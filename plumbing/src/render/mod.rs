@@ -22,6 +22,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::id::ImageId;
+use crate::limits::LimitExceeded;
 use crate::quote::quote_path;
 
 pub use deps::{
@@ -63,6 +64,9 @@ pub enum RenderError {
         chain: String,
         /// The limit.
         max: usize,
+        /// Names the bound for callers ([`crate::limits::limit_kind`]).
+        #[source]
+        exceeded: LimitExceeded,
     },
     /// The dependency list would hold more than the store's
     /// `max_dependency_count` elements ([`MAX_IMAGES`] by default).
@@ -72,6 +76,9 @@ pub enum RenderError {
         chain: String,
         /// The limit.
         max: usize,
+        /// Names the bound for callers ([`crate::limits::limit_kind`]).
+        #[source]
+        exceeded: LimitExceeded,
     },
     /// An image of the chain could not be opened.
     #[error("{chain}: {source}")]
