@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use acido_plumbing::limits::LimitKind;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -36,7 +37,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// One bound of [`acido_plumbing::archive::Limits`], as `--limit` names it.
+/// One bound of [`acido_plumbing::limits::Limits`], as `--limit` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitName {
     /// `size`: the decompressed size of an archive, in bytes.
@@ -62,44 +63,51 @@ pub enum LimitName {
 }
 
 impl LimitName {
-    /// Every limit with its `--limit` name and the phrase the library's
-    /// error messages use for it ("{phrase} exceeded").
-    pub const ALL: [(LimitName, &'static str, &'static str); 10] = [
-        (LimitName::Size, "size", "maximum decompressed size"),
-        (LimitName::Entries, "entries", "maximum number of entries"),
-        (LimitName::PathLength, "path-length", "maximum path length"),
-        (
-            LimitName::LinkLength,
-            "link-length",
-            "maximum link target length",
-        ),
-        (
-            LimitName::ExtendedHeader,
-            "extended-header",
-            "maximum extended header size",
-        ),
-        (
-            LimitName::ManifestSize,
-            "manifest-size",
-            "maximum manifest size",
-        ),
-        (LimitName::JsonDepth, "json-depth", "maximum JSON depth"),
-        (
-            LimitName::WhitelistLength,
-            "whitelist-length",
-            "maximum whitelist length",
-        ),
-        (
-            LimitName::DependencyDepth,
-            "dependency-depth",
-            "maximum dependency depth",
-        ),
-        (
-            LimitName::DependencyCount,
-            "dependency-count",
-            "maximum dependency count",
-        ),
+    /// Every limit, in the order `--limit` help and errors list them.
+    pub const ALL: [LimitName; 10] = [
+        LimitName::Size,
+        LimitName::Entries,
+        LimitName::PathLength,
+        LimitName::LinkLength,
+        LimitName::ExtendedHeader,
+        LimitName::ManifestSize,
+        LimitName::JsonDepth,
+        LimitName::WhitelistLength,
+        LimitName::DependencyDepth,
+        LimitName::DependencyCount,
     ];
+
+    /// The name `--limit` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitName::Size => "size",
+            LimitName::Entries => "entries",
+            LimitName::PathLength => "path-length",
+            LimitName::LinkLength => "link-length",
+            LimitName::ExtendedHeader => "extended-header",
+            LimitName::ManifestSize => "manifest-size",
+            LimitName::JsonDepth => "json-depth",
+            LimitName::WhitelistLength => "whitelist-length",
+            LimitName::DependencyDepth => "dependency-depth",
+            LimitName::DependencyCount => "dependency-count",
+        }
+    }
+
+    /// The option that raises the bound a limit error reports as exceeded.
+    pub fn of_kind(kind: LimitKind) -> LimitName {
+        match kind {
+            LimitKind::Size => LimitName::Size,
+            LimitKind::Entries => LimitName::Entries,
+            LimitKind::PathLength => LimitName::PathLength,
+            LimitKind::LinkLength => LimitName::LinkLength,
+            LimitKind::ExtendedHeader => LimitName::ExtendedHeader,
+            LimitKind::ManifestSize => LimitName::ManifestSize,
+            LimitKind::JsonDepth => LimitName::JsonDepth,
+            LimitKind::WhitelistLength => LimitName::WhitelistLength,
+            LimitKind::DependencyDepth => LimitName::DependencyDepth,
+            LimitKind::DependencyCount => LimitName::DependencyCount,
+        }
+    }
 }
 
 /// A parsed `--limit NAME=VALUE`.
@@ -113,7 +121,7 @@ pub struct LimitArg {
 
 impl LimitArg {
     /// Sets this bound in `limits`.
-    pub fn apply(self, limits: &mut acido_plumbing::archive::Limits) {
+    pub fn apply(self, limits: &mut acido_plumbing::limits::Limits) {
         // Counts and lengths are usize in Limits; on 64-bit targets every
         // u64 fits, elsewhere a huge value saturates (still "unbounded").
         let count = usize::try_from(self.value).unwrap_or(usize::MAX);
@@ -138,7 +146,7 @@ pub fn parse_limit(text: &str) -> Result<LimitArg, String> {
     let names = || {
         LimitName::ALL
             .iter()
-            .map(|(_, n, _)| *n)
+            .map(|l| l.name())
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -146,9 +154,8 @@ pub fn parse_limit(text: &str) -> Result<LimitArg, String> {
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=VALUE, where NAME is one of {}", names()))?;
     let name = LimitName::ALL
-        .iter()
-        .find(|(_, n, _)| *n == name)
-        .map(|(l, ..)| *l)
+        .into_iter()
+        .find(|l| l.name() == name)
         .ok_or_else(|| format!("unknown limit {name:?} (known: {})", names()))?;
     let (digits, shift) = match value.as_bytes().last() {
         Some(b'K' | b'k') => (&value[..value.len() - 1], 10),
@@ -676,12 +683,22 @@ mod tests {
     }
 
     #[test]
+    fn every_limit_kind_has_its_own_name() {
+        let names: Vec<_> = LimitKind::ALL
+            .into_iter()
+            .map(|k| LimitName::of_kind(k).name())
+            .collect();
+        let all: Vec<_> = LimitName::ALL.into_iter().map(LimitName::name).collect();
+        assert_eq!(names, all);
+    }
+
+    #[test]
     fn every_limit_is_applied_to_its_field() {
-        use acido_plumbing::archive::Limits;
+        use acido_plumbing::limits::Limits;
         let mut limits = Limits::default();
-        for (i, (name, ..)) in LimitName::ALL.iter().enumerate() {
+        for (i, name) in LimitName::ALL.into_iter().enumerate() {
             LimitArg {
-                name: *name,
+                name,
                 value: i as u64 + 1,
             }
             .apply(&mut limits);

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             let mut stderr = io::stderr().lock();
             let line = error_line(&err);
             let _ = writeln!(stderr, "acido: error: {line}");
-            if let Some(flag) = commands::limit_hint(&line) {
+            if let Some(flag) = commands::limit_hint(&err) {
                 let _ = writeln!(stderr, "acido: hint: raise the limit with {flag}");
             }
             ExitCode::from(EXIT_FATAL)

@@ -25,8 +25,8 @@ pub mod validate;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use acido_plumbing::archive::Limits;
 use acido_plumbing::image::OpenImage;
+use acido_plumbing::limits::Limits;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
 use acido_plumbing::store::Store;
@@ -104,13 +104,13 @@ impl Context {
     }
 }
 
-/// The `--limit` option that raises the bound an error line reports as
-/// exceeded, e.g. `--limit path-length=N`; `None` for other errors.
-pub fn limit_hint(line: &str) -> Option<String> {
-    crate::cli::LimitName::ALL
-        .iter()
-        .find(|(_, _, phrase)| line.contains(&format!("{phrase} exceeded")))
-        .map(|(_, name, _)| format!("--limit {name}=N"))
+/// The `--limit` option that raises the bound `err` (or a cause of it)
+/// reports as exceeded, e.g. `--limit path-length=N`; `None` for other
+/// errors. The bound comes from the error chain, never from its text.
+pub fn limit_hint(err: &anyhow::Error) -> Option<String> {
+    let kind = acido_plumbing::limit_kind(err.as_ref())?;
+    let name = crate::cli::LimitName::of_kind(kind).name();
+    Some(format!("--limit {name}=N"))
 }
 
 /// Fault injection for the crash tests (tests/store_faults.rs): with
