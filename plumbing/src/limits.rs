@@ -181,13 +181,13 @@ impl Default for Limits {
 }
 
 /// Bounds on a manifest's structure, beyond its size
-/// ([`crate::manifest::MAX_MANIFEST_BYTES`]). Issue 5 ("Bounded"): each
+/// (`manifest::MAX_MANIFEST_BYTES`, a fixed bound). Issue 5 ("Bounded"): each
 /// is an error naming it, and each can be raised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestLimits {
     /// Deepest nesting of arrays and objects (default
     /// [`DEFAULT_JSON_DEPTH`]). Values above
-    /// [`crate::manifest::MAX_DEPTH_CEILING`] act as the ceiling, which
+    /// `manifest::MAX_DEPTH_CEILING` act as the ceiling, which
     /// keeps the recursive reader within its stack.
     pub max_json_depth: usize,
     /// Most `pathWhitelist` entries (default 1 000 000). Rendering builds

@@ -44,12 +44,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::{self, ArchiveError, Limits};
 use crate::compression::Compression;
+use crate::compression::{CompressError, Encoder};
 use crate::id::{IdHasher, IdPrefix, ImageId};
 use crate::image::{ImageError, OpenImage};
 use crate::index::EntryIndex;
 use crate::interrupt::Interruptible;
 use crate::manifest::{ImageManifest, ManifestError};
-use crate::pack::{CompressError, Encoder};
 
 /// The layout version this code reads and writes.
 pub const LAYOUT_VERSION: u32 = 1;

@@ -50,7 +50,6 @@
 //! [`crate::temp`]): an error or interrupt removes it, and the leftover of
 //! a killed pack is swept by the next pack into the same directory.
 
-mod compress;
 mod tar_writer;
 
 use std::collections::HashMap;
@@ -71,8 +70,12 @@ use crate::entry::Timestamp;
 use crate::id::ImageId;
 use crate::temp::{self, TempKind};
 
-pub(crate) use compress::Encoder;
-pub use compress::{CompressError, DEFAULT_BZIP2_LEVEL, DEFAULT_GZIP_LEVEL, DEFAULT_XZ_PRESET};
+// The encoders live with the compressions (the store's export uses them
+// too); these names stay for callers that learned them here.
+use crate::compression::Encoder;
+pub use crate::compression::{
+    CompressError, DEFAULT_BZIP2_LEVEL, DEFAULT_GZIP_LEVEL, DEFAULT_XZ_PRESET,
+};
 pub use tar_writer::HeaderError;
 use tar_writer::{HeaderSpec, TarSink};
 
@@ -489,7 +492,7 @@ fn pack_tree(
         });
     }
     check_interrupt(opts)?;
-    let encoder = compress::Encoder::new(out, opts.compression, opts.level, opts.xz_threads)?;
+    let encoder = Encoder::new(out, opts.compression, opts.level, opts.xz_threads)?;
     let mut packer = Packer {
         tar: TarSink::new(BufWriter::with_capacity(IO_BUF, encoder)),
         header: Vec::with_capacity(4096),

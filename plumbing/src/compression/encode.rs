@@ -18,7 +18,7 @@ use std::io::{self, Write};
 
 use xz2::stream::{Check, MtStreamBuilder};
 
-use crate::compression::Compression;
+use super::Compression;
 
 /// Default xz preset, as `xz` uses.
 pub const DEFAULT_XZ_PRESET: u32 = 6;

@@ -1,8 +1,14 @@
-//! The compressions an ACI may use (aci-format §2). Detection lives in
-//! [`crate::archive`], encoders in [`crate::pack`]; this is the shared name.
+//! The compressions an ACI may use (aci-format §2): their names, and the
+//! deterministic encoders ([`encode`]) that `pack` and the store's export
+//! write through. Detection and decoding live in `archive`, above this.
+
+mod encode;
 
 use std::fmt;
 use std::str::FromStr;
+
+pub(crate) use encode::Encoder;
+pub use encode::{CompressError, DEFAULT_BZIP2_LEVEL, DEFAULT_GZIP_LEVEL, DEFAULT_XZ_PRESET};
 
 /// How an ACI's tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
