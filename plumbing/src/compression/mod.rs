@@ -1,5 +1,5 @@
 //! The compressions an ACI may use (aci-format §2): their names, and the
-//! deterministic encoders ([`encode`]) that `pack` and the store's export
+//! deterministic encoders (`encode`) that `pack` and the store's export
 //! write through. Detection and decoding live in `archive`, above this.
 
 mod encode;
