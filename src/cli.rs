@@ -4,7 +4,6 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use acido_plumbing::limits::LimitKind;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -94,7 +93,8 @@ impl LimitName {
     }
 
     /// The option that raises the bound a limit error reports as exceeded.
-    pub fn of_kind(kind: LimitKind) -> LimitName {
+    pub fn of_kind(kind: acido_plumbing::limits::LimitKind) -> LimitName {
+        use acido_plumbing::limits::LimitKind;
         match kind {
             LimitKind::Size => LimitName::Size,
             LimitKind::Entries => LimitName::Entries,
@@ -684,6 +684,7 @@ mod tests {
 
     #[test]
     fn every_limit_kind_has_its_own_name() {
+        use acido_plumbing::limits::LimitKind;
         let names: Vec<_> = LimitKind::ALL
             .into_iter()
             .map(|k| LimitName::of_kind(k).name())
