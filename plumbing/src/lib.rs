@@ -10,6 +10,7 @@
 //! Module map:
 //! - [`id`]: image ids (`sha512-…`), prefixes and the streaming hasher.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
+//! - [`fs`]: fd-relative file-system primitives (beneath-only opens, metadata in order).
 //! - [`compression`]: the compressions an ACI may use.
 //! - [`archive`]: compression detection, decompression, hashing, tar scanning.
 //! - [`index`]: the per-blob entry index encoding.
@@ -32,6 +33,7 @@ pub mod compression;
 pub mod diff;
 pub mod entry;
 pub mod format;
+pub mod fs;
 pub mod id;
 pub mod image;
 pub mod index;

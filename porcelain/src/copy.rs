@@ -43,10 +43,8 @@ use std::path::{Path, PathBuf};
 use acido_plumbing::archive::{self, ArchiveError, Limits, TarError, TarParser};
 use acido_plumbing::compression::Compression;
 use acido_plumbing::entry::{Entry, EntryKind};
+use acido_plumbing::fs::{device_node, open_beneath, open_dir_beneath, set_attrs_at, Attrs};
 use acido_plumbing::quote::quote_path;
-use acido_plumbing::render::extract::{
-    device_node, open_beneath, open_dir_beneath, set_attrs_at, Attrs,
-};
 use nix::errno::Errno;
 use nix::fcntl::{self, AtFlags, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
@@ -1192,12 +1190,13 @@ impl Writer<'_, '_> {
         let attrs = Attrs {
             owner: self.wanted_owner(meta),
             mode: (!symlink).then(|| self.mode(meta)),
+            xattrs: &[],
             atime: meta.atime.unwrap_or(TimeSpec::UTIME_OMIT),
             mtime: meta.mtime,
         };
-        let owned = set_attrs_at(parent.as_raw_fd(), name, &attrs)
-            .map_err(|err| tree_err(path, err.op)(err.errno))?;
-        if !owned {
+        let missed =
+            set_attrs_at(parent, name, &attrs).map_err(|err| tree_err(path, err.op)(err.errno))?;
+        if missed.owner {
             self.report.ownership_not_restored += 1;
         }
         Ok(())

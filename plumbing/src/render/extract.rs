@@ -27,23 +27,21 @@
 //!   a normal user) is counted in the report, never silently dropped.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::{self, AtFlags, OFlag};
-use nix::sys::stat::{self, Mode, SFlag, UtimensatFlags};
-use nix::sys::time::TimeSpec;
+use nix::fcntl;
+use nix::sys::stat::{self, Mode};
 use nix::unistd::{self, Gid, Uid};
 
-use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::entry::{Entry, EntryKind};
+use crate::fs;
 use crate::id::{IdHasher, ImageId};
 use crate::store::Store;
 use crate::temp::{self, TempKind};
@@ -198,7 +196,7 @@ pub fn render_list(
         return Err(RenderError::Interrupted);
     }
     let mode = replace_mode.unwrap_or(0o755);
-    fs::set_permissions(&temp, fs::Permissions::from_mode(mode)).map_err(|source| {
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)).map_err(|source| {
         RenderError::Io {
             path: temp.clone(),
             op: "set the mode of",
@@ -217,7 +215,7 @@ fn check_target(target: &Path) -> Result<Option<u32>, RenderError> {
     let not_empty = || RenderError::TargetNotEmpty {
         path: target.to_owned(),
     };
-    match fs::symlink_metadata(target) {
+    match std::fs::symlink_metadata(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(RenderError::Io {
             path: target.to_owned(),
@@ -226,7 +224,7 @@ fn check_target(target: &Path) -> Result<Option<u32>, RenderError> {
         }),
         Ok(meta) if !meta.is_dir() => Err(not_empty()),
         Ok(meta) => {
-            let mut entries = fs::read_dir(target).map_err(|source| RenderError::Io {
+            let mut entries = std::fs::read_dir(target).map_err(|source| RenderError::Io {
                 path: target.to_owned(),
                 op: "read",
                 source,
@@ -284,10 +282,10 @@ impl Drop for TempGuard {
 fn remove_tree(path: &Path) {
     for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
         if entry.file_type().is_dir() {
-            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
         }
     }
-    let _ = fs::remove_dir_all(path);
+    let _ = std::fs::remove_dir_all(path);
 }
 
 /// Re-hashes every distinct stored blob of the list from its file (plain
@@ -338,158 +336,8 @@ fn verify_all(
     Ok(())
 }
 
-/// Whether `openat2` works here: 0 unknown, 1 yes, 2 no (ENOSYS).
-static OPENAT2: AtomicU8 = AtomicU8::new(0);
-
-#[allow(unsafe_code)]
-fn owned_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: `fd` was just returned by a successful open call of ours and
-    // nothing else holds it, so this is its only owner.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// Opens the directory `name` (one component) inside `dir`, never through
-/// a symlink.
-fn open_dir_at(dir: RawFd, name: &[u8]) -> Result<OwnedFd, Errno> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if OPENAT2.load(Ordering::Relaxed) != 2 {
-        let how = fcntl::OpenHow::new().flags(flags).resolve(
-            fcntl::ResolveFlag::RESOLVE_BENEATH
-                | fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS
-                | fcntl::ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-        match fcntl::openat2(dir, OsStr::from_bytes(name), how) {
-            Ok(fd) => {
-                OPENAT2.store(1, Ordering::Relaxed);
-                return Ok(owned_fd(fd));
-            }
-            // Old kernels (before 5.6) or a seccomp filter without it.
-            Err(Errno::ENOSYS) => OPENAT2.store(2, Ordering::Relaxed),
-            Err(e) => return Err(e),
-        }
-    }
-    fcntl::openat(Some(dir), OsStr::from_bytes(name), flags, Mode::empty()).map(owned_fd)
-}
-
-/// Opens the directory `name` (one path component) inside `dir`, never
-/// through a symlink and never above `dir`: the primitive `render` walks
-/// trees with, for callers outside this module that must do the same
-/// (`copy` and `add` into a build tree). A symlink at `name` is an error
-/// (`ELOOP`, or `ENOTDIR` on kernels without `openat2`).
-pub fn open_dir_beneath(dir: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd, Errno> {
-    open_dir_at(dir.as_raw_fd(), name)
-}
-
-/// Opens or creates `name` (one path component) in `dir` with `flags` and
-/// `mode`, returning an owned fd. With `O_NOFOLLOW` (and `O_CREAT |
-/// O_EXCL` to create) nothing is followed through a symlink at `name`.
-pub fn open_beneath(
-    dir: BorrowedFd<'_>,
-    name: &[u8],
-    flags: OFlag,
-    mode: Mode,
-) -> Result<OwnedFd, Errno> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
-        return Err(Errno::EINVAL);
-    }
-    fcntl::openat(
-        Some(dir.as_raw_fd()),
-        OsStr::from_bytes(name),
-        flags | OFlag::O_CLOEXEC,
-        mode,
-    )
-    .map(owned_fd)
-}
-
-/// The attributes [`set_attrs_at`] applies to one path.
-#[derive(Debug, Clone, Copy)]
-pub struct Attrs {
-    /// The owner to set, `None` to leave it.
-    pub owner: Option<(Uid, Gid)>,
-    /// The mode to set, `None` to leave it (symlinks have none).
-    pub mode: Option<Mode>,
-    /// Access time (`UTIME_OMIT` to leave it).
-    pub atime: TimeSpec,
-    /// Modification time.
-    pub mtime: TimeSpec,
-}
-
-/// Why [`set_attrs_at`] failed: the operation and its errno.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttrError {
-    /// What was being done (`"set the mode of"`, ...), for messages.
-    pub op: &'static str,
-    /// The errno.
-    pub errno: Errno,
-}
-
-/// Sets owner, then mode (a chown clears setuid and setgid, so the mode
-/// must come after it), then times on `name` in `parent`, never following
-/// a symlink at `name`: the last step of writing a symlink, fifo or device,
-/// for `render` and for `copy`. An owner the caller may not set (`EPERM`,
-/// `EINVAL` for an unmapped id) is not an error: the result is then
-/// `Ok(false)`, for the caller to count.
-pub fn set_attrs_at(parent: RawFd, name: &[u8], attrs: &Attrs) -> Result<bool, AttrError> {
-    let name = OsStr::from_bytes(name);
-    let fail = |op| move |errno| AttrError { op, errno };
-    let mut owned = true;
-    if let Some((uid, gid)) = attrs.owner {
-        match unistd::fchownat(
-            Some(parent),
-            name,
-            Some(uid),
-            Some(gid),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        ) {
-            Ok(()) => {}
-            Err(Errno::EPERM | Errno::EINVAL) => owned = false,
-            Err(errno) => return Err(fail("set the owner of")(errno)),
-        }
-    }
-    if let Some(mode) = attrs.mode {
-        stat::fchmodat(
-            Some(parent),
-            name,
-            mode,
-            stat::FchmodatFlags::NoFollowSymlink,
-        )
-        .map_err(fail("set the mode of"))?;
-    }
-    stat::utimensat(
-        Some(parent),
-        name,
-        &attrs.atime,
-        &attrs.mtime,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(fail("set the times of"))?;
-    Ok(owned)
-}
-
 /// The components of an archive path below `rootfs/`, each checked to be a
 /// plain name.
-/// The `mknod` file type and device number of a device entry (a
-/// character device, else a block device).
-pub fn device_node(e: &Entry) -> (SFlag, u64) {
-    let kind = if e.kind == EntryKind::CharDevice {
-        SFlag::S_IFCHR
-    } else {
-        SFlag::S_IFBLK
-    };
-    let dev = stat::makedev(u64::from(e.dev_major), u64::from(e.dev_minor));
-    (kind, dev)
-}
-
-/// The process's umask from `/proc/self/status` (Linux 4.7 and later);
-/// `None` where it cannot be read, and every file then gets a chmod.
-fn process_umask() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let value = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Umask:"))?;
-    u32::from_str_radix(value.trim(), 8).ok()
-}
-
 fn components(image: ImageId, path: &[u8]) -> Result<Vec<&[u8]>, RenderError> {
     let unsafe_path = || RenderError::UnsafePath {
         image: Box::new(image),
@@ -514,8 +362,8 @@ struct DirStack {
 
 impl DirStack {
     /// The fd of the directory `parts` (below rootfs).
-    fn dir(&mut self, parts: &[&[u8]]) -> Result<RawFd, Errno> {
-        self.dir_file(parts).map(File::as_raw_fd)
+    fn dir(&mut self, parts: &[&[u8]]) -> Result<BorrowedFd<'_>, Errno> {
+        self.dir_file(parts).map(File::as_fd)
     }
 
     /// The directory `parts` (below rootfs), opened through the ones
@@ -530,7 +378,7 @@ impl DirStack {
         self.open.truncate(keep);
         for part in &parts[keep..] {
             let parent = self.open.last().map_or(&self.rootfs, |(_, dir)| dir);
-            let dir = File::from(open_dir_at(parent.as_raw_fd(), part)?);
+            let dir = File::from(fs::open_dir_at(parent.as_raw_fd(), part)?);
             self.open.push((part.to_vec(), dir));
         }
         Ok(self.open.last().map_or(&self.rootfs, |(_, dir)| dir))
@@ -538,9 +386,9 @@ impl DirStack {
 
     /// Opens the directory `parts` afresh, leaving the stack alone.
     fn open_fresh(&self, parts: &[&[u8]]) -> Result<OwnedFd, Errno> {
-        let mut fd = open_dir_at(self.rootfs.as_raw_fd(), b".")?;
+        let mut fd = fs::open_dir_at(self.rootfs.as_raw_fd(), b".")?;
         for part in parts {
-            fd = open_dir_at(fd.as_raw_fd(), part)?;
+            fd = fs::open_dir_at(fd.as_raw_fd(), part)?;
         }
         Ok(fd)
     }
@@ -612,16 +460,6 @@ fn io_entry_err<'p>(
     }
 }
 
-fn timespec(t: Timestamp) -> TimeSpec {
-    TimeSpec::new(t.secs, i64::from(t.nanos))
-}
-
-/// atime as recorded, else left as the creation time; mtime as recorded.
-fn times(entry: &Entry) -> (TimeSpec, TimeSpec) {
-    let atime = entry.atime.map_or(TimeSpec::UTIME_OMIT, timespec);
-    (atime, timespec(entry.mtime))
-}
-
 fn write_tree(
     list: &DependencyList,
     map: &FileMap,
@@ -641,7 +479,7 @@ fn write_tree(
         },
         euid,
         egid: unistd::getegid(),
-        umask: process_umask(),
+        umask: fs::process_umask(),
         blobs: HashMap::new(),
     };
     let mut planner = Planner {
@@ -656,23 +494,15 @@ fn write_tree(
             source: errno.into(),
         }
     };
-    let root_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let root = fcntl::open(temp, root_flags, Mode::empty())
-        .map(owned_fd)
-        .map_err(io_err("open"))?;
+    let root = fs::open_root_dir(temp).map_err(io_err("open"))?;
     // A setgid parent gives a new directory its group and its setgid bit,
     // which every object below would inherit: take both back so what we
     // create belongs to our effective ids, as `wanted_owner` assumes.
     unistd::fchown(root.as_raw_fd(), None, Some(w.egid)).map_err(io_err("set the group of"))?;
     stat::fchmod(root.as_raw_fd(), Mode::from_bits_truncate(0o700))
         .map_err(io_err("set the mode of"))?;
-    stat::mkdirat(
-        Some(root.as_raw_fd()),
-        "rootfs",
-        Mode::from_bits_truncate(0o700),
-    )
-    .map_err(io_err("create rootfs in"))?;
-    let rootfs = open_dir_at(root.as_raw_fd(), b"rootfs").map_err(io_err("open rootfs in"))?;
+    fs::mkdir_at(root.as_fd(), b"rootfs", 0o700).map_err(io_err("create rootfs in"))?;
+    let rootfs = fs::open_dir_at(root.as_raw_fd(), b"rootfs").map_err(io_err("open rootfs in"))?;
     let mut stack = DirStack {
         rootfs: File::from(rootfs),
         open: Vec::new(),
@@ -689,7 +519,7 @@ fn write_tree(
         match path.as_slice() {
             b"manifest" => {
                 if let Supplier::Entry { element, entry, .. } = *supplier {
-                    w.manifest(root.as_raw_fd(), element, entry)?;
+                    w.manifest(root.as_fd(), element, entry)?;
                 }
                 continue;
             }
@@ -728,8 +558,7 @@ fn write_tree(
         let parent = stack
             .dir(parent_parts)
             .map_err(entry_err(path, "open the parent of"))?;
-        stat::mkdirat(Some(parent), *name, Mode::from_bits_truncate(0o700))
-            .map_err(entry_err(path, "create directory"))?;
+        fs::mkdir_at(parent, name, 0o700).map_err(entry_err(path, "create directory"))?;
         dirs.push((path, source));
         w.report.entries += 1;
     }
@@ -779,11 +608,7 @@ fn write_tree(
         match source {
             Some((element, entry)) => {
                 let e = &list.images[element].image.image.entries()[entry];
-                w.own_and_mode(dir, path, e, None)?;
-                w.xattrs(dir, e);
-                let (atime, mtime) = times(e);
-                stat::futimens(dir.as_raw_fd(), &atime, &mtime)
-                    .map_err(entry_err(path, "set the times of"))?;
+                w.finish_file(dir, path, e, None)?;
             }
             // Implied directories: 0755 whatever the umask (§9.3), owner
             // and times as created.
@@ -916,11 +741,16 @@ impl<'a> Writer<'a> {
         &self.list.images[element].image.image.entries()[entry]
     }
 
-    fn manifest(&mut self, root: RawFd, element: usize, entry: usize) -> Result<(), RenderError> {
+    fn manifest(
+        &mut self,
+        root: BorrowedFd<'_>,
+        element: usize,
+        entry: usize,
+    ) -> Result<(), RenderError> {
         let e = self.entry(element, entry);
         let (file, created) = self.create_file(root, b"manifest", &e.path, e)?;
         self.write_data(&file, element, e)?;
-        self.finish_file(&file, e, created)?;
+        self.finish_file(&file, &e.path, e, created)?;
         self.report.entries += 1;
         Ok(())
     }
@@ -930,47 +760,14 @@ impl<'a> Writer<'a> {
     /// when the umask is known.
     fn create_file(
         &self,
-        dir: RawFd,
+        dir: BorrowedFd<'_>,
         name: &[u8],
         path: &[u8],
         e: &Entry,
     ) -> Result<(File, Option<u32>), RenderError> {
-        let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let perms = e.mode & 0o777;
-        let file = fcntl::openat(
-            Some(dir),
-            OsStr::from_bytes(name),
-            flags,
-            Mode::from_bits_truncate(perms),
-        )
-        .map(|fd| File::from(owned_fd(fd)))
-        .map_err(entry_err(path, "create file"))?;
+        let file = fs::create_file(dir, name, perms).map_err(entry_err(path, "create file"))?;
         Ok((file, self.umask.map(|umask| perms & !umask)))
-    }
-
-    /// Ownership, then mode (chown clears setuid/setgid, §9.3); the chmod
-    /// is left out when `created` says the object already has the mode.
-    fn own_and_mode(
-        &mut self,
-        file: &File,
-        path: &[u8],
-        e: &Entry,
-        created: Option<u32>,
-    ) -> Result<(), RenderError> {
-        if let Some((uid, gid)) = self.wanted_owner(e) {
-            match unistd::fchown(file.as_raw_fd(), Some(uid), Some(gid)) {
-                Ok(()) => {}
-                Err(Errno::EPERM | Errno::EINVAL) => self.report.ownership_not_restored += 1,
-                Err(errno) => return Err(entry_err(path, "set the owner of")(errno)),
-            }
-        }
-        let wanted = e.mode & 0o7777;
-        if created == Some(wanted) {
-            return Ok(());
-        }
-        stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(wanted))
-            .map_err(entry_err(path, "set the mode of"))
     }
 
     /// The owner to set, or `None` when it is already the creator's.
@@ -987,26 +784,36 @@ impl<'a> Writer<'a> {
         (uid != self.euid || gid != self.egid).then_some((uid, gid))
     }
 
-    fn xattrs(&mut self, file: &File, e: &Entry) {
-        use xattr::FileExt as _;
-        for (name, value) in &e.xattrs {
-            if file.set_xattr(OsStr::from_bytes(name), value).is_err() {
-                self.report.xattrs_not_restored += 1;
-            }
-        }
+    /// Counts what [`fs::set_attrs`] or [`fs::set_attrs_at`] could not
+    /// restore.
+    fn count(&mut self, missed: fs::NotRestored) {
+        self.report.ownership_not_restored += u64::from(missed.owner);
+        self.report.xattrs_not_restored += missed.xattrs;
     }
 
+    /// The metadata of a file or directory (aci-format §11.3, in the
+    /// order [`fs::set_attrs`] keeps); the chmod is left out when
+    /// `created` says the object already has the mode.
     fn finish_file(
         &mut self,
         file: &File,
+        path: &[u8],
         e: &Entry,
         created: Option<u32>,
     ) -> Result<(), RenderError> {
-        self.own_and_mode(file, &e.path, e, created)?;
-        self.xattrs(file, e);
-        let (atime, mtime) = times(e);
-        stat::futimens(file.as_raw_fd(), &atime, &mtime)
-            .map_err(entry_err(&e.path, "set the times of"))
+        let wanted = e.mode & 0o7777;
+        let (atime, mtime) = fs::entry_times(e);
+        let attrs = fs::Attrs {
+            owner: self.wanted_owner(e),
+            mode: (created != Some(wanted)).then(|| Mode::from_bits_truncate(wanted)),
+            xattrs: &e.xattrs,
+            atime,
+            mtime,
+        };
+        let missed =
+            fs::set_attrs(file, &attrs).map_err(|err| entry_err(path, err.op)(err.errno))?;
+        self.count(missed);
+        Ok(())
     }
 
     /// Writes the data of regular entry `e` of element `element`.
@@ -1112,37 +919,21 @@ impl<'a> Writer<'a> {
             EntryKind::Regular => {
                 let (file, created) = self.create_file(parent, name, path, e)?;
                 self.write_data(&file, element, e)?;
-                self.finish_file(&file, e, created)?;
+                self.finish_file(&file, &e.path, e, created)?;
                 Ok(())
             }
             EntryKind::Symlink => {
                 let target = e.link_target.as_deref().unwrap_or_default();
-                unistd::symlinkat(
-                    OsStr::from_bytes(target),
-                    Some(parent),
-                    OsStr::from_bytes(name),
-                )
-                .map_err(at)?;
+                fs::make_node(parent, name, fs::Node::Symlink(target)).map_err(at)?;
                 self.finish_at(parent, name, path, e, true)
             }
             EntryKind::Fifo => {
-                unistd::mkfifoat(
-                    Some(parent),
-                    OsStr::from_bytes(name),
-                    Mode::from_bits_truncate(0o600),
-                )
-                .map_err(at)?;
+                fs::make_node(parent, name, fs::Node::Fifo).map_err(at)?;
                 self.finish_at(parent, name, path, e, false)
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
-                let (kind, dev) = device_node(e);
-                match stat::mknodat(
-                    Some(parent),
-                    OsStr::from_bytes(name),
-                    kind,
-                    Mode::from_bits_truncate(0o600),
-                    dev,
-                ) {
+                let (kind, dev) = fs::device_node(e);
+                match fs::make_node(parent, name, fs::Node::Device(kind, dev)) {
                     Ok(()) => self.finish_at(parent, name, path, e, false),
                     // Not root, or no CAP_MKNOD: counted, left out.
                     Err(Errno::EPERM) => {
@@ -1184,14 +975,8 @@ impl<'a> Writer<'a> {
             .open_fresh(first_parent)
             .map_err(entry_err(path, "open the link target's directory for"))?;
         self.report.entries += 1;
-        unistd::linkat(
-            Some(first_dir.as_raw_fd()),
-            OsStr::from_bytes(first_name),
-            Some(parent.as_raw_fd()),
-            OsStr::from_bytes(name),
-            AtFlags::empty(),
-        )
-        .map_err(entry_err(path, "create hard link"))
+        fs::link_at(first_dir.as_fd(), first_name, parent.as_fd(), name)
+            .map_err(entry_err(path, "create hard link"))
     }
 
     /// Metadata of an object that cannot be opened for writing (symlink,
@@ -1199,24 +984,23 @@ impl<'a> Writer<'a> {
     /// moment ago in our private temp dir.
     fn finish_at(
         &mut self,
-        parent: RawFd,
+        parent: BorrowedFd<'_>,
         name: &[u8],
         path: &[u8],
         e: &Entry,
         symlink: bool,
     ) -> Result<(), RenderError> {
-        let (atime, mtime) = times(e);
-        let attrs = Attrs {
+        let (atime, mtime) = fs::entry_times(e);
+        let attrs = fs::Attrs {
             owner: self.wanted_owner(e),
             mode: (!symlink).then(|| Mode::from_bits_truncate(e.mode & 0o7777)),
+            xattrs: &[],
             atime,
             mtime,
         };
-        let owned =
-            set_attrs_at(parent, name, &attrs).map_err(|err| entry_err(path, err.op)(err.errno))?;
-        if !owned {
-            self.report.ownership_not_restored += 1;
-        }
+        let missed = fs::set_attrs_at(parent, name, &attrs)
+            .map_err(|err| entry_err(path, err.op)(err.errno))?;
+        self.count(missed);
         Ok(())
     }
 }
@@ -1297,44 +1081,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_attrs_at_never_follows_and_names_the_failing_step() {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::MetadataExt;
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("target"), "x").unwrap();
-        std::os::unix::fs::symlink("target", tmp.path().join("link")).unwrap();
-        let dir = File::open(tmp.path()).unwrap();
-        let before = std::fs::metadata(tmp.path().join("target")).unwrap();
-        let attrs = Attrs {
-            owner: None,
-            mode: None,
-            atime: TimeSpec::UTIME_OMIT,
-            mtime: TimeSpec::new(1_000_000_000, 7),
-        };
-        assert_eq!(set_attrs_at(dir.as_raw_fd(), b"link", &attrs), Ok(true));
-        let link = std::fs::symlink_metadata(tmp.path().join("link")).unwrap();
-        assert_eq!((link.mtime(), link.mtime_nsec()), (1_000_000_000, 7));
-        let after = std::fs::metadata(tmp.path().join("target")).unwrap();
-        assert_eq!(after.mtime(), before.mtime(), "the target was touched");
-        let missing = set_attrs_at(dir.as_raw_fd(), b"missing", &attrs);
-        assert_eq!(
-            missing,
-            Err(AttrError {
-                op: "set the times of",
-                errno: Errno::ENOENT
-            })
-        );
-        let chmod = Attrs {
-            mode: Some(Mode::from_bits_truncate(0o600)),
-            ..attrs
-        };
-        assert_eq!(
-            set_attrs_at(dir.as_raw_fd(), b"missing", &chmod).map_err(|e| e.op),
-            Err("set the mode of")
-        );
-    }
-
-    #[test]
     fn components_refuse_anything_but_plain_names() {
         let id = ImageId::from_digest([7; 64]);
         assert_eq!(components(id, b"rootfs/a/b").unwrap(), [&b"a"[..], b"b"]);
@@ -1352,46 +1098,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn open_beneath_takes_one_plain_name_and_never_follows() {
-        use std::os::fd::AsFd;
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("f"), "x").unwrap();
-        std::os::unix::fs::symlink("f", tmp.path().join("l")).unwrap();
-        let root = File::open(tmp.path()).unwrap();
-        let read = OFlag::O_RDONLY | OFlag::O_NOFOLLOW;
-        assert!(open_beneath(root.as_fd(), b"f", read, Mode::empty()).is_ok());
-        assert_eq!(
-            open_beneath(root.as_fd(), b"l", read, Mode::empty()).unwrap_err(),
-            Errno::ELOOP
-        );
-        for bad in [&b""[..], b".", b"..", b"a/b"] {
-            assert_eq!(
-                open_beneath(root.as_fd(), bad, read, Mode::empty()).unwrap_err(),
-                Errno::EINVAL
-            );
-        }
-        assert!(open_dir_beneath(root.as_fd(), b"l").is_err());
-    }
-
-    #[test]
-    fn open_dir_at_never_follows_a_symlink() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join("real")).unwrap();
-        std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
-        let root = fcntl::open(
-            tmp.path(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-            Mode::empty(),
-        )
-        .map(owned_fd)
-        .unwrap();
-        assert!(open_dir_at(root.as_raw_fd(), b"real").is_ok());
-        assert!(open_dir_at(root.as_raw_fd(), b"link").is_err());
-        assert!(
-            open_dir_at(root.as_raw_fd(), b"..").is_err() || OPENAT2.load(Ordering::Relaxed) == 2
-        );
     }
 }
