@@ -1,39 +1,32 @@
-//! Writing a file map to disk: hostile-input code (DESIGN §5).
+//! Writing a file map into a fresh directory: hostile-input code
+//! (DESIGN §5).
 //!
-//! * The tree is built in a fresh temp dir beside the target (same parent,
-//!   so the final `rename` is atomic) and renamed into place only when
-//!   everything was written and every stored blob verified; any failure or
-//!   interrupt removes the temp dir, so no half tree is ever published.
-//!   The temp dir is `flock`ed while the render lives, and a render first
-//!   sweeps the unlocked temp dirs that killed renders left beside its
-//!   target ([`crate::temp`]).
 //! * Every path component is opened relative to its parent's fd with
 //!   `O_DIRECTORY | O_NOFOLLOW` (through `openat2` with
 //!   `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` when the kernel has it), every
 //!   object is created with an `*at` call that fails on an existing name
 //!   (`O_CREAT | O_EXCL | O_NOFOLLOW`, `mkdirat`, `symlinkat`, ...), so no
 //!   symlink — from the archive or anywhere else — is ever followed and
-//!   nothing is created outside the temp dir.
+//!   nothing is created outside the temp dir ([`crate::fs`]).
 //! * File data is copied from the stored blob at the index's offsets with
 //!   `copy_file_range` (no decompression, no tar parse, no user-space
 //!   buffer), or written from the mapped tar in large writes for images
 //!   read from an `.aci` file; memory stays flat.
-//! * Metadata (aci-format §11.3): ownership first, then the mode (chown
-//!   clears setuid/setgid), xattrs, then times with nanoseconds (symlinks
-//!   too, via `AT_SYMLINK_NOFOLLOW`). Directories get theirs after every
-//!   entry is laid down, deepest first, so adding children does not change
-//!   their times and a read-only directory does not stop its children.
-//!   What the user may not restore (ownership, device nodes, some xattrs as
-//!   a normal user) is counted in the report, never silently dropped.
+//! * Metadata (aci-format §11.3) goes through [`crate::fs::set_attrs`]:
+//!   ownership first, then the mode (chown clears setuid/setgid), xattrs,
+//!   then times with nanoseconds (symlinks too, via
+//!   `AT_SYMLINK_NOFOLLOW`). Directories get theirs after every entry is
+//!   laid down, deepest first, so adding children does not change their
+//!   times and a read-only directory does not stop its children. What the
+//!   user may not restore (ownership, device nodes, some xattrs as a
+//!   normal user) is counted in the report, never silently dropped.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl;
@@ -42,299 +35,16 @@ use nix::unistd::{self, Gid, Uid};
 
 use crate::entry::{Entry, EntryKind};
 use crate::fs;
-use crate::id::{IdHasher, ImageId};
-use crate::store::Store;
-use crate::temp::{self, TempKind};
+use crate::id::ImageId;
 
-use super::deps::{dependency_list, DependencyList, ImageSource};
-use super::filemap::{file_map, FileMap, Supplier};
+use super::deps::{DependencyList, ImageSource};
+use super::filemap::{FileMap, Supplier};
+use super::plan::{Job, Planner};
+use super::publish::{RenderOptions, RenderReport, RenderStep};
 use super::RenderError;
 
 /// Largest piece written or copied between interrupt checks.
 const CHUNK: usize = 8 << 20;
-
-/// How to render.
-#[derive(Clone)]
-pub struct RenderOptions {
-    /// Re-hash every stored blob (on a second thread, while the tree is
-    /// written) and publish only when each still matches its id. Default on.
-    pub verify: bool,
-    /// Called with the number of data bytes written, as they are written.
-    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
-    /// Called at each [`RenderStep`] (fault injection for crash tests; it
-    /// may block).
-    pub hook: Option<RenderHook>,
-}
-
-/// The steps of a render at which a [`RenderHook`] is called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RenderStep {
-    /// The locked temp dir beside the target exists, still empty.
-    AfterTempCreate,
-    /// About half of the tree's paths are written.
-    MidWrite,
-    /// The tree is complete and verified, not yet renamed into place.
-    BeforeRename,
-}
-
-/// A callback run at each [`RenderStep`] (fault injection: tests pause or
-/// kill the process there).
-pub type RenderHook = Arc<dyn Fn(RenderStep) + Send + Sync>;
-
-impl RenderOptions {
-    fn call_hook(&self, step: RenderStep) {
-        if let Some(hook) = &self.hook {
-            hook(step);
-        }
-    }
-}
-
-impl Default for RenderOptions {
-    fn default() -> Self {
-        RenderOptions {
-            verify: true,
-            progress: None,
-            hook: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for RenderOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RenderOptions")
-            .field("verify", &self.verify)
-            .field("progress", &self.progress.is_some())
-            .field("hook", &self.hook.is_some())
-            .finish()
-    }
-}
-
-/// What a render wrote, and what it could not restore.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RenderReport {
-    /// Images in the dependency list (a shared image counts once per path).
-    pub images: usize,
-    /// Filesystem objects created from image entries (`manifest`, `rootfs`
-    /// and implied directories included).
-    pub entries: u64,
-    /// File data bytes written.
-    pub bytes: u64,
-    /// Whether the render ran with root's privileges (effective uid 0).
-    pub as_root: bool,
-    /// Entries whose owner or group could not be set (not permitted).
-    pub ownership_not_restored: u64,
-    /// Device nodes that could not be created (not permitted); they are
-    /// absent from the tree.
-    pub devices_not_created: u64,
-    /// Extended attributes that could not be set (not permitted, or not
-    /// supported by the target file system).
-    pub xattrs_not_restored: u64,
-}
-
-/// Renders the stored image `top` with all its dependencies into
-/// `target`, which must not exist or be an empty directory.
-pub fn render(
-    store: &Store,
-    top: ImageId,
-    target: &Path,
-    opts: &RenderOptions,
-    interrupt: &AtomicBool,
-) -> Result<RenderReport, RenderError> {
-    let list = dependency_list(store, top)?;
-    let map = file_map(&list)?;
-    render_list(&list, &map, target, opts, interrupt)
-}
-
-/// Writes `map` (built from `list`) into `target`: the core of
-/// [`render`], for callers that built the list themselves (an `.aci` file
-/// as top image).
-pub fn render_list(
-    list: &DependencyList,
-    map: &FileMap,
-    target: &Path,
-    opts: &RenderOptions,
-    interrupt: &AtomicBool,
-) -> Result<RenderReport, RenderError> {
-    let replace_mode = check_target(target)?;
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    // Best effort: a leftover that cannot be removed only costs space.
-    temp::sweep_leftovers(parent, TempKind::Render);
-    // Declared before the guard, so the lock outlives the removal.
-    let locked = temp::create_locked_dir(parent).map_err(|source| RenderError::Io {
-        path: parent.to_owned(),
-        op: "create a temp dir",
-        source,
-    })?;
-    let temp = locked.path.clone();
-    let guard = TempGuard(Some(temp.clone()));
-    opts.call_hook(RenderStep::AfterTempCreate);
-    let stop = AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
-        let verifier = opts
-            .verify
-            .then(|| scope.spawn(|| verify_all(list, interrupt, &stop)));
-        let written = write_tree(list, map, &temp, opts, interrupt);
-        if written.is_err() {
-            stop.store(true, Ordering::Relaxed);
-        }
-        let verified = match verifier {
-            Some(handle) => handle.join().unwrap_or(Err(RenderError::Interrupted)),
-            None => Ok(()),
-        };
-        // A damaged blob explains a write failure better than the failure.
-        match (written, verified) {
-            (_, Err(e @ RenderError::HashMismatch { .. })) => Err(e),
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e),
-            (Ok(report), Ok(())) => Ok(report),
-        }
-    })?;
-    if interrupt.load(Ordering::Relaxed) {
-        return Err(RenderError::Interrupted);
-    }
-    let mode = replace_mode.unwrap_or(0o755);
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)).map_err(|source| {
-        RenderError::Io {
-            path: temp.clone(),
-            op: "set the mode of",
-            source,
-        }
-    })?;
-    opts.call_hook(RenderStep::BeforeRename);
-    publish(&temp, target, replace_mode.is_some())?;
-    guard.disarm();
-    Ok(result)
-}
-
-/// Checks that `target` does not exist or is an empty directory (not a
-/// symlink to one); returns the mode of the directory to replace.
-fn check_target(target: &Path) -> Result<Option<u32>, RenderError> {
-    let not_empty = || RenderError::TargetNotEmpty {
-        path: target.to_owned(),
-    };
-    match std::fs::symlink_metadata(target) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(RenderError::Io {
-            path: target.to_owned(),
-            op: "inspect",
-            source,
-        }),
-        Ok(meta) if !meta.is_dir() => Err(not_empty()),
-        Ok(meta) => {
-            let mut entries = std::fs::read_dir(target).map_err(|source| RenderError::Io {
-                path: target.to_owned(),
-                op: "read",
-                source,
-            })?;
-            if entries.next().is_some() {
-                return Err(not_empty());
-            }
-            Ok(Some(meta.permissions().mode() & 0o7777))
-        }
-    }
-}
-
-/// Renames the finished tree into place: over the empty directory that was
-/// checked (the kernel refuses if it is no longer empty), or where nothing
-/// was, without replacing anything that appeared meanwhile.
-fn publish(temp: &Path, target: &Path, replace: bool) -> Result<(), RenderError> {
-    let flags = if replace {
-        fcntl::RenameFlags::empty()
-    } else {
-        fcntl::RenameFlags::RENAME_NOREPLACE
-    };
-    fcntl::renameat2(None, temp, None, target, flags).map_err(|errno| match errno {
-        Errno::EEXIST | Errno::ENOTEMPTY | Errno::ENOTDIR => RenderError::TargetNotEmpty {
-            path: target.to_owned(),
-        },
-        errno => RenderError::Io {
-            path: target.to_owned(),
-            op: "rename the rendered tree to",
-            source: errno.into(),
-        },
-    })
-}
-
-/// Removes the temp dir unless disarmed: on every error path, and on a
-/// panic or early return.
-struct TempGuard(Option<PathBuf>);
-
-impl TempGuard {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            remove_tree(&path);
-        }
-    }
-}
-
-/// Best-effort removal of a tree we wrote: directories are made writable
-/// first (a read-only directory from an image would stop a normal user).
-/// Symlinks are never followed (walkdir and `remove_dir_all` use lstat).
-fn remove_tree(path: &Path) {
-    for entry in walkdir::WalkDir::new(path).into_iter().flatten() {
-        if entry.file_type().is_dir() {
-            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    let _ = std::fs::remove_dir_all(path);
-}
-
-/// Re-hashes every distinct stored blob of the list from its file (plain
-/// reads: the pages are not mapped into this process, so memory stays
-/// flat). Images read from an `.aci` file were hashed as they were read.
-fn verify_all(
-    list: &DependencyList,
-    interrupt: &AtomicBool,
-    stop: &AtomicBool,
-) -> Result<(), RenderError> {
-    let mut buf = vec![0u8; 1 << 20];
-    for (index, listed) in list.distinct() {
-        if listed.image.source != ImageSource::Store {
-            continue;
-        }
-        let path = listed.image.image.path();
-        let io_err = |source| RenderError::Io {
-            path: path.to_owned(),
-            op: "verify",
-            source,
-        };
-        let mut file = File::open(path).map_err(io_err)?;
-        let mut hasher = IdHasher::new();
-        loop {
-            if interrupt.load(Ordering::Relaxed) {
-                return Err(RenderError::Interrupted);
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(e)),
-            };
-            hasher.update(&buf[..n]);
-        }
-        let found = hasher.finish();
-        if found != listed.id {
-            return Err(RenderError::HashMismatch {
-                chain: list.chain(index),
-                expected: Box::new(listed.id),
-                found: Box::new(found),
-            });
-        }
-    }
-    Ok(())
-}
 
 /// The components of an archive path below `rootfs/`, each checked to be a
 /// plain name.
@@ -394,10 +104,6 @@ impl DirStack {
     }
 }
 
-/// A hard-link group: the image and the index of the entry holding the
-/// data and metadata (the end of the link chain).
-type GroupKey = (ImageId, usize);
-
 /// An entry of the list: (element, entry index).
 type EntryAt = (usize, usize);
 
@@ -414,31 +120,6 @@ struct Writer<'a> {
     umask: Option<u32>,
     /// Open blob files, for `copy_file_range`.
     blobs: HashMap<ImageId, File>,
-}
-
-/// What to create for one non-directory path of the map.
-#[derive(Debug, Clone, Copy)]
-enum Job<'m> {
-    /// A file, symlink, fifo or device from this entry (for a hard-link
-    /// group, the first path of the group, holding its data).
-    Create {
-        path: &'m [u8],
-        element: usize,
-        entry: usize,
-    },
-    /// A later path of a hard-link group: a link to the group's first.
-    Link { path: &'m [u8], first: &'m [u8] },
-}
-
-/// Decides, in map order, which path of each hard-link group gets the
-/// data and which become links to it, so the creating can run in any
-/// order on several threads and still give the sequential result.
-struct Planner<'a> {
-    list: &'a DependencyList,
-    /// The first path of each hard-link group.
-    groups: HashMap<GroupKey, &'a [u8]>,
-    /// Per image, entry path → index, built when a hard link needs it.
-    by_path: HashMap<ImageId, HashMap<&'a [u8], usize>>,
 }
 
 fn entry_err<'p>(path: &'p [u8], op: &'static str) -> impl FnOnce(Errno) -> RenderError + 'p {
@@ -460,7 +141,7 @@ fn io_entry_err<'p>(
     }
 }
 
-fn write_tree(
+pub(super) fn write_tree(
     list: &DependencyList,
     map: &FileMap,
     temp: &Path,
@@ -482,11 +163,7 @@ fn write_tree(
         umask: fs::process_umask(),
         blobs: HashMap::new(),
     };
-    let mut planner = Planner {
-        list,
-        groups: HashMap::new(),
-        by_path: HashMap::new(),
-    };
+    let mut planner = Planner::new(list);
     let io_err = |op| {
         move |errno: Errno| RenderError::Io {
             path: temp.to_owned(),
@@ -1002,77 +679,6 @@ impl<'a> Writer<'a> {
             .map_err(|err| entry_err(path, err.op)(err.errno))?;
         self.count(missed);
         Ok(())
-    }
-}
-
-impl<'a> Planner<'a> {
-    /// The entry a hard link's chain ends in (its data and metadata), by
-    /// index in the same image; `None` when the chain is broken.
-    fn link_root(&mut self, element: usize, entry: usize) -> Option<usize> {
-        let listed = &self.list.images[element];
-        let entries = listed.image.image.entries();
-        let by_path = self.by_path.entry(listed.id).or_insert_with(|| {
-            entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.path.as_slice(), i))
-                .collect()
-        });
-        let mut at = entry;
-        // Each step moves to another entry; more steps than entries is a loop.
-        for _ in 0..=entries.len() {
-            let e = entries.get(at)?;
-            if e.kind != EntryKind::HardLink {
-                return (!e.kind.is_dir()).then_some(at);
-            }
-            at = *by_path.get(e.link_target.as_deref()?)?;
-        }
-        None
-    }
-
-    /// The job for the non-directory `path`, supplied by entry `entry` of
-    /// element `element`.
-    fn plan(
-        &mut self,
-        path: &'a [u8],
-        element: usize,
-        entry: usize,
-    ) -> Result<Job<'a>, RenderError> {
-        let e = &self.list.images[element].image.image.entries()[entry];
-        if e.kind != EntryKind::Regular && e.kind != EntryKind::HardLink {
-            return Ok(Job::Create {
-                path,
-                element,
-                entry,
-            });
-        }
-        // Regular files join the group of their own entry; hard links the
-        // group of the entry their chain ends in, whatever became of that
-        // entry's path in the rendered tree (DESIGN §5: a link whose
-        // target was filtered or overridden keeps its own image's content).
-        let root = if e.kind == EntryKind::HardLink {
-            self.link_root(element, entry)
-                .ok_or_else(|| RenderError::Entry {
-                    path: path.to_vec(),
-                    op: "resolve the hard link",
-                    source: io::Error::new(
-                        io::ErrorKind::NotFound,
-                        "target is not a file of the same image",
-                    ),
-                })?
-        } else {
-            entry
-        };
-        let key = (self.list.images[element].id, root);
-        if let Some(&first) = self.groups.get(&key) {
-            return Ok(Job::Link { path, first });
-        }
-        self.groups.insert(key, path);
-        Ok(Job::Create {
-            path,
-            element,
-            entry: root,
-        })
     }
 }
 
