@@ -24,6 +24,7 @@
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 //! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
+//! - [`tree`]: the tree writer for existing trees (`copy`, `add`), resolving paths as `chroot` would.
 //! - [`build`]: diff builds: a tree against its dependencies' rendering, stat snapshots.
 #![deny(missing_docs)]
 
@@ -45,4 +46,5 @@ pub mod quote;
 pub mod render;
 pub mod store;
 pub mod temp;
+pub mod tree;
 pub mod validate;
