@@ -186,6 +186,41 @@ pub fn make_node(dir: BorrowedFd<'_>, name: &[u8], node: Node<'_>) -> Result<(),
     }
 }
 
+/// Why [`create_node`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeError {
+    /// The node could not be created.
+    Create(Errno),
+    /// Its metadata could not be set.
+    Attrs(AttrError),
+}
+
+/// Creates `node` as `name` in `dir` and gives it `attrs()`: the whole
+/// writing of a symlink, fifo or device, for `render` and the tree
+/// writer alike. `attrs` is asked for only once the node exists; a
+/// symlink's mode is never set (Linux has none). `Ok(None)`: a device the
+/// caller may not create (`EPERM`), left out for the caller to count.
+pub fn create_node<'a>(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    node: Node<'_>,
+    attrs: impl FnOnce() -> Attrs<'a>,
+) -> Result<Option<NotRestored>, NodeError> {
+    match make_node(dir, name, node) {
+        Ok(()) => {}
+        // Not root, or no CAP_MKNOD.
+        Err(Errno::EPERM) if matches!(node, Node::Device(..)) => return Ok(None),
+        Err(errno) => return Err(NodeError::Create(errno)),
+    }
+    let mut attrs = attrs();
+    if let Node::Symlink(_) = node {
+        attrs.mode = None;
+    }
+    set_attrs_at(dir, name, &attrs)
+        .map(Some)
+        .map_err(NodeError::Attrs)
+}
+
 /// The `mknod` file type and device number of a device entry (a
 /// character device, else a block device).
 pub fn device_node(e: &Entry) -> (SFlag, u64) {
@@ -449,5 +484,27 @@ mod tests {
         unlink_at(root.as_fd(), b"l2").unwrap();
         mkdir_at(root.as_fd(), b"d", 0o700).unwrap();
         assert_eq!(unlink_at(root.as_fd(), b"d"), Err(Errno::EISDIR));
+    }
+
+    #[test]
+    fn create_node_sets_attrs_but_never_a_symlinks_mode() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = open_root_dir(tmp.path()).unwrap();
+        let attrs = || Attrs {
+            owner: None,
+            mode: Some(Mode::from_bits_truncate(0o640)),
+            xattrs: &[],
+            atime: TimeSpec::UTIME_OMIT,
+            mtime: TimeSpec::new(1_000_000_000, 9),
+        };
+        let made = create_node(root.as_fd(), b"l", Node::Symlink(b"x"), attrs);
+        assert_eq!(made, Ok(Some(NotRestored::default())));
+        let made = create_node(root.as_fd(), b"p", Node::Fifo, attrs);
+        assert_eq!(made, Ok(Some(NotRestored::default())));
+        let p = std::fs::symlink_metadata(tmp.path().join("p")).unwrap();
+        assert_eq!((p.mode() & 0o7777, p.mtime_nsec()), (0o640, 9));
+        let again = create_node(root.as_fd(), b"p", Node::Fifo, attrs);
+        assert_eq!(again, Err(NodeError::Create(Errno::EEXIST)));
     }
 }

@@ -591,7 +591,6 @@ impl<'a> Writer<'a> {
             .map_err(entry_err(path, "open the parent of"))?;
         let e = self.entry(element, entry);
         self.report.entries += 1;
-        let at = |errno| entry_err(path, "create")(errno);
         match e.kind {
             EntryKind::Regular => {
                 let (file, created) = self.create_file(parent, name, path, e)?;
@@ -601,24 +600,12 @@ impl<'a> Writer<'a> {
             }
             EntryKind::Symlink => {
                 let target = e.link_target.as_deref().unwrap_or_default();
-                fs::make_node(parent, name, fs::Node::Symlink(target)).map_err(at)?;
-                self.finish_at(parent, name, path, e, true)
+                self.node(parent, name, path, e, fs::Node::Symlink(target))
             }
-            EntryKind::Fifo => {
-                fs::make_node(parent, name, fs::Node::Fifo).map_err(at)?;
-                self.finish_at(parent, name, path, e, false)
-            }
+            EntryKind::Fifo => self.node(parent, name, path, e, fs::Node::Fifo),
             EntryKind::CharDevice | EntryKind::BlockDevice => {
                 let (kind, dev) = fs::device_node(e);
-                match fs::make_node(parent, name, fs::Node::Device(kind, dev)) {
-                    Ok(()) => self.finish_at(parent, name, path, e, false),
-                    // Not root, or no CAP_MKNOD: counted, left out.
-                    Err(Errno::EPERM) => {
-                        self.report.devices_not_created += 1;
-                        Ok(())
-                    }
-                    Err(errno) => Err(at(errno)),
-                }
+                self.node(parent, name, path, e, fs::Node::Device(kind, dev))
             }
             EntryKind::Directory | EntryKind::HardLink => Err(RenderError::Entry {
                 path: path.to_vec(),
@@ -656,28 +643,30 @@ impl<'a> Writer<'a> {
             .map_err(entry_err(path, "create hard link"))
     }
 
-    /// Metadata of an object that cannot be opened for writing (symlink,
-    /// fifo, device), by name in its parent. The name was created by us a
-    /// moment ago in our private temp dir.
-    fn finish_at(
+    /// Creates a symlink, fifo or device with its metadata (a device
+    /// the user may not create is counted and left out).
+    fn node(
         &mut self,
         parent: BorrowedFd<'_>,
         name: &[u8],
         path: &[u8],
         e: &Entry,
-        symlink: bool,
+        node: fs::Node<'_>,
     ) -> Result<(), RenderError> {
         let (atime, mtime) = fs::entry_times(e);
-        let attrs = fs::Attrs {
+        let attrs = || fs::Attrs {
             owner: self.wanted_owner(e),
-            mode: (!symlink).then(|| Mode::from_bits_truncate(e.mode & 0o7777)),
+            mode: Some(Mode::from_bits_truncate(e.mode & 0o7777)),
             xattrs: &[],
             atime,
             mtime,
         };
-        let missed = fs::set_attrs_at(parent, name, &attrs)
-            .map_err(|err| entry_err(path, err.op)(err.errno))?;
-        self.count(missed);
+        match fs::create_node(parent, name, node, attrs) {
+            Ok(Some(missed)) => self.count(missed),
+            Ok(None) => self.report.devices_not_created += 1,
+            Err(fs::NodeError::Create(errno)) => return Err(entry_err(path, "create")(errno)),
+            Err(fs::NodeError::Attrs(err)) => return Err(entry_err(path, err.op)(err.errno)),
+        }
         Ok(())
     }
 }

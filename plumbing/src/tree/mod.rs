@@ -392,17 +392,24 @@ impl Placer {
             Body::Device(kind, dev) => Some((Node::Device(*kind, *dev), "create device")),
         };
         if let Some((node, op)) = node {
-            match fs::make_node(parent, name, node) {
-                Ok(()) => {}
-                Err(Errno::EPERM) if matches!(node, Node::Device(..)) => {
-                    self.report.devices_not_created += 1;
-                    return Ok(());
+            let meta = &item.meta;
+            let attrs = || fs::Attrs {
+                owner: self.wanted_owner(meta),
+                mode: Some(self.mode(meta)),
+                xattrs: &[],
+                atime: meta.atime.unwrap_or(TimeSpec::UTIME_OMIT),
+                mtime: meta.mtime,
+            };
+            match fs::create_node(parent, name, node, attrs) {
+                Ok(Some(missed)) => {
+                    self.report.others += 1;
+                    self.count(missed);
                 }
-                Err(errno) => return Err(io_err(path, op)(errno)),
+                Ok(None) => self.report.devices_not_created += 1,
+                Err(fs::NodeError::Create(errno)) => return Err(io_err(path, op)(errno)),
+                Err(fs::NodeError::Attrs(e)) => return Err(io_err(path, e.op)(e.errno)),
             }
-            self.report.others += 1;
-            let symlink = matches!(node, Node::Symlink(_));
-            return self.finish_at(parent, name, path, &item.meta, symlink);
+            return Ok(());
         }
         let Body::File(data) = item.body else {
             return Ok(());
@@ -463,30 +470,6 @@ impl Placer {
             mtime: meta.mtime,
         };
         let missed = fs::set_attrs(file, &attrs).map_err(|e| io_err(path, e.op)(e.errno))?;
-        self.count(missed);
-        Ok(())
-    }
-
-    /// Metadata of an object that cannot be opened for writing (symlink,
-    /// fifo, device), by name in its parent, which this placer just
-    /// created.
-    fn finish_at(
-        &mut self,
-        parent: BorrowedFd<'_>,
-        name: &[u8],
-        path: &[u8],
-        meta: &Meta,
-        symlink: bool,
-    ) -> Result<(), TreeError> {
-        let attrs = fs::Attrs {
-            owner: self.wanted_owner(meta),
-            mode: (!symlink).then(|| self.mode(meta)),
-            xattrs: &[],
-            atime: meta.atime.unwrap_or(TimeSpec::UTIME_OMIT),
-            mtime: meta.mtime,
-        };
-        let missed =
-            fs::set_attrs_at(parent, name, &attrs).map_err(|e| io_err(path, e.op)(e.errno))?;
         self.count(missed);
         Ok(())
     }
