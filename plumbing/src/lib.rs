@@ -12,6 +12,7 @@
 //! - [`limits`]: the bounds on hostile input and the [`limits::LimitKind`]
 //!   every limit error carries.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
+//! - [`fs`]: fd-relative file-system primitives (beneath-only opens, metadata in order).
 //! - [`compression`]: the compressions an ACI may use.
 //! - [`archive`]: compression detection, decompression, hashing, tar scanning.
 //! - [`index`]: the per-blob entry index encoding.
@@ -25,6 +26,7 @@
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 //! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
+//! - [`tree`]: the tree writer for existing trees (`copy`, `add`), resolving paths as `chroot` would.
 //! - [`build`]: diff builds: a tree against its dependencies' rendering, stat snapshots.
 #![deny(missing_docs)]
 
@@ -34,6 +36,7 @@ pub mod compression;
 pub mod diff;
 pub mod entry;
 pub mod format;
+pub mod fs;
 pub mod id;
 pub mod image;
 pub mod index;
@@ -46,6 +49,7 @@ pub mod quote;
 pub mod render;
 pub mod store;
 pub mod temp;
+pub mod tree;
 pub mod validate;
 
 /// The bound `err` or one of its causes reports as exceeded, if any: what

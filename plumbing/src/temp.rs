@@ -40,7 +40,7 @@ use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, UnlinkatFlags};
 
-use crate::render::extract::{open_beneath, open_dir_beneath};
+use crate::fs::{open_beneath, open_dir_beneath};
 
 /// How many times a writer makes a new temp when sweepers keep taking
 /// its fresh one before it could lock it.

@@ -8,15 +8,20 @@
 //! - [`file_map`] decides which element supplies each path ([`filemap`]);
 //! - [`render`] writes the tree into a fresh temp dir beside the target,
 //!   fd-relative and never through a symlink, verifies every blob on a
-//!   second thread meanwhile, and renames the tree into place ([`extract`]).
+//!   second thread meanwhile, and renames the tree into place: `plan`
+//!   (hard-link groups), `write` (the tree writer), `verify` (blob hashes)
+//!   and `publish` (temp dir → rename, and the entry points).
 //!
 //! Every error that can be known from the images (a missing dependency, a
 //! cycle, a bad manifest) is found before anything is written; a failure
 //! or interrupt later leaves no target and no temp dir.
 
 pub mod deps;
-pub mod extract;
 pub mod filemap;
+mod plan;
+mod publish;
+mod verify;
+mod write;
 
 use std::io;
 use std::path::PathBuf;
@@ -29,8 +34,8 @@ pub use deps::{
     dependency_list, dependency_list_for, DependencyList, ImageSource, ListedImage, SharedImage,
     MAX_DEPTH, MAX_IMAGES,
 };
-pub use extract::{render, render_list, RenderHook, RenderOptions, RenderReport, RenderStep};
 pub use filemap::{file_map, file_map_of, write_file_map, FileMap, Layer, Supplier};
+pub use publish::{render, render_list, RenderHook, RenderOptions, RenderReport, RenderStep};
 
 /// Why a render failed. Chains name the path through the dependency
 /// graph, top first: `example.com/app -> example.com/base,version=1.0`.
