@@ -6,10 +6,11 @@
 //! the fifo, a kill mid-stream through stdin and eight imports of one
 //! image.
 //!
-//! The crash points come from the binary's test hook: with
-//! `ACIDO_TEST_PAUSE_AT=STEP` an import, render or pack reaching STEP
-//! creates `$ACIDO_TEST_PAUSE_FILE` and sleeps, and the test kills or
-//! interrupts it there.
+//! The crash points come from the test hook (`acido_porcelain::test_hooks`,
+//! compiled into the binary `cargo test` builds through the root crate's
+//! dev-dependency feature `test-hooks`): with `ACIDO_TEST_PAUSE_AT=STEP`
+//! an import, render or pack reaching STEP creates `$ACIDO_TEST_PAUSE_FILE`
+//! and sleeps, and the test kills or interrupts it there.
 //! Cases that need root (mounts) skip with a printed reason otherwise.
 
 mod common;
@@ -144,7 +145,12 @@ fn wait_paused(env: &Env, child: &mut Child) {
     let start = Instant::now();
     while !env.path("paused").exists() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("acido ended ({status}) before pausing");
+            // Also what a binary built without the porcelain feature
+            // `test-hooks` does: it never pauses, and the test must fail.
+            panic!(
+                "acido ended ({status}) before pausing: was it built without \
+                 acido-porcelain's `test-hooks` feature?"
+            );
         }
         assert!(start.elapsed() < Duration::from_secs(60), "never paused");
         std::thread::sleep(Duration::from_millis(5));

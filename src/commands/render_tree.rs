@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: RenderTreeArgs) -> anyhow::Result<Outcome> {
             let opts = RenderOptions {
                 verify: !args.no_verify,
                 progress: None,
-                hook: super::render_pause_hook(),
+                hook: acido_porcelain::test_hooks::render_pause_hook(),
             };
             render::render_list(&list, &map, &dir, &opts, &interrupt)?;
         }
