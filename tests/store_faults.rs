@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{manifest, Env, Run};
+use common::{blob, index, manifest, record, Env, Run};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -66,24 +66,6 @@ fn big_image(env: &Env) -> (PathBuf, String) {
         "example.com/big",
         &[("big", &data), ("small", "small\n")],
     )
-}
-
-fn hex(id: &str) -> &str {
-    id.strip_prefix("sha512-").unwrap()
-}
-
-fn blob(env: &Env, id: &str) -> PathBuf {
-    let h = hex(id);
-    env.store().join("blobs/sha512").join(&h[..2]).join(h)
-}
-
-fn record(env: &Env, id: &str) -> PathBuf {
-    env.store().join("images").join(format!("{}.json", hex(id)))
-}
-
-fn index(env: &Env, id: &str) -> PathBuf {
-    let h = hex(id);
-    env.store().join("index/sha512").join(&h[..2]).join(h)
 }
 
 fn tmp_count(store: &Path) -> usize {
@@ -855,13 +837,10 @@ fn a_blob_replaced_by_a_symlink_to_a_good_copy_is_refused() {
 
 /// The hidden temps (`.acido-pack-*`, `.acido-render-*`) in `dir`.
 fn hidden_temps(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    common::names(dir)
+        .into_iter()
         .filter(|n| n.starts_with(".acido-pack-") || n.starts_with(".acido-render-"))
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
 
 /// A build tree without dependencies (packed whole) with a few files.
