@@ -1,5 +1,7 @@
-//! One module per command: parse nothing, call one library function,
-//! encode its result, return the outcome.
+//! One module per command, cargo's shape: the command's clap arguments
+//! (`<Cmd>Args`) beside its adapter (`run`), which parses nothing, calls
+//! one library function, encodes its result and returns the outcome.
+//! Arguments several commands share (`CompressionArg`) live here.
 
 pub mod add;
 pub mod build;
@@ -30,6 +32,32 @@ use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
 use acido_plumbing::store::Store;
 use anyhow::Context as _;
+use clap::ValueEnum;
+
+/// Compression choices on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    /// xz, multithreaded
+    Xz,
+    /// gzip
+    Gzip,
+    /// bzip2
+    Bzip2,
+    /// no compression: a plain tar
+    None,
+}
+
+impl From<CompressionArg> for acido_plumbing::compression::Compression {
+    fn from(arg: CompressionArg) -> Self {
+        use acido_plumbing::compression::Compression;
+        match arg {
+            CompressionArg::Xz => Compression::Xz,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Bzip2 => Compression::Bzip2,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
 
 /// What every command may need: the store and the global flags.
 pub struct Context {
