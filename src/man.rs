@@ -7,10 +7,24 @@ use std::io::{self, IsTerminal, Write};
 use std::process::{Command as Process, Stdio};
 
 use anyhow::Context as _;
+use clap::Args;
 use clap::CommandFactory;
 
-use crate::cli::{Cli, HelpArgs};
+use crate::cli::Cli;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido help`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// Print the page's roff source instead of showing it
+    #[arg(long)]
+    pub roff: bool,
+    /// List the names of all manual pages
+    #[arg(long, hide = true)]
+    pub pages: bool,
+    /// The command (or 'store' for the store's file format)
+    pub command: Option<String>,
+}
 
 /// Page name, subcommand name (None: not a command page), section, prose.
 const PAGES: &[(&str, Option<&str>, &str, &str)] = &[

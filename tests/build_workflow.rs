@@ -358,10 +358,7 @@ fn walkthrough_on_busybox() {
     run_ok(&env, &["diff-tree", "--exit-code", s(&w), s(&w2)]);
     assert_eq!(listing(&w.join("rootfs")), listing(&layout.join("rootfs")));
     // The snapshot lives in the store, never in the tree.
-    let top_level: BTreeSet<String> = fs::read_dir(&w)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let top_level: BTreeSet<String> = common::names(&w).into_iter().collect();
     assert_eq!(top_level, set(["manifest", "rootfs"]));
 
     // Change the tree in every way an image can record.
@@ -693,10 +690,7 @@ fn two_dependencies_round_trip() {
 
 /// Asserts `dir` holds exactly `names` (no temp files left).
 fn assert_dir_holds(dir: &Path, names: &BTreeSet<String>) {
-    let now: BTreeSet<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let now: BTreeSet<String> = common::names(dir).into_iter().collect();
     assert_eq!(&now, names, "{} changed", dir.display());
 }
 

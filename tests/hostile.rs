@@ -179,10 +179,7 @@ fn setup() -> Env {
     );
     env.pack(&base, "base.aci", "none");
     env.run(["import", "base.aci"]).ok();
-    let work = env.path("work");
-    fs::create_dir_all(work.join("sentinel")).unwrap();
-    fs::write(work.join("sentinel/keep"), "keep\n").unwrap();
-    fs::write(work.join("victim"), "victim\n").unwrap();
+    common::sentinel_work(&env);
     env
 }
 
@@ -212,23 +209,11 @@ fn store_listing(env: &Env) -> Vec<String> {
 /// nothing but them (and a target) is beside the target.
 fn untouched(env: &Env) {
     let work = env.path("work");
-    let names: Vec<_> = fs::read_dir(work.join("sentinel"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["keep"], "the sentinel directory changed");
-    assert_eq!(
-        fs::read_to_string(work.join("sentinel/keep")).unwrap(),
-        "keep\n"
-    );
-    assert_eq!(fs::read_to_string(work.join("victim")).unwrap(), "victim\n");
-    assert!(!env.path("victim").exists() && !env.path("pwned").exists());
-    let mut beside: Vec<String> = fs::read_dir(&work)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    common::untouched(&work);
+    let beside: Vec<String> = common::names(&work)
+        .into_iter()
         .filter(|n| n != "out")
         .collect();
-    beside.sort();
     assert_eq!(
         beside,
         ["sentinel", "victim"],

@@ -9,43 +9,10 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use common::{fixtures, manifest, Env};
+use common::{fixtures, manifest, sentinel_work as work, untouched, Env};
 
 fn hostile(name: &str) -> PathBuf {
     fixtures().join("hostile").join(name)
-}
-
-/// A work dir with a sentinel directory and a victim file beside the
-/// target `work/out`.
-fn work(env: &Env) -> PathBuf {
-    let work = env.path("work");
-    fs::create_dir_all(work.join("sentinel")).unwrap();
-    fs::write(work.join("sentinel/keep"), "keep\n").unwrap();
-    fs::write(work.join("victim"), "victim\n").unwrap();
-    work
-}
-
-/// Asserts the sentinel and the victim are as `work` made them and no temp
-/// dir was left behind.
-fn untouched(work: &Path) {
-    let names: Vec<_> = fs::read_dir(work.join("sentinel"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["keep"], "the sentinel directory changed");
-    assert_eq!(
-        fs::read_to_string(work.join("sentinel/keep")).unwrap(),
-        "keep\n"
-    );
-    assert_eq!(fs::read_to_string(work.join("victim")).unwrap(), "victim\n");
-    assert!(!work.parent().unwrap().join("victim").exists());
-    for entry in fs::read_dir(work).unwrap() {
-        let name = entry.unwrap().file_name();
-        assert!(
-            !name.to_string_lossy().starts_with(".acido-render-"),
-            "temp dir left behind: {name:?}"
-        );
-    }
 }
 
 fn is_symlink(path: &Path) -> bool {

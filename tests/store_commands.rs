@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{manifest, Env, Run};
+use common::{blob, hex, index, manifest, record, Env, Run};
 
 /// Snapshot with import times (which follow the real clock) redacted.
 macro_rules! snap {
@@ -35,24 +35,6 @@ fn import(env: &Env, aci: &Path) -> String {
         .ok()
         .trim()
         .to_owned()
-}
-
-fn hex(id: &str) -> &str {
-    id.strip_prefix("sha512-").unwrap()
-}
-
-fn blob(env: &Env, id: &str) -> PathBuf {
-    let h = hex(id);
-    env.store().join("blobs/sha512").join(&h[..2]).join(h)
-}
-
-fn index(env: &Env, id: &str) -> PathBuf {
-    let h = hex(id);
-    env.store().join("index/sha512").join(&h[..2]).join(h)
-}
-
-fn record(env: &Env, id: &str) -> PathBuf {
-    env.store().join("images").join(format!("{}.json", hex(id)))
 }
 
 fn tmp_files(env: &Env) -> Vec<PathBuf> {

@@ -6,10 +6,11 @@
 //! the fifo, a kill mid-stream through stdin and eight imports of one
 //! image.
 //!
-//! The crash points come from the binary's test hook: with
-//! `ACIDO_TEST_PAUSE_AT=STEP` an import, render or pack reaching STEP
-//! creates `$ACIDO_TEST_PAUSE_FILE` and sleeps, and the test kills or
-//! interrupts it there.
+//! The crash points come from the test hook (`acido_porcelain::test_hooks`,
+//! compiled into the binary `cargo test` builds through the root crate's
+//! dev-dependency feature `test-hooks`): with `ACIDO_TEST_PAUSE_AT=STEP`
+//! an import, render or pack reaching STEP creates `$ACIDO_TEST_PAUSE_FILE`
+//! and sleeps, and the test kills or interrupts it there.
 //! Cases that need root (mounts) skip with a printed reason otherwise.
 
 mod common;
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{manifest, Env, Run};
+use common::{blob, index, manifest, record, Env, Run};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -65,24 +66,6 @@ fn big_image(env: &Env) -> (PathBuf, String) {
         "example.com/big",
         &[("big", &data), ("small", "small\n")],
     )
-}
-
-fn hex(id: &str) -> &str {
-    id.strip_prefix("sha512-").unwrap()
-}
-
-fn blob(env: &Env, id: &str) -> PathBuf {
-    let h = hex(id);
-    env.store().join("blobs/sha512").join(&h[..2]).join(h)
-}
-
-fn record(env: &Env, id: &str) -> PathBuf {
-    env.store().join("images").join(format!("{}.json", hex(id)))
-}
-
-fn index(env: &Env, id: &str) -> PathBuf {
-    let h = hex(id);
-    env.store().join("index/sha512").join(&h[..2]).join(h)
 }
 
 fn tmp_count(store: &Path) -> usize {
@@ -144,7 +127,12 @@ fn wait_paused(env: &Env, child: &mut Child) {
     let start = Instant::now();
     while !env.path("paused").exists() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("acido ended ({status}) before pausing");
+            // Also what a binary built without the porcelain feature
+            // `test-hooks` does: it never pauses, and the test must fail.
+            panic!(
+                "acido ended ({status}) before pausing: was it built without \
+                 acido-porcelain's `test-hooks` feature?"
+            );
         }
         assert!(start.elapsed() < Duration::from_secs(60), "never paused");
         std::thread::sleep(Duration::from_millis(5));
@@ -849,13 +837,10 @@ fn a_blob_replaced_by_a_symlink_to_a_good_copy_is_refused() {
 
 /// The hidden temps (`.acido-pack-*`, `.acido-render-*`) in `dir`.
 fn hidden_temps(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    common::names(dir)
+        .into_iter()
         .filter(|n| n.starts_with(".acido-pack-") || n.starts_with(".acido-render-"))
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
 
 /// A build tree without dependencies (packed whole) with a few files.

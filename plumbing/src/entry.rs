@@ -89,10 +89,138 @@ pub struct Entry {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Building entries by hand, for tests and tools: `Entry::new` and
+/// chainable setters, so a literal names only what matters to it.
 impl Entry {
+    /// An entry of `kind` at the cleaned `path`, with the attributes of a
+    /// plain entry at the start of an archive: mode 0644, owned by root,
+    /// mtime 0, no atime, size 0, its header at offset 0 and its data one
+    /// 512-byte block later, no link target, device 0:0, no xattrs.
+    pub fn new(path: impl Into<Vec<u8>>, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: Timestamp::default(),
+            atime: None,
+            size: 0,
+            header_offset: 0,
+            data_offset: 512,
+            link_target: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// With permission and special bits `mode`.
+    pub fn with_mode(mut self, mode: u32) -> Entry {
+        self.mode = mode;
+        self
+    }
+
+    /// Owned by `uid` and `gid`.
+    pub fn with_owner(mut self, uid: u64, gid: u64) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    /// Modified at `secs`.`nanos`.
+    pub fn with_mtime(mut self, secs: i64, nanos: u32) -> Entry {
+        self.mtime = Timestamp { secs, nanos };
+        self
+    }
+
+    /// Accessed at `secs`.`nanos`.
+    pub fn with_atime(mut self, secs: i64, nanos: u32) -> Entry {
+        self.atime = Some(Timestamp { secs, nanos });
+        self
+    }
+
+    /// With `size` bytes of data.
+    pub fn with_size(mut self, size: u64) -> Entry {
+        self.size = size;
+        self
+    }
+
+    /// With its header at `header` and its data at `data` in the tar.
+    pub fn with_offsets(mut self, header: u64, data: u64) -> Entry {
+        self.header_offset = header;
+        self.data_offset = data;
+        self
+    }
+
+    /// Linking to `target` (a symlink's target, or a hard link's entry).
+    pub fn with_link_target(mut self, target: impl Into<Vec<u8>>) -> Entry {
+        self.link_target = Some(target.into());
+        self
+    }
+
+    /// A device `major`:`minor`.
+    pub fn with_device(mut self, major: u32, minor: u32) -> Entry {
+        self.dev_major = major;
+        self.dev_minor = minor;
+        self
+    }
+
+    /// With the extended attribute `name` = `value` after those it has.
+    pub fn with_xattr(mut self, name: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Entry {
+        self.xattrs.push((name.into(), value.into()));
+        self
+    }
+
     /// The path below `rootfs/`, or `None` for `manifest`, `rootfs` itself and
     /// anything outside the rootfs.
     pub fn rootfs_relative(&self) -> Option<&[u8]> {
         self.path.strip_prefix(b"rootfs/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_sets_what_it_names_and_nothing_else() {
+        let plain = Entry::new("rootfs/a", EntryKind::Regular);
+        assert_eq!(plain.path, b"rootfs/a");
+        assert_eq!((plain.mode, plain.uid, plain.gid), (0o644, 0, 0));
+        assert_eq!((plain.header_offset, plain.data_offset), (0, 512));
+        let built = Entry::new(b"rootfs/d".to_vec(), EntryKind::CharDevice)
+            .with_mode(0o4755)
+            .with_owner(1, 2)
+            .with_mtime(-2, 5)
+            .with_atime(3, 4)
+            .with_size(9)
+            .with_offsets(1024, 1536)
+            .with_link_target("t")
+            .with_device(8, 1)
+            .with_xattr("user.a", "1")
+            .with_xattr("user.b", "2");
+        assert_eq!(
+            built,
+            Entry {
+                path: b"rootfs/d".to_vec(),
+                kind: EntryKind::CharDevice,
+                mode: 0o4755,
+                uid: 1,
+                gid: 2,
+                mtime: Timestamp { secs: -2, nanos: 5 },
+                atime: Some(Timestamp { secs: 3, nanos: 4 }),
+                size: 9,
+                header_offset: 1024,
+                data_offset: 1536,
+                link_target: Some(b"t".to_vec()),
+                dev_major: 8,
+                dev_minor: 1,
+                xattrs: vec![
+                    (b"user.a".to_vec(), b"1".to_vec()),
+                    (b"user.b".to_vec(), b"2".to_vec())
+                ],
+            }
+        );
     }
 }

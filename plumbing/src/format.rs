@@ -84,21 +84,14 @@ mod tests {
     use super::*;
 
     fn entry(path: &[u8], kind: EntryKind, target: Option<&[u8]>) -> Entry {
-        Entry {
-            path: path.to_vec(),
-            kind,
-            mode: 0o755,
-            uid: 1,
-            gid: 2,
-            mtime: Timestamp { secs: 10, nanos: 5 },
-            atime: None,
-            size: 3,
-            header_offset: 0,
-            data_offset: 512,
-            link_target: target.map(<[u8]>::to_vec),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
+        let entry = Entry::new(path, kind)
+            .with_mode(0o755)
+            .with_owner(1, 2)
+            .with_mtime(10, 5)
+            .with_size(3);
+        match target {
+            Some(target) => entry.with_link_target(target),
+            None => entry,
         }
     }
 

@@ -335,44 +335,18 @@ mod tests {
     fn sample() -> EntryIndex {
         EntryIndex {
             entries: vec![
-                Entry {
-                    path: b"manifest".to_vec(),
-                    kind: EntryKind::Regular,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                    mtime: Timestamp {
-                        secs: 1_600_000_000,
-                        nanos: 0,
-                    },
-                    atime: None,
-                    size: 76,
-                    header_offset: 0,
-                    data_offset: 512,
-                    link_target: None,
-                    dev_major: 0,
-                    dev_minor: 0,
-                    xattrs: Vec::new(),
-                },
-                Entry {
-                    path: b"rootfs/\xffodd".to_vec(),
-                    kind: EntryKind::HardLink,
-                    mode: 0o4755,
-                    uid: u64::MAX,
-                    gid: 1000,
-                    mtime: Timestamp {
-                        secs: -2,
-                        nanos: 750_000_000,
-                    },
-                    atime: Some(Timestamp { secs: 5, nanos: 1 }),
-                    size: 0,
-                    header_offset: 1024,
-                    data_offset: 2048,
-                    link_target: Some(b"rootfs/a".to_vec()),
-                    dev_major: 8,
-                    dev_minor: u32::MAX,
-                    xattrs: vec![(b"user.k".to_vec(), b"\0v".to_vec())],
-                },
+                Entry::new("manifest", EntryKind::Regular)
+                    .with_mtime(1_600_000_000, 0)
+                    .with_size(76),
+                Entry::new(b"rootfs/\xffodd".to_vec(), EntryKind::HardLink)
+                    .with_mode(0o4755)
+                    .with_owner(u64::MAX, 1000)
+                    .with_mtime(-2, 750_000_000)
+                    .with_atime(5, 1)
+                    .with_offsets(1024, 2048)
+                    .with_link_target("rootfs/a")
+                    .with_device(8, u32::MAX)
+                    .with_xattr("user.k", b"\0v".to_vec()),
             ],
         }
     }

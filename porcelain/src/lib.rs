@@ -15,6 +15,7 @@
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
+//! - [`test_hooks`]: fault injection for the crash tests (feature `test-hooks`).
 #![deny(missing_docs)]
 
 pub mod acidofile;
@@ -30,3 +31,4 @@ pub mod progress;
 pub mod rm;
 pub mod run;
 pub mod startbuild;
+pub mod test_hooks;

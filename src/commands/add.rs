@@ -1,7 +1,7 @@
 //! `acido add [--chown UID[:GID]] [--chmod MODE] SRC... DIR:DEST`: `copy`
 //! that unpacks tar archives.
 
-use crate::cli::CopyArgs;
+use crate::commands::copy::CopyArgs;
 use crate::commands::Context;
 use crate::output::Outcome;
 

@@ -3,15 +3,50 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use acido_porcelain::acidofile::{self, AcidofileOptions};
 use acido_porcelain::build::{self, BuildOptions, BuildReport};
+use clap::Args;
 
-use crate::cli::BuildArgs;
-use crate::commands::Context;
+use crate::commands::{CompressionArg, Context};
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
+
+/// Arguments of `acido build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build the image an Acidofile describes (see acido-build(5)) instead
+    /// of packing a build tree
+    #[arg(short = 'f', long = "file", value_name = "ACIDOFILE")]
+    pub file: Option<PathBuf>,
+    /// With -f: write the new ACI to FILE
+    #[arg(short = 'o', long = "output", value_name = "FILE", requires = "file")]
+    pub output_file: Option<PathBuf>,
+    /// With -f: run the steps in DIR (it must not exist or be empty) and
+    /// keep it, instead of in a temp dir that is removed
+    #[arg(long, value_name = "DIR", requires = "file")]
+    pub keep_tree: Option<PathBuf>,
+    /// Also store the new image
+    #[arg(long)]
+    pub import: bool,
+    /// Replace OUT.aci if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Compression of the output
+    #[arg(long, value_enum, default_value = "xz")]
+    pub compression: CompressionArg,
+    /// Threads for xz compression (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: u32,
+    /// The build tree: a manifest file and a rootfs directory (not with -f)
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub dir: Option<PathBuf>,
+    /// Where to write the new ACI (may be left out with --import; not with -f)
+    #[arg(value_name = "OUT.aci", conflicts_with = "file")]
+    pub output: Option<PathBuf>,
+}
 
 /// Builds DIR (or the Acidofile) into a diff image and prints its id.
 pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {

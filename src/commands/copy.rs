@@ -1,12 +1,33 @@
 //! `acido copy [--chown UID[:GID]] [--chmod MODE] SRC... DIR:DEST`
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::path::PathBuf;
 
 use acido_porcelain::copy::{self, CopyOptions};
+use clap::Args;
 
-use crate::cli::CopyArgs;
 use crate::commands::Context;
 use crate::output::Outcome;
+
+/// Arguments of `acido copy` and `acido add`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Give everything copied this owner and group (numbers) instead of
+    /// the source's
+    #[arg(long, value_name = "UID[:GID]")]
+    pub chown: Option<String>,
+    /// Give copied files and directories this mode (octal) instead of the
+    /// source's
+    #[arg(long, value_name = "MODE")]
+    pub chmod: Option<String>,
+    /// Host files or directories to copy (a directory's contents are copied)
+    #[arg(required = true, value_name = "SRC")]
+    pub sources: Vec<PathBuf>,
+    /// The build tree, a colon, and the destination inside its rootfs
+    #[arg(value_name = "DIR:DEST")]
+    pub target: OsString,
+}
 
 /// `1 file`, `2 files`.
 fn count(n: u64, one: &str, many: &str) -> String {

@@ -5,11 +5,44 @@ use std::path::{Path, PathBuf};
 use acido_plumbing::diff::{self, format, DiffOptions};
 use acido_plumbing::render::{self, RenderOptions};
 use anyhow::Context as _;
+use clap::Args;
 
-use crate::cli::DiffTreeArgs;
 use crate::commands::render_tree::dependency_list;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido diff-tree`.
+#[derive(Debug, Args)]
+pub struct DiffTreeArgs {
+    /// Terminate fields with NUL and print paths raw (with the default format)
+    #[arg(short = 'z')]
+    pub nul: bool,
+    /// Print the status letter and path of each change (the default)
+    #[arg(long, conflicts_with_all = ["stat", "json", "name_only"])]
+    pub name_status: bool,
+    /// Print only the path of each change
+    #[arg(long, conflicts_with_all = ["stat", "json"])]
+    pub name_only: bool,
+    /// Keep only changes whose status letter is in LETTERS (A, M, D, T)
+    #[arg(long, value_name = "LETTERS")]
+    pub diff_filter: Option<String>,
+    /// Print which attributes differ for each path, and a summary
+    #[arg(long, conflicts_with = "json")]
+    pub stat: bool,
+    /// Print the changes as JSON with both sides' metadata
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when there are changes
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Do not compare the modification times of directories
+    #[arg(long)]
+    pub ignore_dir_mtime: bool,
+    /// The old tree: a directory, a layout directory, or an image
+    pub a: String,
+    /// The new tree: a directory, a layout directory, or an image
+    pub b: String,
+}
 
 /// One side of the comparison: a directory as it is, or an image rendered
 /// into a temp dir that lives as long as this value.

@@ -2,13 +2,32 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::path::PathBuf;
 
 use acido_plumbing::store::ExportOptions;
 use acido_porcelain::export::{self, Target};
+use clap::Args;
 
-use crate::cli::ExportArgs;
-use crate::commands::Context;
+use crate::commands::{CompressionArg, Context};
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Compression of the output
+    #[arg(long, value_enum, default_value = "xz")]
+    pub compression: CompressionArg,
+    /// Threads for xz compression (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: u32,
+    /// Replace OUTPUT if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// The image: id, id prefix or NAME[:VERSION][,LABEL=VALUE...]
+    pub image: String,
+    /// The ACI file to write ('-' for standard output)
+    pub output: PathBuf,
+}
 
 /// Exports the image and prints its id (on stderr when the ACI itself
 /// goes to stdout).

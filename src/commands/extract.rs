@@ -1,14 +1,25 @@
 //! `acido extract IMAGE DIR`
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use acido_porcelain::extract;
+use clap::Args;
 
-use crate::cli::ExtractArgs;
 use crate::commands::Context;
 use crate::output::Outcome;
 use crate::progress::Bar;
+
+/// Arguments of `acido extract`.
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The image: id, id prefix, NAME[:VERSION][,LABEL=VALUE...] or an .aci
+    /// file (its dependencies come from the store)
+    pub image: String,
+    /// The directory to create (it must not exist, or be empty)
+    pub dir: PathBuf,
+}
 
 /// Renders IMAGE into DIR with a progress bar, then one summary line (and
 /// one line for what could not be restored) on stderr.

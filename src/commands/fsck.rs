@@ -5,10 +5,19 @@ use std::os::unix::ffi::OsStrExt;
 
 use acido_plumbing::quote::quote_path;
 use acido_porcelain::fsck::{self, Repair, Subject};
+use clap::Args;
 
-use crate::cli::FsckArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Fix what can be fixed: rebuild indexes and records, move damaged
+    /// blobs and unknown files to quarantine/, delete orphans and stale temps
+    #[arg(long)]
+    pub repair: bool,
+}
 
 /// Prints one line per problem; exit 1 when problems were found (with
 /// `--repair`: when some could not be repaired).

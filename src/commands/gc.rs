@@ -4,10 +4,14 @@ use std::io::Write;
 
 use acido_plumbing::quote::quote_path;
 use acido_porcelain::gc;
+use clap::Args;
 
-use crate::cli::GcArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {}
 
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {

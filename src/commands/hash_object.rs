@@ -2,14 +2,29 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
 use acido_plumbing::archive;
 use anyhow::Context as _;
+use clap::Args;
 
-use crate::cli::HashObjectArgs;
 use crate::commands::Context;
 use crate::interrupt;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido hash-object`.
+#[derive(Debug, Args)]
+pub struct HashObjectArgs {
+    /// Also store each image (validated like import)
+    #[arg(short = 'w')]
+    pub write: bool,
+    /// Read one ACI from standard input
+    #[arg(long)]
+    pub stdin: bool,
+    /// ACI files (any compression)
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
 
 /// Prints the id of each input; with `-w` stores it too. An interrupt
 /// fails the next read, so a `-w` import drops its temp file.

@@ -2,17 +2,26 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use acido_porcelain::import::{self, ImportInput};
 use anyhow::Context as _;
+use clap::Args;
 
-use crate::cli::ImportArgs;
 use crate::commands::Context;
 use crate::interrupt;
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
+
+/// Arguments of `acido import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// ACI files (any compression); '-' reads standard input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
 
 /// Imports each input in turn and prints its id; stops at the first failure.
 pub fn run(ctx: &Context, args: ImportArgs) -> anyhow::Result<Outcome> {

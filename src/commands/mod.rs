@@ -1,5 +1,7 @@
-//! One module per command: parse nothing, call one library function,
-//! encode its result, return the outcome.
+//! One module per command, cargo's shape: the command's clap arguments
+//! (`<Cmd>Args`) beside its adapter (`run`), which parses nothing, calls
+//! one library function, encodes its result and returns the outcome.
+//! Arguments several commands share (`CompressionArg`) live here.
 
 pub mod add;
 pub mod build;
@@ -23,7 +25,6 @@ pub mod startbuild;
 pub mod validate;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use acido_plumbing::image::OpenImage;
 use acido_plumbing::limits::Limits;
@@ -31,6 +32,32 @@ use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
 use acido_plumbing::store::Store;
 use anyhow::Context as _;
+use clap::ValueEnum;
+
+/// Compression choices on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    /// xz, multithreaded
+    Xz,
+    /// gzip
+    Gzip,
+    /// bzip2
+    Bzip2,
+    /// no compression: a plain tar
+    None,
+}
+
+impl From<CompressionArg> for acido_plumbing::compression::Compression {
+    fn from(arg: CompressionArg) -> Self {
+        use acido_plumbing::compression::Compression;
+        match arg {
+            CompressionArg::Xz => Compression::Xz,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Bzip2 => Compression::Bzip2,
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
 
 /// What every command may need: the store and the global flags.
 pub struct Context {
@@ -80,7 +107,7 @@ impl Context {
             .or_else(|| env_dir("HOME").map(|d| d.join(".local/share/acido")))
             .context("no store location: use --store DIR or set ACIDO_STORE")?;
         let store = Store::at(root).with_limits(self.limits.clone());
-        Ok(match test_pause_hook() {
+        Ok(match acido_porcelain::test_hooks::import_pause_hook() {
             Some(hook) => store.with_hook(hook),
             None => store,
         })
@@ -113,72 +140,9 @@ pub fn limit_hint(err: &anyhow::Error) -> Option<String> {
     Some(format!("--limit {name}=N"))
 }
 
-/// Fault injection for the crash tests (tests/store_faults.rs): with
-/// `ACIDO_TEST_PAUSE_AT=STEP` a command reaching STEP creates the file
-/// `$ACIDO_TEST_PAUSE_FILE` (when set) and sleeps `$ACIDO_TEST_PAUSE_SECS`
-/// seconds (default 60), so the test can kill or interrupt it there. The
-/// steps are those of an import (after-temp-create, mid-stream,
-/// before-link, after-link-before-record), of a render
-/// (render-after-temp-create, render-mid-write, render-before-rename) and
-/// of a pack (pack-after-temp-create, pack-mid-write); `steps` names those
-/// of one kind, and the hook is `None` when STEP is not among them. The
-/// library never reads the environment; this is the binary's business.
-fn test_pause_at<S>(steps: &[(&str, S)]) -> Option<Arc<dyn Fn(S) + Send + Sync>>
-where
-    S: Copy + PartialEq + std::fmt::Debug + Send + Sync + 'static,
-{
-    let wanted = std::env::var("ACIDO_TEST_PAUSE_AT").ok()?;
-    let wanted = steps
-        .iter()
-        .find(|(name, _)| *name == wanted)
-        .map(|&(_, step)| step)?;
-    let marker = std::env::var_os("ACIDO_TEST_PAUSE_FILE").map(PathBuf::from);
-    let secs = std::env::var("ACIDO_TEST_PAUSE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    Some(Arc::new(move |step| {
-        if step != wanted {
-            return;
-        }
-        if let Some(marker) = &marker {
-            // The test waits for this file; failing to write it only
-            // makes the test time out.
-            let _ = std::fs::write(marker, format!("{step:?}\n"));
-        }
-        std::thread::sleep(std::time::Duration::from_secs(secs));
-    }))
-}
-
-/// The import steps of [`test_pause_at`].
-fn test_pause_hook() -> Option<acido_plumbing::store::ImportHook> {
-    use acido_plumbing::store::ImportStep;
-    test_pause_at(&[
-        ("after-temp-create", ImportStep::AfterTempCreate),
-        ("mid-stream", ImportStep::MidStream),
-        ("before-link", ImportStep::BeforeLink),
-        (
-            "after-link-before-record",
-            ImportStep::AfterLinkBeforeRecord,
-        ),
-    ])
-}
-
-/// The render steps of [`test_pause_at`], for [`RenderOptions::hook`].
-///
-/// [`RenderOptions::hook`]: acido_plumbing::render::RenderOptions::hook
-pub fn render_pause_hook() -> Option<acido_plumbing::render::RenderHook> {
-    use acido_plumbing::render::RenderStep;
-    test_pause_at(&[
-        ("render-after-temp-create", RenderStep::AfterTempCreate),
-        ("render-mid-write", RenderStep::MidWrite),
-        ("render-before-rename", RenderStep::BeforeRename),
-    ])
-}
-
 /// Pack options as every packing command wants them: the compression
-/// chosen, the process's interrupt flag, and the pack steps of
-/// [`test_pause_at`].
+/// chosen, the process's interrupt flag, and the crash tests' pause hook
+/// (`acido_porcelain::test_hooks`, absent from release builds).
 pub fn pack_options(
     compression: acido_plumbing::compression::Compression,
     xz_threads: u32,
@@ -188,14 +152,6 @@ pub fn pack_options(
         xz_threads,
         level: None,
         interrupt: Some(crate::interrupt::flag()),
-        hook: pack_pause_hook(),
+        hook: acido_porcelain::test_hooks::pack_pause_hook(),
     }
-}
-
-fn pack_pause_hook() -> Option<acido_plumbing::pack::PackHook> {
-    use acido_plumbing::pack::PackStep;
-    test_pause_at(&[
-        ("pack-after-temp-create", PackStep::AfterTempCreate),
-        ("pack-mid-write", PackStep::MidWrite),
-    ])
 }

@@ -4,13 +4,40 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::path::PathBuf;
 
 use acido_plumbing::pack::{self, PackOptions, PackReport};
 use anyhow::Context as _;
+use clap::Args;
 
-use crate::cli::PackAciArgs;
-use crate::commands::Context;
+use crate::commands::{CompressionArg, Context};
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido pack-aci`.
+#[derive(Debug, Args)]
+pub struct PackAciArgs {
+    /// Compression of the output
+    #[arg(long, value_enum, default_value = "xz")]
+    pub compression: CompressionArg,
+    /// Threads for xz compression (0: one per core)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: u32,
+    /// Write the ACI to FILE ('-' for standard output)
+    #[arg(short, long, value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Pack only these paths below rootfs (NUL-separated, relative, as
+    /// 'diff-tree -z' prints them); '-' reads standard input
+    #[arg(long, value_name = "LIST")]
+    pub paths_from: Option<PathBuf>,
+    /// Use this manifest instead of DIR/manifest
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// The layout directory: a manifest file and a rootfs directory
+    pub dir: PathBuf,
+}
 
 /// Packs DIR and prints the new image's id (on stderr when the ACI itself
 /// goes to stdout).

@@ -4,10 +4,21 @@ use std::io::Write;
 
 use acido_plumbing::id::FULL_HEX_LEN;
 use acido_plumbing::naming::{self, ImageRef};
+use clap::Args;
 
-use crate::cli::ResolveArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido resolve`.
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Print ids shortened to N hex digits (64 when N is omitted)
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "64")]
+    pub abbrev: Option<usize>,
+    /// Image names: ids, id prefixes or NAME[:VERSION][,LABEL=VALUE...]
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
 
 /// Prints the full (or abbreviated) id each name stands for.
 pub fn run(ctx: &Context, args: ResolveArgs) -> anyhow::Result<Outcome> {

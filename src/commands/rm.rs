@@ -3,10 +3,21 @@
 use std::io::{self, Write};
 
 use acido_porcelain::rm;
+use clap::Args;
 
-use crate::cli::RmArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remove images even when other stored images depend on them
+    #[arg(short, long)]
+    pub force: bool,
+    /// Images to remove: ids, id prefixes or NAME[:VERSION][,LABEL=VALUE...]
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
 
 /// Removes the images and prints each removed id; with `--force`, warns
 /// about the dependents it broke.

@@ -1,14 +1,25 @@
 //! `acido startbuild IMAGE [DIR]`
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use acido_porcelain::startbuild;
+use clap::Args;
 
-use crate::cli::StartbuildArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 use crate::progress::Bar;
+
+/// Arguments of `acido startbuild`.
+#[derive(Debug, Args)]
+pub struct StartbuildArgs {
+    /// The base image: id, id prefix or NAME[:VERSION][,LABEL=VALUE...]
+    pub image: String,
+    /// The build tree to create (must not exist or be empty; default: a new
+    /// directory under $TMPDIR, printed on stdout)
+    pub dir: Option<PathBuf>,
+}
 
 /// Renders IMAGE into DIR (or a new temp dir, printed) and prepares it for
 /// `build`.

@@ -1,13 +1,29 @@
 //! `acido validate [--strict] [-v] FILE...`
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use acido_plumbing::quote::quote_path;
 use acido_plumbing::validate::{self, Severity};
+use clap::Args;
 
-use crate::cli::ValidateArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
+
+/// Arguments of `acido validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also warn about what the spec's grammar forbids but the reference
+    /// implementation accepts (warnings make the exit status 1)
+    #[arg(long)]
+    pub strict: bool,
+    /// Print a line for valid inputs too
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Manifest JSON files, layout directories or ACI files
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
 
 /// Validates every FILE and prints one line per finding.
 pub fn run(ctx: &Context, args: ValidateArgs) -> anyhow::Result<Outcome> {

@@ -193,6 +193,73 @@ pub fn id_of(bytes: &[u8]) -> String {
     format!("sha512-{hex}")
 }
 
+/// The hex digits of an image id `sha512-<hex>`.
+pub fn hex(id: &str) -> &str {
+    id.strip_prefix("sha512-").expect("an image id")
+}
+
+/// Where the store keeps the blob of image `id`.
+pub fn blob(env: &Env, id: &str) -> PathBuf {
+    let h = hex(id);
+    env.store().join("blobs/sha512").join(&h[..2]).join(h)
+}
+
+/// Where the store keeps the entry index of image `id`.
+pub fn index(env: &Env, id: &str) -> PathBuf {
+    let h = hex(id);
+    env.store().join("index/sha512").join(&h[..2]).join(h)
+}
+
+/// Where the store keeps the image record of `id`.
+pub fn record(env: &Env, id: &str) -> PathBuf {
+    env.store().join("images").join(format!("{}.json", hex(id)))
+}
+
+/// The names in `dir`, sorted (lossily converted: test names are UTF-8).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A work dir `work` with a sentinel directory and a victim file beside
+/// the target `work/out`, for the hostile-input tests; [`untouched`]
+/// checks them afterwards.
+pub fn sentinel_work(env: &Env) -> PathBuf {
+    let work = env.path("work");
+    fs::create_dir_all(work.join("sentinel")).unwrap();
+    fs::write(work.join("sentinel/keep"), "keep\n").unwrap();
+    fs::write(work.join("victim"), "victim\n").unwrap();
+    work
+}
+
+/// Asserts the sentinel and the victim are as [`sentinel_work`] made them,
+/// nothing was written beside `work` (a `victim` or `pwned` one level up),
+/// and no render temp dir was left in `work`.
+pub fn untouched(work: &Path) {
+    assert_eq!(
+        names(&work.join("sentinel")),
+        ["keep"],
+        "the sentinel directory changed"
+    );
+    assert_eq!(
+        fs::read_to_string(work.join("sentinel/keep")).unwrap(),
+        "keep\n"
+    );
+    assert_eq!(fs::read_to_string(work.join("victim")).unwrap(), "victim\n");
+    let parent = work.parent().unwrap();
+    assert!(!parent.join("victim").exists() && !parent.join("pwned").exists());
+    for name in names(work) {
+        assert!(
+            !name.starts_with(".acido-render-"),
+            "temp dir left behind: {name:?}"
+        );
+    }
+}
+
 /// The workspace's fixtures directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

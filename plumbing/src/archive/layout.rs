@@ -174,32 +174,13 @@ pub fn check_layout(entries: &[Entry]) -> Result<(), LayoutError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::Timestamp;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: Timestamp::default(),
-            atime: None,
-            size: 0,
-            header_offset: 0,
-            data_offset: 512,
-            link_target: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-        }
+        Entry::new(path, kind)
     }
 
     fn link(path: &str, target: &str) -> Entry {
-        Entry {
-            link_target: Some(target.as_bytes().to_vec()),
-            ..entry(path, EntryKind::HardLink)
-        }
+        Entry::new(path, EntryKind::HardLink).with_link_target(target)
     }
 
     fn base() -> Vec<Entry> {

@@ -35,7 +35,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
-use self::sandbox::{Failure, Plan, Step};
+use self::sandbox::{CStrArray, Failure, Plan, Step};
 use self::scaffold::{Scaffold, ScaffoldError};
 use self::user::UserError;
 
@@ -198,8 +198,10 @@ const USER_DB_LIMIT: u64 = 16 << 20;
 /// thread's process are passed on to the command while it runs; if the
 /// caller dies, even by SIGKILL, every process of the run dies with it.
 ///
-/// Call it from a single-threaded process (the `acido` binary is): it
-/// forks, and blocks those signals in the calling thread while it waits.
+/// It forks, and blocks those signals in the calling thread while it
+/// waits; other threads may exist (the children do only what is
+/// async-signal-safe until they exec, see `sandbox`), but one that leaves
+/// those signals unblocked may take them first.
 pub fn run(dir: &Path, command: &[OsString], opts: &RunOptions) -> Result<RunReport, RunError> {
     let dir = std::fs::canonicalize(dir).map_err(|source| RunError::Dir {
         dir: dir.to_owned(),
@@ -436,8 +438,8 @@ fn plan(
         uid: ids.uid,
         gid: ids.gid,
         workdir: cstring(&workdir, "working directory")?,
-        argv,
-        envp,
+        argv: CStrArray::new(argv),
+        envp: CStrArray::new(envp),
         candidates: candidates(program, &path_var)?,
     })
 }

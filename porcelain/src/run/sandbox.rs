@@ -13,18 +13,32 @@
 //! ```
 //!
 //! The children never return into the caller's code: each ends with
-//! `_exit`. A failure in a child is written to the error pipe as a fixed
-//! [`Failure`] record (which step, which errno) and formatted by the
-//! caller, so the children work on data prepared before the fork and
-//! format nothing. The pipe is close-on-exec, so the caller reads EOF
+//! `execve` or `_exit`. A failure in a child is written to the error pipe
+//! as a fixed [`Failure`] record (which step, which errno) and formatted
+//! by the caller, so the children work on data prepared before the fork
+//! and format nothing. The pipe is close-on-exec, so the caller reads EOF
 //! exactly when the command has been exec'd (or everything failed).
+//!
+//! The caller may have other threads (`acido build -f` starts the
+//! interrupt thread before its `RUN` steps; a render or an xz pack runs
+//! worker threads). A child of a multi-threaded process holds only the
+//! forking thread, and a lock another thread held at the fork (malloc's,
+//! stdio's, the environment's) stays locked in it forever; so until
+//! `execve` a child may only do what is async-signal-safe (fork(2),
+//! signal-safety(7)). Everything in this module that runs in a child
+//! keeps to that: system calls through nix or libc on C strings, fixed
+//! buffers and pointer arrays prepared before the fork ([`Plan`],
+//! [`CStrArray`]); no allocation, no formatting, no std I/O types, no
+//! panics. nix's `execve` allocates its pointer arrays, so the command
+//! process calls libc's directly.
 
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{c_char, CStr, CString};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use super::scaffold::Scaffold;
 
 use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -32,8 +46,8 @@ use nix::sys::stat::Mode;
 use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{
-    chdir, execve, mkdir, pivot_root, setgid, setgroups, sethostname, setuid, symlinkat, unlink,
-    write, ForkResult, Gid, Pid, Uid,
+    chdir, mkdir, pivot_root, setgid, setgroups, sethostname, setuid, symlinkat, unlink, unlinkat,
+    write, ForkResult, Gid, Pid, Uid, UnlinkatFlags,
 };
 
 /// The signals acido passes on to the command. Everything a user or a
@@ -191,11 +205,41 @@ pub struct Plan {
     /// The working directory inside.
     pub workdir: CString,
     /// The command's arguments, `argv[0]` first.
-    pub argv: Vec<CString>,
+    pub argv: CStrArray,
     /// The command's environment, `NAME=value`.
-    pub envp: Vec<CString>,
+    pub envp: CStrArray,
     /// Paths to try `execve` on, in order (the `PATH` search).
     pub candidates: Vec<CString>,
+}
+
+/// C strings with the NULL-terminated pointer array `execve` takes, both
+/// built before the fork so that the command process need not allocate.
+#[derive(Debug)]
+pub struct CStrArray {
+    /// Read only through `pointers`: it owns the bytes they point at.
+    #[allow(dead_code)]
+    strings: Vec<CString>,
+    /// A pointer to each of `strings`, then NULL. A `CString` keeps its
+    /// bytes on the heap, so the pointers stay valid while `strings` is
+    /// neither changed nor dropped, and this type never changes it.
+    pointers: Vec<*const c_char>,
+}
+
+impl CStrArray {
+    /// The array of `strings`.
+    pub fn new(strings: Vec<CString>) -> CStrArray {
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        CStrArray { strings, pointers }
+    }
+
+    /// The NULL-terminated array, valid as long as `self` is.
+    fn as_ptr(&self) -> *const *const c_char {
+        self.pointers.as_ptr()
+    }
 }
 
 /// A child's end: `_exit` without running the caller's atexit handlers
@@ -209,11 +253,14 @@ fn exit_now(code: u8) -> ! {
 /// `fork`, for the children of a run.
 #[allow(unsafe_code)]
 pub fn fork() -> Result<ForkResult, Errno> {
-    // SAFETY: `run` must be called from a single-threaded process
-    // (documented on `run`; the acido binary is), so no lock (malloc's
-    // included) can be held by a thread the child lacks, and the child
-    // may run ordinary code. It ends with `_exit` and never returns into
-    // the caller's code.
+    // SAFETY: the caller may have other threads (`build -f` starts the
+    // interrupt thread first), so the child may find any lock another
+    // thread held (malloc's included) locked for good, and may only do
+    // what is async-signal-safe until it execs. The children's code in
+    // this module does only that (module docs): system calls on data
+    // prepared before the fork, no allocation, no locks, no panics; each
+    // child ends in `execve` or `_exit` and never returns into the
+    // caller's code. The parent side is unaffected and continues as usual.
     unsafe { nix::unistd::fork() }
 }
 
@@ -265,7 +312,7 @@ pub fn ns_process(plan: &Plan, caller: Pid, pipe: OwnedFd, scaffold: &Scaffold) 
             if nix::unistd::getppid() != caller {
                 // Orphaned: nobody else will clean up, and nobody is
                 // left to hear about a failure.
-                let _ = scaffold.remove();
+                let _ = scaffold.remove_in_child();
             }
             exit_now(code)
         }
@@ -303,34 +350,29 @@ fn id_map(buf: &mut [u8; 32], id: u32) -> &[u8] {
     &buf[..4 + len]
 }
 
+/// Writes `data` to the existing file `path` in one `write`: the id map
+/// files take their content in a single call (user_namespaces(7)).
 fn write_file(path: &CStr, data: &[u8]) -> Result<(), Errno> {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(cpath(path))
-        .and_then(|mut file| file.write_all(data))
-        .map_err(errno_of)
+    let file = open_fd(path, OFlag::O_WRONLY, Mode::empty())?;
+    match write(file.as_fd(), data)? {
+        n if n == data.len() => Ok(()),
+        _ => Err(Errno::EIO),
+    }
 }
 
 /// Creates an empty file (a mount point for a device) in the new `/dev`.
 fn create_file(path: &CStr) -> Result<(), Errno> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o666)
-        .open(cpath(path))
-        .map(drop)
-        .map_err(errno_of)
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+    open_fd(path, flags, Mode::from_bits_truncate(0o666)).map(drop)
 }
 
-fn cpath(path: &CStr) -> &std::path::Path {
-    use std::os::unix::ffi::OsStrExt;
-    std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()))
-}
-
-fn errno_of(err: std::io::Error) -> Errno {
-    Errno::from_raw(err.raw_os_error().unwrap_or(nix::libc::EIO))
+/// `open(2)` of a C string, close-on-exec, owned (closed on drop): unlike
+/// `std::fs`, no path conversion that could allocate.
+#[allow(unsafe_code)]
+fn open_fd(path: &CStr, flags: OFlag, mode: Mode) -> Result<OwnedFd, Errno> {
+    let fd = open(path, flags | OFlag::O_CLOEXEC, mode)?;
+    // SAFETY: `open` just returned `fd`, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The init process, pid 1 of the new PID namespace.
@@ -466,8 +508,8 @@ fn set_up_root(plan: &Plan) -> Result<(), Failure> {
     )
     .map_err(at(Step::MountProc, 0))?;
     umount2(plan.old_root.as_c_str(), MntFlags::MNT_DETACH).map_err(at(Step::DropOldRoot, 0))?;
-    std::fs::remove_dir(cpath(&plan.old_root))
-        .map_err(|e| at(Step::DropOldRoot, 0)(errno_of(e)))?;
+    unlinkat(None, plan.old_root.as_c_str(), UnlinkatFlags::RemoveDir)
+        .map_err(at(Step::DropOldRoot, 0))?;
     sethostname(&plan.hostname).map_err(at(Step::Hostname, 0))?;
     if plan.network_none {
         loopback_up().map_err(at(Step::Loopback, 0))?;
@@ -509,9 +551,14 @@ fn bind_read_only(source: &CStr, target: &CStr) -> Result<(), Errno> {
 #[allow(unsafe_code)]
 fn loopback_up() -> Result<(), Errno> {
     use nix::libc;
-    // Any socket serves as a handle for the ioctls.
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(errno_of)?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    // Any socket serves as a handle for the ioctls (std's UdpSocket would
+    // allocate for its address list).
+    // SAFETY: `socket` takes no pointers.
+    let fd = Errno::result(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: `socket` just returned `fd`, and nothing else owns it.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut name = [0 as libc::c_char; libc::IFNAMSIZ];
     for (dst, src) in name.iter_mut().zip(b"lo") {
         *dst = *src as libc::c_char;
@@ -528,6 +575,7 @@ fn loopback_up() -> Result<(), Errno> {
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
     Errno::result(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) })?;
+    drop(socket);
     Ok(())
 }
 
@@ -559,9 +607,9 @@ fn command_process(plan: &Plan, pipe: OwnedFd) -> ! {
     // a found but unusable one (EACCES) is reported over "not found".
     let mut errno = Errno::ENOENT;
     for path in &plan.candidates {
-        match execve(path.as_c_str(), &plan.argv, &plan.envp) {
-            Err(Errno::ENOENT | Errno::ENOTDIR) => {}
-            Err(other) => {
+        match execve(path, &plan.argv, &plan.envp) {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            other => {
                 if errno == Errno::ENOENT {
                     errno = other;
                 }
@@ -579,6 +627,17 @@ fn command_process(plan: &Plan, pipe: OwnedFd) -> ! {
         },
         code,
     )
+}
+
+/// `execve(2)` with arrays prepared before the fork; returns only on
+/// failure, with its error.
+#[allow(unsafe_code)]
+fn execve(path: &CStr, argv: &CStrArray, envp: &CStrArray) -> Errno {
+    // SAFETY: `path` is a C string, and `argv` and `envp` are
+    // NULL-terminated arrays of pointers to C strings, all borrowed for
+    // the call (CStrArray keeps its pointers valid).
+    unsafe { nix::libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
 }
 
 /// The command starts with no blocked signals and default dispositions:

@@ -6,12 +6,23 @@
 //! must not see them as changes, so the parent directory's mtime is put
 //! back too, unless the command itself changed that directory meanwhile
 //! (then its change is kept). Only ctime cannot be restored.
+//!
+//! Removal may run in a forked child (the `ns` process cleans up when
+//! the caller died), where only async-signal-safe work is allowed, so
+//! [`Scaffold::remove_in_child`] works on C strings made at preparation
+//! and system calls alone: no allocation, no std I/O.
 
-use std::fs::{self, File, FileTimes, OpenOptions};
+use std::ffi::{CStr, CString};
+use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+
+use nix::errno::Errno;
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{unlinkat, UnlinkatFlags};
 
 /// Why a mount point could not be made or taken away.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +55,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ScaffoldError + '_ {
 #[derive(Debug)]
 struct Created {
     path: PathBuf,
+    /// `path` for the system calls of removal.
+    cpath: CString,
     dir: bool,
     /// Device, inode and birth time, so only the very entry created is
     /// removed (an inode number alone may be reused at once).
@@ -55,9 +68,19 @@ struct Created {
 #[derive(Debug)]
 struct Parent {
     path: PathBuf,
-    before: SystemTime,
-    after: SystemTime,
+    /// `path` for the system calls of removal.
+    cpath: CString,
+    before: Timestamp,
+    after: Timestamp,
 }
+
+/// A modification time, seconds and nanoseconds.
+type Timestamp = (i64, u32);
+
+/// Directories whose mtime a scaffold restores: the rootfs and its `etc`.
+/// [`Scaffold::remove_in_child`] reads their mtimes into an array of this
+/// size rather than a `Vec`.
+const MAX_PARENTS: usize = 2;
 
 /// The mount points created for one run, to be removed by [`Scaffold::remove`].
 #[derive(Debug, Default)]
@@ -89,7 +112,8 @@ impl Scaffold {
     }
 
     fn create_all(&mut self, rootfs: &Path, resolv: bool) -> Result<(), ScaffoldError> {
-        let before = mtime(rootfs)?;
+        let rootfs_c = c_path(rootfs)?;
+        let before = mtime(rootfs, &rootfs_c)?;
         let made = self.created.len();
         let dirs = self.create_dirs(rootfs);
         if self.created.len() > made {
@@ -97,8 +121,9 @@ impl Scaffold {
             // removing what was made also restores the rootfs's mtime.
             self.parents.push(Parent {
                 path: rootfs.to_owned(),
+                after: mtime(rootfs, &rootfs_c)?,
+                cpath: rootfs_c,
                 before,
-                after: mtime(rootfs)?,
             });
         }
         dirs?;
@@ -118,7 +143,8 @@ impl Scaffold {
         match fs::symlink_metadata(&path) {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                let before = mtime(&etc)?;
+                let etc_c = c_path(&etc)?;
+                let before = mtime(&etc, &etc_c)?;
                 OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -127,10 +153,12 @@ impl Scaffold {
                     .map_err(io_err(&path))?;
                 self.record(path, false)?;
                 self.parents.push(Parent {
-                    after: mtime(&etc)?,
+                    after: mtime(&etc, &etc_c)?,
+                    cpath: etc_c,
                     path: etc,
                     before,
                 });
+                debug_assert!(self.parents.len() <= MAX_PARENTS);
             }
             Err(err) => return Err(io_err(&path)(err)),
         }
@@ -158,11 +186,13 @@ impl Scaffold {
     }
 
     fn record(&mut self, path: PathBuf, dir: bool) -> Result<(), ScaffoldError> {
-        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let cpath = c_path(&path)?;
+        let id = lstat(&cpath).map_err(|e| io_err(&path)(e.into()))?.id;
         self.created.push(Created {
             path,
+            cpath,
             dir,
-            id: identity(&meta),
+            id,
         });
         Ok(())
     }
@@ -176,69 +206,122 @@ impl Scaffold {
     /// the parents' mtimes back. Everything is attempted; the first
     /// error is returned.
     pub fn remove(&self) -> Result<(), ScaffoldError> {
-        let mut first = Ok(());
+        match self.remove_in_child() {
+            Some((path, errno)) => Err(io_err(path)(errno.into())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Scaffold::remove`] without allocating or taking a lock, so that a
+    /// child forked from a multi-threaded process may call it: the first
+    /// failure, if any, with the path it concerns.
+    pub fn remove_in_child(&self) -> Option<(&Path, Errno)> {
+        let mut first: Option<(&Path, Errno)> = None;
         // Mtimes are read before anything is removed: an mtime other than
         // the one right after creation means the command changed the
         // directory, and that change stays.
-        let restore: Vec<(&Parent, Option<SystemTime>)> = self
-            .parents
-            .iter()
-            .map(|p| {
-                let now = mtime(&p.path).ok();
-                (p, (now == Some(p.after)).then_some(p.before).or(now))
-            })
-            .collect();
+        let mut restore: [Option<Timestamp>; MAX_PARENTS] = [None; MAX_PARENTS];
+        for (parent, slot) in self.parents.iter().zip(&mut restore) {
+            let now = lstat(&parent.cpath).ok().map(|st| st.mtime);
+            *slot = (now == Some(parent.after)).then_some(parent.before).or(now);
+        }
         for created in self.created.iter().rev() {
-            if let Err(err) = remove_created(created) {
-                first = first.and(Err(err));
+            if let Err(errno) = remove_created(created) {
+                first = first.or(Some((&created.path, errno)));
             }
         }
-        for (parent, time) in restore {
-            let Some(time) = time else { continue };
-            let set = File::open(&parent.path)
-                .and_then(|dir| dir.set_times(FileTimes::new().set_modified(time)));
-            if let Err(err) = set {
-                first = first.and(Err(io_err(&parent.path)(err)));
+        for (parent, time) in self.parents.iter().zip(restore) {
+            let Some((secs, nanos)) = time else { continue };
+            // Not followed: a symlink the command put there leads out of
+            // the tree, and its own mtime is the command's change anyway.
+            let set = utimensat(
+                None,
+                parent.cpath.as_c_str(),
+                &TimeSpec::UTIME_OMIT,
+                &TimeSpec::new(secs, i64::from(nanos)),
+                UtimensatFlags::NoFollowSymlink,
+            );
+            if let Err(errno) = set {
+                first = first.or(Some((&parent.path, errno)));
             }
         }
         first
     }
 }
 
-type Identity = (u64, u64, Option<SystemTime>);
+/// Device, inode and birth time: an entry's identity.
+type Identity = (u32, u32, u64, Option<Timestamp>);
 
-fn identity(meta: &fs::Metadata) -> Identity {
-    (meta.dev(), meta.ino(), meta.created().ok())
+/// What removal needs to know of an entry.
+struct Stat {
+    id: Identity,
+    mtime: Timestamp,
 }
 
-fn mtime(path: &Path) -> Result<SystemTime, ScaffoldError> {
-    fs::symlink_metadata(path)
-        .and_then(|meta| meta.modified())
-        .map_err(io_err(path))
+/// `statx(2)` of `path`, not following a symlink; std's metadata would
+/// convert the path (allocating when it is long).
+#[allow(unsafe_code)]
+fn lstat(path: &CStr) -> Result<Stat, Errno> {
+    use nix::libc;
+    // SAFETY: statx is plain integers, for which all zeroes is valid.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a C string and `buf` a statx, both live across
+    // the call.
+    Errno::result(unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+            &mut buf,
+        )
+    })?;
+    let stamp = |t: libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+    let btime = (buf.stx_mask & libc::STATX_BTIME != 0).then(|| stamp(buf.stx_btime));
+    Ok(Stat {
+        id: (buf.stx_dev_major, buf.stx_dev_minor, buf.stx_ino, btime),
+        mtime: stamp(buf.stx_mtime),
+    })
 }
 
-fn remove_created(created: &Created) -> Result<(), ScaffoldError> {
-    let meta = match fs::symlink_metadata(&created.path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(io_err(&created.path)(err)),
+fn c_path(path: &Path) -> Result<CString, ScaffoldError> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io_err(path)(io::ErrorKind::InvalidInput.into()))
+}
+
+fn mtime(path: &Path, cpath: &CStr) -> Result<Timestamp, ScaffoldError> {
+    lstat(cpath)
+        .map(|st| st.mtime)
+        .map_err(|e| io_err(path)(e.into()))
+}
+
+fn remove_created(created: &Created) -> Result<(), Errno> {
+    let st = match lstat(&created.cpath) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(errno) => return Err(errno),
     };
-    if identity(&meta) != created.id {
+    if st.id != created.id {
         // Replaced by the command: its entry, not ours.
         return Ok(());
     }
-    let removed = if created.dir {
-        fs::remove_dir(&created.path)
+    let flag = if created.dir {
+        UnlinkatFlags::RemoveDir
     } else {
-        fs::remove_file(&created.path)
+        UnlinkatFlags::NoRemoveDir
     };
-    removed.map_err(io_err(&created.path))
+    unlinkat(None, created.cpath.as_c_str(), flag)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::fs::{File, FileTimes};
+    use std::time::{Duration, SystemTime};
+
+    fn mtime(path: &Path) -> io::Result<SystemTime> {
+        fs::symlink_metadata(path)?.modified()
+    }
 
     /// A rootfs whose directories carry an old, fixed mtime.
     fn rootfs(with_etc: bool) -> tempfile::TempDir {
