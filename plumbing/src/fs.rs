@@ -1,6 +1,6 @@
 //! File-system primitives relative to a directory fd, for hostile trees
 //! (DESIGN §5): the bottom layer that `render`, the tree writer
-//! ([`crate::tree`]) and [`crate::temp`] (so the store, through it) build on.
+//! (`tree`) and `temp` (so the store, through it) build on.
 //!
 //! * Every name is one path component opened relative to its parent's fd,
 //!   never through a symlink: directories with `O_DIRECTORY | O_NOFOLLOW`
