@@ -32,10 +32,7 @@ fn main() {
     let text = fs::read_to_string(&file).unwrap_or_default();
     // This run's record is read once; later runs start afresh.
     let _ = fs::remove_file(&file);
-    let checks: BTreeSet<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .collect();
+    let checks: BTreeSet<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
     println!();
     if checks.is_empty() {
         println!("conformance: no check against the reference implementation was skipped");

@@ -87,7 +87,10 @@ fn record_skip(check: &str) {
     let binary = std::env::current_exe()
         .ok()
         .and_then(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .map(|n| n.rsplit_once('-').map_or(n.clone(), |(stem, _)| stem.to_owned()))
+        .map(|n| {
+            n.rsplit_once('-')
+                .map_or(n.clone(), |(stem, _)| stem.to_owned())
+        })
         .unwrap_or_default();
     if let Some(dir) = file.parent() {
         let _ = fs::create_dir_all(dir);
