@@ -141,7 +141,7 @@ fn deb_installs_into_a_throwaway_root_and_runs() {
         );
     }
 
-    let v = run(&mut Command::new(root.join("usr/bin/acido")).arg("--version"));
+    let v = run(Command::new(root.join("usr/bin/acido")).arg("--version"));
     assert_eq!(
         String::from_utf8_lossy(&v.stdout).trim(),
         format!("acido {version}")

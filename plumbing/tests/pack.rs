@@ -488,7 +488,6 @@ fn system_decompressors_agree_with_the_reported_id() {
 }
 
 #[test]
-#[allow(clippy::print_stderr)]
 fn reference_actool_validates_every_compression() {
     let Some(actool) = oracle("actool") else {
         return;
