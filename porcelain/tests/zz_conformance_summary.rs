@@ -35,7 +35,22 @@ fn main() {
     let checks: BTreeSet<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
     println!();
     if checks.is_empty() {
-        println!("conformance: no check against the reference implementation was skipped");
+        let built = ["actool", "render-aci"].iter().all(|tool| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/oracle")
+                .join(tool)
+                .is_file()
+        });
+        if built {
+            println!("conformance: no check against the reference implementation was skipped");
+        } else {
+            // A filtered run (`-p`, `--test`) that ran no conformance check.
+            println!(
+                "conformance: no check was skipped in this run, but the reference is not built \
+                 (target/oracle): build it with `{}`",
+                conformance::HOW_TO_ENABLE
+            );
+        }
         return;
     }
     let mut per_binary: BTreeMap<&str, usize> = BTreeMap::new();
