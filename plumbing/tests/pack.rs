@@ -39,10 +39,13 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// The reference tool, when CI (or a local symlink) put it in place.
+#[path = "../../tests/common/conformance.rs"]
+mod conformance;
+
+/// The reference tool, when built (`bash ../shared/oracle/build.sh`); when
+/// it is not, the calling check is recorded as skipped, or fails under CI.
 fn oracle(tool: &str) -> Option<PathBuf> {
-    let path = workspace_root().join("target/oracle").join(tool);
-    path.exists().then_some(path)
+    conformance::reference_tool(&workspace_root(), tool)
 }
 
 fn opts(compression: Compression) -> PackOptions {
@@ -485,10 +488,8 @@ fn system_decompressors_agree_with_the_reported_id() {
 }
 
 #[test]
-#[allow(clippy::print_stderr)]
 fn reference_actool_validates_every_compression() {
     let Some(actool) = oracle("actool") else {
-        eprintln!("skipped: target/oracle/actool is absent (build it with oracle/build.sh)");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -539,7 +540,6 @@ fn dump(render: &Path, dir: &Path) -> Vec<String> {
 #[allow(clippy::print_stderr)]
 fn reference_renderer_reproduces_the_tree() {
     let Some(render) = oracle("render-aci") else {
-        eprintln!("skipped: target/oracle/render-aci is absent (build it with oracle/build.sh)");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

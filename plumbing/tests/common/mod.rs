@@ -9,13 +9,21 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The reference renderer `render-aci` (aci-format §14), when built.
+#[path = "../../../tests/common/conformance.rs"]
+pub mod conformance;
+
+/// The reference renderer `render-aci` (aci-format §14), when built; when
+/// it is not, the calling check is recorded as skipped, or fails under CI.
 pub fn oracle() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    reference_tool("render-aci")
+}
+
+/// A reference tool of `target/oracle` (`conformance::reference_tool`).
+pub fn reference_tool(tool: &str) -> Option<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("plumbing/ has a parent")
-        .join("target/oracle/render-aci");
-    path.exists().then_some(path)
+        .expect("plumbing/ has a parent");
+    conformance::reference_tool(workspace, tool)
 }
 
 /// `render-aci -dump` of a tree (every caller has the oracle), without the
