@@ -23,6 +23,7 @@
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 //! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
+//! - [`trust`]: the trust store of OpenPGP keys and detached signature checks.
 //! - [`build`]: diff builds: a tree against its dependencies' rendering, stat snapshots.
 #![deny(missing_docs)]
 
@@ -43,4 +44,5 @@ pub mod quote;
 pub mod render;
 pub mod store;
 pub mod temp;
+pub mod trust;
 pub mod validate;
