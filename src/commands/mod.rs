@@ -20,7 +20,9 @@ pub mod resolve;
 pub mod rm;
 pub mod run;
 pub mod startbuild;
+pub mod trust;
 pub mod validate;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
