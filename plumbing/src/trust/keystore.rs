@@ -467,3 +467,142 @@ fn read_key(path: &Path, fingerprint: &str) -> Result<Option<PublicKey>, Keystor
     }
     Ok(Some(key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ed25519 public key made by gpg 2.2.40:
+    /// `gpg --quick-gen-key 'Test Key <test@example.com>' ed25519 sign never`
+    /// then `gpg --armor --export test@example.com`.
+    const KEY: &[u8] = include_bytes!("testdata/ed25519.asc");
+    const FP: &str = "cb7894d35c98efb66a986dc3c7643d9891008227";
+
+    fn key() -> PublicKey {
+        PublicKey::parse_one(KEY).unwrap()
+    }
+
+    fn prefix(p: &str) -> Scope {
+        Scope::prefix(p).unwrap()
+    }
+
+    fn trusted(store: &Keystore, name: &str) -> Vec<String> {
+        store.keyring(name).unwrap().keys.into_keys().collect()
+    }
+
+    #[test]
+    fn the_fixture_key_has_the_expected_fingerprint() {
+        assert_eq!(key().fingerprint(), FP);
+        assert_eq!(key().user_ids(), ["Test Key <test@example.com>"]);
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Keystore::new(vec![dir.path().to_owned()]);
+        add(dir.path(), &prefix("example.com/foo"), &key()).unwrap();
+        assert_eq!(trusted(&store, "example.com/foo"), [FP]);
+        assert_eq!(trusted(&store, "example.com/foo/bar"), [FP]);
+        assert!(trusted(&store, "example.com/foobar").is_empty());
+        assert!(trusted(&store, "example.com/fo").is_empty());
+        assert!(trusted(&store, "example.com").is_empty());
+        assert!(trusted(&store, "other.com/foo").is_empty());
+    }
+
+    #[test]
+    fn root_keys_cover_every_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Keystore::new(vec![dir.path().to_owned()]);
+        let path = add(dir.path(), &Scope::Root, &key()).unwrap();
+        assert_eq!(path, dir.path().join("trustedkeys/root.d").join(FP));
+        assert_eq!(trusted(&store, "anything.org/x"), [FP]);
+    }
+
+    #[test]
+    fn add_writes_an_armoured_file_named_by_fingerprint_and_remove_deletes_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = add(dir.path(), &prefix("example.com"), &key()).unwrap();
+        assert_eq!(
+            path,
+            dir.path().join("trustedkeys/prefix.d/example.com").join(FP)
+        );
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert!(fs::read(&path)
+            .unwrap()
+            .starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        // Adding again replaces the file; no temp files are left behind.
+        add(dir.path(), &prefix("example.com"), &key()).unwrap();
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [FP]);
+        assert_eq!(
+            remove(dir.path(), &FP.to_ascii_uppercase()).unwrap(),
+            [path]
+        );
+        assert!(matches!(
+            remove(dir.path(), FP),
+            Err(KeystoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_user_mask_hides_a_system_key_at_its_level() {
+        let user = tempfile::tempdir().unwrap();
+        let system = tempfile::tempdir().unwrap();
+        let store = Keystore::new(vec![user.path().to_owned(), system.path().to_owned()]);
+        add(system.path(), &prefix("example.com"), &key()).unwrap();
+        assert_eq!(trusted(&store, "example.com/app"), [FP]);
+        let mask = prefix("example.com").dir(user.path());
+        fs::create_dir_all(&mask).unwrap();
+        fs::write(mask.join(FP), "").unwrap();
+        assert!(trusted(&store, "example.com/app").is_empty());
+        // A deeper level may trust it again.
+        add(system.path(), &prefix("example.com/app"), &key()).unwrap();
+        assert_eq!(trusted(&store, "example.com/app"), [FP]);
+        let listed = store.list().unwrap();
+        assert!(matches!(listed[0].state, StoredKeyState::Masked));
+    }
+
+    #[test]
+    fn bad_files_are_reported_and_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Keystore::new(vec![dir.path().to_owned()]);
+        let root_d = Scope::Root.dir(dir.path());
+        fs::create_dir_all(&root_d).unwrap();
+        fs::write(root_d.join("README"), "notes").unwrap();
+        fs::write(root_d.join("0".repeat(40)), KEY).unwrap();
+        fs::write(root_d.join("1".repeat(40)), "garbage").unwrap();
+        add(dir.path(), &prefix("example.com"), &key()).unwrap();
+        let ring = store.keyring("example.com").unwrap();
+        assert_eq!(ring.keys.into_keys().collect::<Vec<_>>(), [FP]);
+        assert_eq!(ring.problems.len(), 3, "{:?}", ring.problems);
+    }
+
+    #[test]
+    fn prefixes_are_names_not_urls_or_paths() {
+        for bad in [
+            "https://example.com",
+            "example.com/../etc",
+            "Example.com",
+            "example.com//app",
+            "",
+            "/etc",
+        ] {
+            assert!(Scope::prefix(bad).is_err(), "{bad}");
+        }
+        assert!(Scope::prefix("example.com/app-1.0_x~y").is_ok());
+    }
+
+    #[test]
+    fn fingerprints_are_normalised() {
+        assert_eq!(
+            parse_fingerprint("CB78 94D3 5C98 EFB6 6A98  6DC3 C764 3D98 9100 8227").unwrap(),
+            FP
+        );
+        assert!(parse_fingerprint("cb7894").is_err());
+    }
+}
