@@ -698,3 +698,56 @@ fn user_mask_hides_a_system_key_and_segments_match_whole() {
     assert_eq!(run.code(), 0, "{}", run.stderr());
     insta::assert_snapshot!("verify_misnamed_store_file", t.snap(keys, &run));
 }
+
+/// Runs `acido ARGS` on a pseudo-terminal made by `script` (util-linux,
+/// essential on Debian), typing `input`; returns the exit status.
+fn run_on_tty(t: &TrustEnv, args: &str, input: &str) -> i32 {
+    use std::io::Write;
+    use std::process::Stdio;
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_acido"));
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", t.path("home"))
+        .env("TERM", "dumb")
+        .env("LC_ALL", "C")
+        .env("ACIDO_STORE", t.path("store"))
+        .env("ACIDO_CONFIG_DIR", t.path("user-config"))
+        .env("ACIDO_SYSTEM_CONFIG_DIR", t.path("system-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    // Keep the pty's input open until acido has read its answers.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    output.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn trust_asks_on_a_terminal_and_stores_only_what_was_accepted() {
+    let Some(keys) = keys() else { return };
+    let t = TrustEnv::new();
+    let key = t.path("ed.asc");
+    keys.export(&keys.ed, &key, true);
+    let root = if common::is_root() {
+        "system-config"
+    } else {
+        "user-config"
+    };
+    let stored = t.path(&format!(
+        "{root}/trustedkeys/prefix.d/example.com/{}",
+        keys.ed
+    ));
+    let args = format!("trust --prefix example.com {}", key.display());
+    // Anything but yes or no is asked again; no stores nothing.
+    assert_eq!(run_on_tty(&t, &args, "maybe\nno\n"), 0);
+    assert!(!stored.exists());
+    assert_eq!(run_on_tty(&t, &args, "yes\n"), 0);
+    assert!(stored.is_file(), "{} missing", stored.display());
+}
