@@ -34,15 +34,6 @@ struct Keys {
     mallory: String,
 }
 
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.home.path())
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
-
 fn gpg_available() -> bool {
     Command::new("gpg")
         .arg("--version")
@@ -68,13 +59,23 @@ fn keys() -> Option<&'static Keys> {
     .as_ref()
 }
 
+/// Runs gpg in `home`, then stops the gpg-agent it started: the shared
+/// keys live in a static that is never dropped, so nothing else would.
+/// Calls are serialised so that no call loses its agent to another's
+/// clean-up.
 fn gpg_in(home: &Path, args: &[&str]) -> String {
+    static GPG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = GPG.lock().unwrap_or_else(|e| e.into_inner());
     let output = Command::new("gpg")
         .env("GNUPGHOME", home)
         .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
         .args(args)
         .output()
         .expect("run gpg");
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", home)
+        .args(["--kill", "gpg-agent"])
+        .status();
     assert!(
         output.status.success(),
         "gpg {args:?} failed:\n{}",
@@ -93,9 +94,11 @@ fn fingerprints(home: &Path, uid: &str) -> Vec<String> {
 }
 
 fn make_keys() -> Keys {
+    // Under target/ rather than /tmp: the static holding it is never
+    // dropped, so the directory stays until `cargo clean`.
     let home = tempfile::Builder::new()
-        .prefix("acido-gpg-")
-        .tempdir()
+        .prefix("gpg-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let h = home.path();
     fs::set_permissions(h, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -486,10 +489,6 @@ fn verify_refuses_a_revoked_key() {
             &keys.revoked,
         ],
     );
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", revoked_home.path())
-        .args(["--kill", "gpg-agent"])
-        .status();
     t.run([
         "trust".as_ref(),
         "--prefix".as_ref(),
