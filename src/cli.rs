@@ -220,6 +220,8 @@ pub enum Command {
     RenderTree(RenderTreeArgs),
     /// Compare two trees, each an image (rendered) or a directory (plumbing)
     DiffTree(DiffTreeArgs),
+    /// Check an ACI's detached OpenPGP signature against the trusted keys (plumbing)
+    Verify(crate::commands::verify::VerifyArgs),
     /// Store ACI files in the image store (porcelain)
     Import(ImportArgs),
     /// Render an image into a build tree that depends on it (porcelain)
@@ -244,6 +246,8 @@ pub enum Command {
     Copy(CopyArgs),
     /// Copy host files into a build tree's rootfs, unpacking tar archives (porcelain)
     Add(CopyArgs),
+    /// Trust OpenPGP keys to sign images of a name prefix; list or remove them (porcelain)
+    Trust(crate::commands::trust::TrustArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }

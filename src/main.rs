@@ -73,6 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Run(args) => commands::run::run(&ctx, args),
         Command::Copy(args) => commands::copy::run(&ctx, args, false),
         Command::Add(args) => commands::add::run(&ctx, args),
+        Command::Verify(args) => commands::verify::run(&ctx, args),
+        Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

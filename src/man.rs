@@ -162,6 +162,18 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-add.roff"),
     ),
     (
+        "acido-verify",
+        Some("verify"),
+        "1",
+        include_str!("../man/prose/acido-verify.roff"),
+    ),
+    (
+        "acido-trust",
+        Some("trust"),
+        "1",
+        include_str!("../man/prose/acido-trust.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",

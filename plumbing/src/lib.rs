@@ -27,6 +27,7 @@
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 //! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
 //! - [`tree`]: the tree writer for existing trees (`copy`, `add`), resolving paths as `chroot` would.
+//! - [`trust`]: the trust store of OpenPGP keys and detached signature checks.
 //! - [`build`]: diff builds: a tree against its dependencies' rendering, stat snapshots.
 #![deny(missing_docs)]
 
@@ -50,6 +51,7 @@ pub mod render;
 pub mod store;
 pub mod temp;
 pub mod tree;
+pub mod trust;
 pub mod validate;
 
 /// The bound `err` or one of its causes reports as exceeded, if any: what

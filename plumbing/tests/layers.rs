@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     // Reading: archives, manifests, tree comparison, listings; and the
     // writer of objects into an existing tree (`copy`/`add`).
     &["archive", "manifest", "diff", "format", "tree"],
-    &["index"],
+    &["index", "trust"],
     &["image"],
     &["temp"],
     &["store"],

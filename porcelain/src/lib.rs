@@ -14,6 +14,7 @@
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
+//! - [`trust`]: trusting OpenPGP keys for image name prefixes (review, add, list, remove).
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
 //! - [`test_hooks`]: fault injection for the crash tests (feature `test-hooks`).
 #![deny(missing_docs)]
@@ -32,3 +33,4 @@ pub mod rm;
 pub mod run;
 pub mod startbuild;
 pub mod test_hooks;
+pub mod trust;

@@ -22,7 +22,9 @@ pub mod resolve;
 pub mod rm;
 pub mod run;
 pub mod startbuild;
+pub mod trust;
 pub mod validate;
+pub mod verify;
 
 use std::path::PathBuf;
 
