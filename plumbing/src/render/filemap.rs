@@ -297,22 +297,7 @@ mod tests {
     }
 
     fn file(path: &str) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind: EntryKind::Regular,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: crate::entry::Timestamp::default(),
-            atime: None,
-            size: 0,
-            header_offset: 0,
-            data_offset: 512,
-            link_target: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-        }
+        Entry::new(path, EntryKind::Regular)
     }
 
     #[test]
