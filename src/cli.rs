@@ -17,7 +17,7 @@ use crate::commands::{
 };
 use crate::man::HelpArgs;
 
-/// acido: build, store and render appc App Container Images.
+/// Build, store and render appc App Container Images
 #[derive(Debug, Parser)]
 #[command(
     name = "acido",
@@ -35,15 +35,45 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// Change a bound on the archives read (repeatable): NAME is size,
-    /// entries, path-length, link-length, extended-header or manifest-size;
-    /// sizes take a K, M, G or T suffix (see SECURITY in acido(1))
-    #[arg(long = "limit", global = true, value_name = "NAME=VALUE", value_parser = parse_limit)]
+    // The help names every limit from `LimitName::ALL`, so it cannot
+    // drift from the parser (a test holds acido(1)'s SECURITY list to it).
+    #[arg(
+        long = "limit",
+        global = true,
+        value_name = "NAME=VALUE",
+        value_parser = parse_limit,
+        help = limit_help()
+    )]
     pub limits: Vec<LimitArg>,
 
     /// The command to run
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A usage error found by a command after parsing (a combination clap
+/// cannot express), formatted by clap like its own, with the command's
+/// usage; `main` prints it and exits 129.
+pub fn usage_error(command: &str, message: impl std::fmt::Display) -> anyhow::Error {
+    use clap::CommandFactory;
+    let mut root = Cli::command();
+    root.build();
+    let error = match root.find_subcommand_mut(command) {
+        Some(sub) => sub.error(clap::error::ErrorKind::MissingRequiredArgument, message),
+        None => root.error(clap::error::ErrorKind::MissingRequiredArgument, message),
+    };
+    anyhow::Error::new(error)
+}
+
+/// The help of `--limit`: what it does and every NAME it takes.
+fn limit_help() -> String {
+    let names: Vec<&str> = LimitName::ALL.iter().map(|l| l.name()).collect();
+    let (last, rest) = names.split_last().expect("there are limits");
+    format!(
+        "Change a bound on the input read (repeatable): NAME is {} or {last}; \
+         values take a K, M, G or T suffix (see SECURITY in acido(1))",
+        rest.join(", ")
+    )
 }
 
 /// One bound of [`acido_plumbing::limits::Limits`], as `--limit` names it.
@@ -304,6 +334,37 @@ mod tests {
             "dependency-depth=x",
         ] {
             assert!(parse_limit(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    /// acido(1)'s SECURITY section lists the limits `--limit` takes, in
+    /// the same order, and `--limit`'s help names each of them.
+    #[test]
+    fn the_manual_and_the_help_list_every_limit() {
+        let prose = include_str!("../man/prose/acido.roff");
+        let security = prose
+            .split("\n.SH SECURITY\n")
+            .nth(1)
+            .and_then(|s| s.split("\n.SH ").next())
+            .expect("acido.roff has a SECURITY section");
+        let list = security
+            .split("\n.RS\n")
+            .nth(1)
+            .and_then(|s| s.split("\n.RE\n").next())
+            .expect("SECURITY lists the limits between .RS and .RE");
+        let mut lines = list.lines();
+        let mut documented = Vec::new();
+        while let Some(line) = lines.next() {
+            if line.starts_with(".TP") {
+                let term = lines.next().unwrap_or_default();
+                documented.push(term.strip_prefix(".B ").unwrap_or(term).to_owned());
+            }
+        }
+        let all: Vec<_> = LimitName::ALL.into_iter().map(LimitName::name).collect();
+        assert_eq!(documented, all);
+        let help = limit_help();
+        for name in all {
+            assert!(help.contains(name), "--limit help omits {name}: {help}");
         }
     }
 

@@ -38,6 +38,11 @@ fn main() -> ExitCode {
         Ok(Outcome::Negative) => ExitCode::from(1),
         Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if err.is::<clap::Error>() => {
+            // A usage error a command found after parsing (cli::usage_error).
+            let _ = err.downcast_ref::<clap::Error>().map(clap::Error::print);
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(err) => {
             let mut stderr = io::stderr().lock();
             let line = error_line(&err);

@@ -66,11 +66,12 @@ fn every_command_has_a_fresh_manual_page() {
 #[test]
 fn help_prints_a_page_and_rejects_unknown_ones() {
     let env = Env::new();
-    let page = env.run(["help", "import"]).ok();
+    let page = env.run(["help", "--roff", "import"]).ok();
     assert!(page.contains(".SH DESCRIPTION"), "{page}");
+    // An unknown page is a usage error (tests/usage.rs pins the message).
     let run = env.run(["help", "no-such-command"]);
-    assert_eq!(run.code(), 128);
+    assert_eq!(run.code(), 129);
     assert!(run
         .stderr()
-        .contains("acido-no-such-command: no such manual page"));
+        .contains("no manual page acido-no-such-command"));
 }

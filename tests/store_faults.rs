@@ -656,7 +656,9 @@ fn gc_beside_an_import_loses_nothing() {
             child
         };
         let gc = env.run(["gc"]);
-        let text = gc.ok();
+        gc.ok();
+        // The summary is on stderr, the removed files on stdout.
+        let text = gc.stderr();
         if step == "mid-stream" {
             assert!(text.contains("gc: left 1 temp file in use"), "{text}");
             assert_eq!(tmp_count(&env.store()), 1);

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
+use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
 use acido_plumbing::pack::{self, PackError, PackOptions, PackReport};
 use acido_plumbing::store::{ImageRecord, Store, StoreError};
@@ -84,6 +85,11 @@ pub struct BuildReport {
     pub used_snapshot: bool,
     /// The stored image, with `--import`.
     pub imported: Option<ImageRecord>,
+    /// Other stored images with the new image's name and exactly its
+    /// labels, found before the import: a name lookup cannot tell them
+    /// apart and picks the most recently imported (DESIGN §3), so the
+    /// caller should warn.
+    pub same_name: Vec<ImageRecord>,
 }
 
 /// Builds the layout directory `dir` into a new image.
@@ -157,8 +163,10 @@ pub fn build(
         move |source| BuildCmdError::Io { path, source }
     };
     progress.note("packing");
+    progress.begin("packing", None);
     let name = dir.display().to_string();
-    let (report, imported) = match &opts.output {
+    let others_named = |id: &ImageId| same_name_and_labels(store, &manifest, id);
+    let (report, imported, same_name) = match &opts.output {
         Some(out) => {
             let report = pack::pack_selected_to_file(
                 &packed_manifest,
@@ -167,14 +175,17 @@ pub fn build(
                 out,
                 opts.overwrite,
                 &opts.pack,
-            )?;
+            );
+            progress.end();
+            let report = report?;
+            let same_name = others_named(&report.id);
             let imported = if opts.import {
                 let file = File::open(out).map_err(io_err(out))?;
                 Some(store.import(file, &name)?.record)
             } else {
                 None
             };
-            (report, imported)
+            (report, imported, same_name)
         }
         None => {
             // Import only: the ACI lives in the store's tmp/ until
@@ -186,9 +197,12 @@ pub fn build(
                 &select,
                 temp.as_file_mut(),
                 &opts.pack,
-            )?;
+            );
+            progress.end();
+            let report = report?;
+            let same_name = others_named(&report.id);
             let file = File::open(temp.path()).map_err(io_err(temp.path()))?;
-            (report, Some(store.import(file, &name)?.record))
+            (report, Some(store.import(file, &name)?.record), same_name)
         }
     };
     Ok(BuildReport {
@@ -197,5 +211,35 @@ pub fn build(
         whitelisted,
         used_snapshot,
         imported,
+        same_name,
     })
+}
+
+/// Stored images other than `id` whose name is the manifest's and whose
+/// labels are exactly its labels (in any order).
+fn same_name_and_labels(store: &Store, manifest: &ImageManifest, id: &ImageId) -> Vec<ImageRecord> {
+    let sorted = |labels: Vec<(String, String)>| {
+        let mut labels = labels;
+        labels.sort();
+        labels
+    };
+    let name = manifest.name.to_string();
+    let labels = sorted(
+        manifest
+            .labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.clone()))
+            .collect(),
+    );
+    // The check is advice: a record that cannot be read is fsck's
+    // business and must not fail a build that has already packed.
+    let records = store.records().unwrap_or_default();
+    records
+        .into_iter()
+        .filter(|r| r.id != *id && r.name == name)
+        .filter(|r| {
+            let theirs = r.labels.iter().map(|l| (l.name.clone(), l.value.clone()));
+            sorted(theirs.collect()) == labels
+        })
+        .collect()
 }

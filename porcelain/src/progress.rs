@@ -29,3 +29,11 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
+
+/// A byte-count callback for plumbing's options (`PackOptions::progress`,
+/// `RenderOptions::progress`) that advances `sink`'s current unit.
+pub fn advance_callback(
+    sink: std::sync::Arc<dyn Progress>,
+) -> std::sync::Arc<dyn Fn(u64) + Send + Sync> {
+    std::sync::Arc::new(move |bytes| sink.advance(bytes))
+}

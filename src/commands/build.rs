@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use acido_porcelain::acidofile::{self, AcidofileOptions};
 use acido_porcelain::build::{self, BuildOptions, BuildReport};
+use acido_porcelain::progress::advance_callback;
 use clap::Args;
 
 use crate::commands::{CompressionArg, Context};
@@ -50,19 +51,34 @@ pub struct BuildArgs {
 
 /// Builds DIR (or the Acidofile) into a diff image and prints its id.
 pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
+    // Where the image goes is a usage question, answered before any work.
+    if !args.import && args.output.is_none() && args.output_file.is_none() {
+        let missing = if args.file.is_some() {
+            "-o FILE"
+        } else {
+            "OUT.aci"
+        };
+        return Err(crate::cli::usage_error(
+            "build",
+            format!("name {missing} or use --import (or both)"),
+        ));
+    }
     // Ctrl-C during the import that follows the pack stops it too.
     let store = ctx.store()?.with_interrupt(crate::interrupt::flag());
+    // One bar for the whole run: the pack reports its bytes to it.
+    let progress = Arc::new(Bar::new(ctx.quiet));
+    let mut pack = super::pack_options(args.compression.into(), args.threads);
+    pack.progress = Some(advance_callback(progress.clone()));
     let opts = BuildOptions {
         output: args.output.clone().or(args.output_file.clone()),
         overwrite: args.overwrite,
         import: args.import,
-        pack: super::pack_options(args.compression.into(), args.threads),
+        pack,
     };
     let report = match (&args.file, &args.dir) {
-        (Some(file), _) => build_file(ctx, &store, file, opts, &args)?,
+        (Some(file), _) => build_file(ctx, &store, file, opts, &args, progress)?,
         (None, Some(dir)) => {
-            let progress = Bar::new(ctx.quiet);
-            build::build(&store, dir, &opts, &std::env::temp_dir(), &progress)?
+            build::build(&store, dir, &opts, &std::env::temp_dir(), progress.as_ref())?
         }
         // clap requires one of them.
         (None, None) => anyhow::bail!("build: name a build tree or an Acidofile (-f)"),
@@ -80,6 +96,7 @@ fn build_file(
     file: &Path,
     build: BuildOptions,
     args: &BuildArgs,
+    progress: Arc<Bar>,
 ) -> anyhow::Result<BuildReport> {
     let interrupt = crate::interrupt::flag();
     let opts = AcidofileOptions {
@@ -87,7 +104,6 @@ fn build_file(
         keep_tree: args.keep_tree.clone(),
         context: None,
     };
-    let progress = Arc::new(Bar::new(ctx.quiet));
     let report = acidofile::build_file(
         store,
         file,
@@ -111,11 +127,27 @@ fn build_file(
 fn summarize(ctx: &Context, report: &BuildReport) -> anyhow::Result<()> {
     if !ctx.quiet {
         let mut err = std::io::stderr().lock();
+        for older in &report.same_name {
+            let mut app = older.name.clone();
+            for label in &older.labels {
+                app.push_str(&format!(",{}={}", label.name, label.value));
+            }
+            let consequence = if report.imported.is_some() {
+                "that name now resolves to the new image"
+            } else {
+                "importing the new image would make that name resolve to it"
+            };
+            writeln!(
+                err,
+                "acido: warning: the store already holds {} as {app}; {consequence}",
+                older.id
+            )?;
+        }
         match &report.selection {
             Some(sel) => writeln!(
                 err,
-                "acido: {} entries packed: {} added, {} modified, {} type changed, {} deleted{}{}",
-                report.pack.entries,
+                "acido: {} packed: {} added, {} modified, {} type changed, {} deleted{}{}",
+                output::count(report.pack.entries, "entry", "entries"),
                 sel.added,
                 sel.modified,
                 sel.type_changed,
@@ -133,8 +165,8 @@ fn summarize(ctx: &Context, report: &BuildReport) -> anyhow::Result<()> {
             )?,
             None => writeln!(
                 err,
-                "acido: no dependencies: {} entries packed",
-                report.pack.entries
+                "acido: no dependencies: {} packed",
+                output::count(report.pack.entries, "entry", "entries")
             )?,
         }
     }

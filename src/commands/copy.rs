@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use acido_porcelain::copy::{self, CopyOptions};
+use clap::builder::{OsStringValueParser, TypedValueParser as _};
 use clap::Args;
 
 use crate::commands::Context;
@@ -15,18 +16,33 @@ use crate::output::Outcome;
 pub struct CopyArgs {
     /// Give everything copied this owner and group (numbers) instead of
     /// the source's
-    #[arg(long, value_name = "UID[:GID]")]
-    pub chown: Option<String>,
+    #[arg(long, value_name = "UID[:GID]", value_parser = copy::parse_owner)]
+    pub chown: Option<(u32, u32)>,
     /// Give copied files and directories this mode (octal) instead of the
     /// source's
-    #[arg(long, value_name = "MODE")]
-    pub chmod: Option<String>,
+    #[arg(long, value_name = "MODE", value_parser = copy::parse_mode)]
+    pub chmod: Option<u32>,
     /// Host files or directories to copy (a directory's contents are copied)
     #[arg(required = true, value_name = "SRC")]
     pub sources: Vec<PathBuf>,
     /// The build tree, a colon, and the destination inside its rootfs
-    #[arg(value_name = "DIR:DEST")]
-    pub target: OsString,
+    #[arg(value_name = "DIR:DEST", value_parser = OsStringValueParser::new().try_map(parse_target))]
+    pub target: Target,
+}
+
+/// A parsed `DIR:DEST` operand: the build tree and the destination inside
+/// its rootfs (bytes, as given).
+#[derive(Debug, Clone)]
+pub struct Target {
+    dir: PathBuf,
+    dest: Vec<u8>,
+}
+
+/// Splits `DIR:DEST` while parsing, so a malformed operand is a usage
+/// error (exit 129) like any other bad option value.
+fn parse_target(value: OsString) -> Result<Target, copy::CopyError> {
+    let (dir, dest) = copy::parse_target(&value)?;
+    Ok(Target { dir, dest })
 }
 
 /// `1 file`, `2 files`.
@@ -36,10 +52,10 @@ fn count(n: u64, one: &str, many: &str) -> String {
 
 /// Copies the sources into the tree; `unpack` is `acido add`.
 pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcome> {
-    let (dir, dest) = copy::parse_target(&args.target)?;
+    let Target { dir, dest } = args.target;
     let opts = CopyOptions {
-        chown: args.chown.as_deref().map(copy::parse_owner).transpose()?,
-        chmod: args.chmod.as_deref().map(copy::parse_mode).transpose()?,
+        chown: args.chown,
+        chmod: args.chmod,
         unpack,
     };
     let report = copy::copy(&dir, &args.sources, &dest, &opts, &std::env::temp_dir())?;

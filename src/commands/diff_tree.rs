@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::diff::{self, format, DiffOptions};
+use acido_plumbing::naming::NamingError;
 use acido_plumbing::render::{self, RenderOptions};
 use anyhow::Context as _;
 use clap::Args;
@@ -24,7 +25,7 @@ pub struct DiffTreeArgs {
     #[arg(long, conflicts_with_all = ["stat", "json"])]
     pub name_only: bool,
     /// Keep only changes whose status letter is in LETTERS (A, M, D, T)
-    #[arg(long, value_name = "LETTERS")]
+    #[arg(long, value_name = "LETTERS", value_parser = parse_diff_filter)]
     pub diff_filter: Option<String>,
     /// Print which attributes differ for each path, and a summary
     #[arg(long, conflicts_with = "json")]
@@ -42,6 +43,15 @@ pub struct DiffTreeArgs {
     pub a: String,
     /// The new tree: a directory, a layout directory, or an image
     pub b: String,
+}
+
+/// Checks `--diff-filter` while parsing, so an unknown letter is a usage
+/// error (exit 129).
+fn parse_diff_filter(letters: &str) -> Result<String, String> {
+    match letters.chars().find(|c| !"AMDT".contains(*c)) {
+        Some(bad) => Err(format!("unknown status letter {bad:?} (use A, M, D, T)")),
+        None => Ok(letters.to_owned()),
+    }
 }
 
 /// One side of the comparison: a directory as it is, or an image rendered
@@ -67,7 +77,18 @@ fn side(ctx: &Context, operand: &str) -> anyhow::Result<Side> {
     if path.is_dir() {
         return Ok(Side::Dir(path.to_owned()));
     }
-    let list = dependency_list(ctx, operand)?;
+    let list = dependency_list(ctx, operand).map_err(|err| {
+        // The operand may have been meant as either: say both were tried.
+        let not_found = matches!(
+            err.downcast_ref::<NamingError>(),
+            Some(NamingError::NotFound { .. })
+        );
+        if not_found {
+            anyhow::anyhow!("{operand}: neither a directory nor a stored image")
+        } else {
+            err
+        }
+    })?;
     let map = render::file_map(&list)?;
     let temp = tempfile::Builder::new()
         .prefix("acido-diff-")
@@ -92,9 +113,6 @@ pub fn run(ctx: &Context, args: DiffTreeArgs) -> anyhow::Result<Outcome> {
     };
     let mut changes = diff::diff_trees(&a.root(), &b.root(), &opts)?;
     if let Some(letters) = &args.diff_filter {
-        if let Some(bad) = letters.chars().find(|c| !"AMDT".contains(*c)) {
-            anyhow::bail!("--diff-filter: unknown status letter {bad:?} (use A, M, D, T)");
-        }
         changes.retain(|c| letters.contains(c.status.code()));
     }
     let mut out = output::stdout();

@@ -8,7 +8,7 @@ use acido_porcelain::extract;
 use clap::Args;
 
 use crate::commands::Context;
-use crate::output::Outcome;
+use crate::output::{count, Outcome};
 use crate::progress::Bar;
 
 /// Arguments of `acido extract`.
@@ -40,12 +40,12 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> anyhow::Result<Outcome> {
     if !ctx.quiet {
         writeln!(
             err,
-            "acido: extracted {} ({} images) into {}: {} entries, {} bytes",
+            "acido: extracted {} ({}) into {}: {}, {}",
             report.id,
-            r.images,
+            count(r.images as u64, "image", "images"),
             args.dir.display(),
-            r.entries,
-            r.bytes
+            count(r.entries, "entry", "entries"),
+            count(r.bytes, "byte", "bytes")
         )?;
     }
     let skipped = r.ownership_not_restored + r.devices_not_created + r.xattrs_not_restored;
@@ -53,11 +53,11 @@ pub fn run(ctx: &Context, args: ExtractArgs) -> anyhow::Result<Outcome> {
         // Never silent, even with -q: the tree differs from the image.
         writeln!(
             err,
-            "acido: not restored (running as {}): {} ownerships, {} device nodes, {} xattrs",
+            "acido: not restored (running as {}): {}, {}, {}",
             if r.as_root { "root" } else { "a normal user" },
-            r.ownership_not_restored,
-            r.devices_not_created,
-            r.xattrs_not_restored
+            count(r.ownership_not_restored, "ownership", "ownerships"),
+            count(r.devices_not_created, "device node", "device nodes"),
+            count(r.xattrs_not_restored, "xattr", "xattrs")
         )?;
     }
     Ok(Outcome::Success)

@@ -21,7 +21,8 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     }
 }
 
-/// Collects garbage and prints one line per removed file and a total.
+/// Collects garbage and prints one line per removed file; the total goes
+/// to stderr.
 pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
     use std::os::unix::ffi::OsStrExt;
     let store = ctx.store()?;
@@ -31,26 +32,31 @@ pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
         let path = quote_path(item.path.as_os_str().as_bytes());
         writeln!(
             out,
-            "removed {} {path} ({} bytes)",
+            "removed {} {path} ({})",
             item.kind.name(),
-            item.bytes
-        )?;
-    }
-    let files = report.removed.len();
-    writeln!(
-        out,
-        "gc: removed {files} {}, {} bytes",
-        plural(files, "file", "files"),
-        report.bytes()
-    )?;
-    if report.in_use > 0 {
-        let n = report.in_use;
-        writeln!(
-            out,
-            "gc: left {n} {} in use",
-            plural(n, "temp file", "temp files")
+            output::count(item.bytes, "byte", "bytes")
         )?;
     }
     output::finish(out)?;
+    // The summary is status, not result: on stderr like fsck's, so stdout
+    // holds only the removed files and `-q` silences it.
+    if !ctx.quiet {
+        let mut err = std::io::stderr().lock();
+        let files = report.removed.len();
+        writeln!(
+            err,
+            "gc: removed {files} {}, {}",
+            plural(files, "file", "files"),
+            output::count(report.bytes(), "byte", "bytes")
+        )?;
+        if report.in_use > 0 {
+            let n = report.in_use;
+            writeln!(
+                err,
+                "gc: left {n} {} in use",
+                plural(n, "temp file", "temp files")
+            )?;
+        }
+    }
     Ok(Outcome::Success)
 }

@@ -24,7 +24,9 @@ pub struct ImagesArgs {
     pub format: ImagesFormat,
     /// Show ids in the table with at least N hex digits (default 12, more
     /// when needed to tell the listed ids apart)
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "12",
+    // `--abbrev=N` only, as git takes it (see resolve).
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true,
+        default_missing_value = "12",
         value_parser = clap::value_parser!(u16).range(2..=128))]
     pub abbrev: Option<u16>,
     /// Show full ids in the table

@@ -155,5 +155,7 @@ pub fn pack_options(
         level: None,
         interrupt: Some(crate::interrupt::flag()),
         hook: acido_porcelain::test_hooks::pack_pause_hook(),
+        // Set by the commands that show a bar (pack-aci, build).
+        progress: None,
     }
 }

@@ -5,13 +5,16 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use acido_plumbing::pack::{self, PackOptions, PackReport};
+use acido_porcelain::progress::{advance_callback, Progress as _};
 use anyhow::Context as _;
 use clap::Args;
 
 use crate::commands::{CompressionArg, Context};
 use crate::output::{self, Outcome};
+use crate::progress::Bar;
 
 /// Arguments of `acido pack-aci`.
 #[derive(Debug, Args)]
@@ -41,22 +44,16 @@ pub struct PackAciArgs {
 
 /// Packs DIR and prints the new image's id (on stderr when the ACI itself
 /// goes to stdout).
-pub fn run(_ctx: &Context, args: PackAciArgs) -> anyhow::Result<Outcome> {
-    let opts = super::pack_options(args.compression.into(), args.threads);
+pub fn run(ctx: &Context, args: PackAciArgs) -> anyhow::Result<Outcome> {
+    // Bytes packed and the rate, on a terminal's stderr only (-q: never).
+    let bar: Arc<Bar> = Arc::new(Bar::new(ctx.quiet));
+    let mut opts = super::pack_options(args.compression.into(), args.threads);
+    opts.progress = Some(advance_callback(bar.clone()));
     let to_stdout = args.output == Path::new("-");
-    let report = if args.paths_from.is_none() && args.manifest.is_none() {
-        if to_stdout {
-            let mut stdout = io::stdout().lock();
-            let report = pack::pack_layout(&args.dir, &mut stdout, &opts)
-                .with_context(|| format!("pack-aci {}", args.dir.display()))?;
-            stdout.flush()?;
-            report
-        } else {
-            pack::pack_layout_to_file(&args.dir, &args.output, args.overwrite, &opts)?
-        }
-    } else {
-        pack_selected(&args, &opts, to_stdout)?
-    };
+    bar.begin(&format!("packing {}", args.dir.display()), None);
+    let report = pack_args(&args, &opts, to_stdout);
+    bar.end();
+    let report = report?;
     if to_stdout {
         writeln!(io::stderr(), "{}", report.id)?;
     } else {
@@ -65,6 +62,28 @@ pub fn run(_ctx: &Context, args: PackAciArgs) -> anyhow::Result<Outcome> {
         output::finish(out)?;
     }
     Ok(Outcome::Success)
+}
+
+/// Packs as the arguments say: the whole layout, or (`--paths-from`,
+/// `--manifest`) a chosen manifest and selection.
+fn pack_args(
+    args: &PackAciArgs,
+    opts: &PackOptions,
+    to_stdout: bool,
+) -> anyhow::Result<PackReport> {
+    Ok(if args.paths_from.is_none() && args.manifest.is_none() {
+        if to_stdout {
+            let mut stdout = io::stdout().lock();
+            let report = pack::pack_layout(&args.dir, &mut stdout, opts)
+                .with_context(|| format!("pack-aci {}", args.dir.display()))?;
+            stdout.flush()?;
+            report
+        } else {
+            pack::pack_layout_to_file(&args.dir, &args.output, args.overwrite, opts)?
+        }
+    } else {
+        pack_selected(args, opts, to_stdout)?
+    })
 }
 
 /// `--paths-from` / `--manifest`: a chosen manifest and only the listed

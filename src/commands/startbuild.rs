@@ -38,10 +38,10 @@ pub fn run(ctx: &Context, args: StartbuildArgs) -> anyhow::Result<Outcome> {
     if !ctx.quiet {
         writeln!(
             std::io::stderr(),
-            "acido: build tree {} on {} ({} entries); edit rootfs/ and manifest, then 'acido build {} OUT.aci'",
+            "acido: build tree {} on {} ({}); edit rootfs/ and manifest, then 'acido build {} OUT.aci'",
             report.dir.display(),
             report.base,
-            report.render.entries,
+            output::count(report.render.entries, "entry", "entries"),
             report.dir.display()
         )?;
     }

@@ -97,6 +97,9 @@ pub struct PackOptions {
     /// Called at each [`PackStep`] (fault injection for crash tests; it
     /// may block).
     pub hook: Option<PackHook>,
+    /// Called with the number of bytes of file data just packed, once per
+    /// buffer (at most 256 KiB), so a caller can show progress.
+    pub progress: Option<PackProgress>,
 }
 
 impl std::fmt::Debug for PackOptions {
@@ -107,6 +110,7 @@ impl std::fmt::Debug for PackOptions {
             .field("level", &self.level)
             .field("interrupt", &self.interrupt)
             .field("hook", &self.hook.is_some())
+            .field("progress", &self.progress.is_some())
             .finish()
     }
 }
@@ -126,6 +130,9 @@ pub enum PackStep {
 /// kill the process there).
 pub type PackHook = Arc<dyn Fn(PackStep) + Send + Sync>;
 
+/// A callback told how many more bytes of file data were packed.
+pub type PackProgress = Arc<dyn Fn(u64) + Send + Sync>;
+
 impl Default for PackOptions {
     /// xz at preset 6 on every core.
     fn default() -> Self {
@@ -135,6 +142,7 @@ impl Default for PackOptions {
             level: None,
             interrupt: None,
             hook: None,
+            progress: None,
         }
     }
 }

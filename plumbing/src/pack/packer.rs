@@ -76,6 +76,7 @@ fn pack_tree(
         skipped_sockets: 0,
         guard,
         interrupt: opts.interrupt.as_deref(),
+        progress: opts.progress.as_deref(),
     };
 
     packer.put_header(
@@ -175,6 +176,7 @@ struct Packer<'a, W: Write> {
     skipped_sockets: u64,
     guard: Option<(u64, u64)>,
     interrupt: Option<&'a AtomicBool>,
+    progress: Option<&'a (dyn Fn(u64) + Send + Sync)>,
 }
 
 impl<W: Write> Packer<'_, W> {
@@ -322,6 +324,9 @@ impl<W: Write> Packer<'_, W> {
             };
             self.tar.write_all(&self.data[..n]).map_err(write_err)?;
             left -= n as u64;
+            if let Some(progress) = self.progress {
+                progress(n as u64);
+            }
         }
         let mut probe = [0u8; 1];
         loop {

@@ -331,3 +331,28 @@ fn packing_to_a_file_sweeps_dead_temps_beside_it() {
     assert!(!dead.exists());
     assert_eq!(fs::read_dir(outdir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn progress_counts_every_byte_of_file_data() {
+    let dir = layout(b"{}");
+    let r = dir.path().join("rootfs");
+    // Bigger than one buffer, so the callback runs several times.
+    fs::write(r.join("big"), vec![7u8; 600 * 1024]).unwrap();
+    fs::write(r.join("small"), b"abc").unwrap();
+    fs::hard_link(r.join("small"), r.join("link")).unwrap();
+    let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (sum, count) = (Arc::clone(&total), Arc::clone(&calls));
+    let o = PackOptions {
+        progress: Some(Arc::new(move |n| {
+            sum.fetch_add(n, Ordering::SeqCst);
+            count.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..opts(Compression::None)
+    };
+    let mut out = Vec::new();
+    pack_layout(dir.path(), &mut out, &o).unwrap();
+    // A hard link's data is written once.
+    assert_eq!(total.load(Ordering::SeqCst), 600 * 1024 + 3);
+    assert!(calls.load(Ordering::SeqCst) >= 4, "one call per buffer");
+}

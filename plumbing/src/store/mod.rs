@@ -84,6 +84,13 @@ pub enum StoreError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The store's root (`--store`, `ACIDO_STORE`...) exists but is not a
+    /// directory, or lies below a file.
+    #[error("{}: the store path is not a directory", path.display())]
+    NotADirectory {
+        /// The store's root.
+        path: PathBuf,
+    },
     /// The store's `version` file names a layout this code does not know.
     #[error("{path}: store layout version {found:?} is not supported (this acido reads version {LAYOUT_VERSION})")]
     UnsupportedVersion {
@@ -266,8 +273,25 @@ impl Store {
         create_locked_temp(&self.tmp_dir(), prefix)
     }
 
+    /// Checks that the root is a directory, or does not exist yet (a
+    /// missing store is an empty one, created by the first write). A
+    /// symlink to a directory is fine.
+    pub fn check_root(&self) -> Result<(), StoreError> {
+        let not_a_dir = || StoreError::NotADirectory {
+            path: self.root.clone(),
+        };
+        match fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(not_a_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(not_a_dir()),
+            // Missing, or unreadable: the operation itself says what and where.
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Checks the version file of an existing store; a missing store is fine.
     fn check_version(&self) -> Result<bool, StoreError> {
+        self.check_root()?;
         let path = self.root.join("version");
         match fs::read_to_string(&path) {
             Ok(text) if text.trim() == LAYOUT_VERSION.to_string() => Ok(true),

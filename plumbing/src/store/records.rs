@@ -175,6 +175,7 @@ impl Store {
 
     /// Every image record, sorted by id. An empty or missing store has none.
     pub fn records(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        self.check_root()?;
         let dir = self.root.join("images");
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -199,6 +200,7 @@ impl Store {
 
     /// Ids of stored blobs whose hex starts with `prefix`, sorted.
     pub fn ids_with_prefix(&self, prefix: &IdPrefix) -> Result<Vec<ImageId>, StoreError> {
+        self.check_root()?;
         let fan = &prefix.hex()[..2];
         let dir = self.root.join("blobs/sha512").join(fan);
         let entries = match fs::read_dir(&dir) {
