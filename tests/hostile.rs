@@ -478,12 +478,12 @@ fn device_nodes_setuid_files_and_capabilities_as_privilege_allows() {
     } else {
         // Owners of manifest, rootfs, dev, suid, sgid and cap; the two
         // devices; the capability, and the user xattr if it failed.
-        let xattrs = if user_xattrs { 1 } else { 2 };
+        let xattrs = if user_xattrs { "1 xattr" } else { "2 xattrs" };
         assert_eq!(
             report,
             [format!(
                 "acido: not restored (running as a normal user): 6 ownerships, \
-                 2 device nodes, {xattrs} xattrs"
+                 2 device nodes, {xattrs}"
             )]
         );
     }

@@ -73,7 +73,7 @@ fn a_normal_user_renders_what_it_can_and_reports_the_rest() {
         .find(|l| l.starts_with("acido: not restored (running as a normal user): "))
         .unwrap_or_else(|| panic!("no report line in {stderr}"));
     assert!(
-        line.contains(" 6 ownerships, 1 device nodes, 0 xattrs"),
+        line.contains(" 6 ownerships, 1 device node, 0 xattrs"),
         "{line}"
     );
     let tree = out_parent.join("out3/rootfs");

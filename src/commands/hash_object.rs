@@ -22,13 +22,19 @@ pub struct HashObjectArgs {
     #[arg(long)]
     pub stdin: bool,
     /// ACI files (any compression)
-    #[arg(value_name = "FILE", required_unless_present = "stdin")]
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
 /// Prints the id of each input; with `-w` stores it too. An interrupt
 /// fails the next read, so a `-w` import drops its temp file.
 pub fn run(ctx: &Context, args: HashObjectArgs) -> anyhow::Result<Outcome> {
+    if !args.stdin && args.files.is_empty() {
+        return Err(crate::cli::usage_error(
+            "hash-object",
+            "name at least one FILE, or use --stdin",
+        ));
+    }
     let store = if args.write { Some(ctx.store()?) } else { None };
     let mut out = output::stdout();
     let mut inputs: Vec<(String, Box<dyn Read + Send>)> = Vec::new();
