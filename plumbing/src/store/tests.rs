@@ -477,3 +477,32 @@ fn file_kinds_have_names() {
     let meta = fs::symlink_metadata(dir.path()).unwrap();
     assert_eq!(FileKind::of(&meta), FileKind::Directory);
 }
+
+#[test]
+fn a_store_root_that_is_not_a_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    fs::write(&file, "x").unwrap();
+    for root in [file.clone(), file.join("below")] {
+        let store = Store::at(&root);
+        let not_a_dir =
+            |e: StoreError| matches!(e, StoreError::NotADirectory { path } if path == root);
+        assert!(not_a_dir(store.records().unwrap_err()));
+        assert!(not_a_dir(store.inventory().unwrap_err()));
+        assert!(not_a_dir(store.ensure_layout().unwrap_err()));
+        let input = std::io::Cursor::new(aci("example.com/a", b"a"));
+        let err = store.import(input, "a.aci").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: the store path is not a directory", root.display())
+        );
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+    // Missing and symlinked-to-directory roots are fine.
+    assert!(Store::at(dir.path().join("new"))
+        .records()
+        .unwrap()
+        .is_empty());
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+    assert!(Store::at(dir.path().join("link")).check_root().is_ok());
+}
