@@ -61,6 +61,17 @@ impl From<CompressionArg> for acido_plumbing::compression::Compression {
     }
 }
 
+/// `--format` of the commands with machine output (`images`, `ls-tree`,
+/// `resolve`, `validate`, `fsck`, `diff-tree`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// the text output for people and line tools (for images: a table)
+    #[value(alias = "table")]
+    Text,
+    /// one JSON document on one line, with a formatVersion (see OUTPUT FORMAT)
+    Json,
+}
+
 /// What every command may need: the store and the global flags.
 pub struct Context {
     store_dir: Option<PathBuf>,

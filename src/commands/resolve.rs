@@ -1,12 +1,13 @@
-//! `acido resolve [--abbrev[=N]] IMAGE...`
+//! `acido resolve [--abbrev[=N]] [--format text|json] IMAGE...`
 
 use std::io::Write;
 
 use acido_plumbing::id::FULL_HEX_LEN;
-use acido_plumbing::naming::{self, ImageRef};
+use acido_plumbing::json_output::Document;
+use acido_plumbing::naming::{self, ImageRef, JsonResolved};
 use clap::Args;
 
-use crate::commands::Context;
+use crate::commands::{Context, OutputFormat};
 use crate::output::{self, Outcome};
 
 /// Arguments of `acido resolve`.
@@ -15,6 +16,11 @@ pub struct ResolveArgs {
     /// Print ids shortened to N hex digits (64 when N is omitted)
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "64")]
     pub abbrev: Option<usize>,
+    /// Output format: one id per line, or one JSON document naming each
+    /// IMAGE with its full id
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text",
+        conflicts_with = "abbrev")]
+    pub format: OutputFormat,
     /// Image names: ids, id prefixes or NAME[:VERSION][,LABEL=VALUE...]
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
@@ -24,10 +30,27 @@ pub struct ResolveArgs {
 pub fn run(ctx: &Context, args: ResolveArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
     let mut out = output::stdout();
-    for name in &args.images {
-        let resolved = naming::resolve(&store, &ImageRef::parse(name, false)?)?;
-        let hex_len = args.abbrev.unwrap_or(FULL_HEX_LEN);
-        writeln!(out, "{}", resolved.id.abbrev(hex_len))?;
+    match args.format {
+        OutputFormat::Text => {
+            for name in &args.images {
+                let resolved = naming::resolve(&store, &ImageRef::parse(name, false)?)?;
+                let hex_len = args.abbrev.unwrap_or(FULL_HEX_LEN);
+                writeln!(out, "{}", resolved.id.abbrev(hex_len))?;
+            }
+        }
+        OutputFormat::Json => {
+            // Every name is resolved before anything is printed, so a name
+            // that fails leaves no half document on stdout.
+            let resolved = args
+                .images
+                .iter()
+                .map(|name| naming::resolve(&store, &ImageRef::parse(name, false)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut doc = Document::begin(&mut out)?;
+            let items = args.images.iter().zip(&resolved);
+            doc.list("images", items.map(|(name, r)| JsonResolved::new(name, r)))?;
+            doc.finish()?;
+        }
     }
     output::finish(out)?;
     Ok(Outcome::Success)
