@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use acido_plumbing::id::{ImageId, FULL_HEX_LEN};
+use acido_plumbing::id::{ImageId, FULL_HEX_LEN, SCHEME};
 use acido_plumbing::json_output::Document;
 use acido_plumbing::quote::quote_path;
 use acido_plumbing::store::{ImageRecord, Store, StoreError};
@@ -35,6 +35,33 @@ pub fn unique_abbrev(ids: &[ImageId], min: usize) -> usize {
         len = len.max((common + 1).min(FULL_HEX_LEN));
     }
     len
+}
+
+/// Candidates for completing an IMAGE argument that starts with
+/// `prefix`: the stored names, and the stored ids shortened as `images`
+/// shows them (longer when `prefix` already holds more hex digits), that
+/// start with `prefix`; names first, each once, sorted. Only the image
+/// records are read, never a blob, so shells can call this on every Tab.
+pub fn complete(store: &Store, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let records = store.records()?;
+    let mut names: Vec<String> = records
+        .iter()
+        .filter(|r| r.name.starts_with(prefix))
+        .map(|r| r.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let ids: Vec<ImageId> = records.iter().map(|r| r.id).collect();
+    let typed_hex = prefix.strip_prefix(SCHEME).map_or(0, str::len);
+    let len = unique_abbrev(&ids, DEFAULT_ABBREV).max(typed_hex);
+    let mut short_ids: Vec<String> = ids
+        .iter()
+        .map(|id| id.abbrev(len))
+        .filter(|short| short.starts_with(prefix))
+        .collect();
+    short_ids.sort();
+    names.extend(short_ids);
+    Ok(names)
 }
 
 /// Labels as `name=value,name=value` in manifest order, `-` when none.

@@ -6,6 +6,7 @@
 pub mod add;
 pub mod build;
 pub mod cat_manifest;
+pub mod completions;
 pub mod copy;
 pub mod diff_tree;
 pub mod export;

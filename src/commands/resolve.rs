@@ -18,8 +18,13 @@ pub struct ResolveArgs {
     pub abbrev: Option<usize>,
     /// Output format: one id per line, or one JSON document naming each
     /// IMAGE with its full id
-    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text",
-        conflicts_with = "abbrev")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        conflicts_with = "abbrev"
+    )]
     pub format: OutputFormat,
     /// Image names: ids, id prefixes or NAME[:VERSION][,LABEL=VALUE...]
     #[arg(required = true, value_name = "IMAGE")]

@@ -23,8 +23,13 @@ pub struct ValidateArgs {
     pub verbose: bool,
     /// Output format: a line per finding, or one JSON document with a
     /// verdict for every FILE (so -v does not apply)
-    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text",
-        conflicts_with = "verbose")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text",
+        conflicts_with = "verbose"
+    )]
     pub format: OutputFormat,
     /// Manifest JSON files, layout directories or ACI files
     #[arg(required = true, value_name = "FILE")]
