@@ -5,6 +5,7 @@ use std::io::Write;
 use acido_plumbing::id::FULL_HEX_LEN;
 use acido_plumbing::json_output::Document;
 use acido_plumbing::naming::{self, ImageRef, JsonResolved};
+use acido_plumbing::store::Store;
 use clap::Args;
 
 use crate::commands::{Context, OutputFormat};
@@ -34,29 +35,31 @@ pub struct ResolveArgs {
 /// Prints the full (or abbreviated) id each name stands for.
 pub fn run(ctx: &Context, args: ResolveArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
-    let mut out = output::stdout();
-    match args.format {
-        OutputFormat::Text => {
-            for name in &args.images {
-                let resolved = naming::resolve(&store, &ImageRef::parse(name, false)?)?;
-                let hex_len = args.abbrev.unwrap_or(FULL_HEX_LEN);
-                writeln!(out, "{}", resolved.id.abbrev(hex_len))?;
-            }
-        }
-        OutputFormat::Json => {
-            // Every name is resolved before anything is printed, so a name
-            // that fails leaves no half document on stdout.
-            let resolved = args
-                .images
-                .iter()
-                .map(|name| naming::resolve(&store, &ImageRef::parse(name, false)?))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut doc = Document::begin(&mut out)?;
-            let items = args.images.iter().zip(&resolved);
-            doc.list("images", items.map(|(name, r)| JsonResolved::new(name, r)))?;
-            doc.finish()?;
-        }
+    if args.format == OutputFormat::Json {
+        return write_json(&store, &args.images);
     }
+    let mut out = output::stdout();
+    for name in &args.images {
+        let resolved = naming::resolve(&store, &ImageRef::parse(name, false)?)?;
+        let hex_len = args.abbrev.unwrap_or(FULL_HEX_LEN);
+        writeln!(out, "{}", resolved.id.abbrev(hex_len))?;
+    }
+    output::finish(out)?;
+    Ok(Outcome::Success)
+}
+
+/// The JSON document, printed once every name has resolved, so a name that
+/// fails leaves no half document on stdout.
+fn write_json(store: &Store, names: &[String]) -> anyhow::Result<Outcome> {
+    let resolved = names
+        .iter()
+        .map(|name| naming::resolve(store, &ImageRef::parse(name, false)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = output::stdout();
+    let mut doc = Document::begin(&mut out)?;
+    let items = names.iter().zip(&resolved);
+    doc.list("images", items.map(|(name, r)| JsonResolved::new(name, r)))?;
+    doc.finish()?;
     output::finish(out)?;
     Ok(Outcome::Success)
 }
