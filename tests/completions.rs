@@ -186,6 +186,8 @@ fn bash_completes_image_arguments_from_the_store() {
             "{label}: {r:?}"
         );
     }
+    // Completing never creates a store.
+    assert!(!other_store.exists());
     // The rest is clap's static completion, still in place.
     assert_eq!(replies("the subcommand"), ["ls-tree"]);
     assert_eq!(replies("an option"), ["--long"]);

@@ -236,4 +236,23 @@ mod tests {
         assert_eq!(octal_mode(0o100755), "0755");
         assert_eq!(octal_mode(0o4711), "4711");
     }
+
+    proptest::proptest! {
+        /// Any bytes come back exactly from what is written for them.
+        #[test]
+        fn bytes_round_trip(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            let text = serde_json::to_string(&Bytes(&bytes)).unwrap();
+            let back: Vec<u8> = match serde_json::from_str(&text).unwrap() {
+                serde_json::Value::String(s) => s.into_bytes(),
+                serde_json::Value::Object(o) => o["bytes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| u8::try_from(n.as_u64().unwrap()).unwrap())
+                    .collect(),
+                other => panic!("{other}"),
+            };
+            proptest::prop_assert_eq!(back, bytes);
+        }
+    }
 }

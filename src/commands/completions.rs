@@ -172,6 +172,8 @@ impl ImageWord {
                     match value {
                         Some(value) if arg.get_id() == "store" => store = Some(expand_home(value)),
                         Some(_) => {}
+                        // `--abbrev=N` style: without `=` it takes no value.
+                        None if arg.is_require_equals_set() => {}
                         None => pending = Some(arg),
                     }
                 }
@@ -387,6 +389,30 @@ mod tests {
         assert_eq!(words_of_call(argv(&["acido", CALL])), Some(vec![]));
         assert_eq!(words_of_call(argv(&["acido", "images"])), None);
         assert_eq!(words_of_call(argv(&["acido"])), None);
+    }
+
+    #[test]
+    fn an_option_whose_value_needs_equals_does_not_take_the_next_word() {
+        let mut root = clap::Command::new("acido").subcommand(
+            clap::Command::new("show")
+                .arg(
+                    Arg::new("abbrev")
+                        .long("abbrev")
+                        .num_args(0..=1)
+                        .require_equals(true),
+                )
+                .arg(Arg::new("image").value_name("IMAGE")),
+        );
+        root.build();
+        let words = |line: &[&str]| line.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            ImageWord::find(&root, &words(&["acido", "show", "--abbrev", "ex"])),
+            image("ex")
+        );
+        assert_eq!(
+            ImageWord::find(&root, &words(&["acido", "show", "--abbrev=4", "ex"])),
+            image("ex")
+        );
     }
 
     #[test]
