@@ -220,18 +220,23 @@ fn zsh_script_parses_and_its_hook_offers_images() {
         .output()
         .expect("zsh -n");
     assert!(syntax.status.success(), "{syntax:?}");
-    // Loaded as compinit loads it, with compadd replaced by a printer, the
-    // wrapper registered for acido offers the stored image.
+    // Installed in fpath as `_acido` (as the package does) and autoloaded
+    // by compinit on the first Tab, with compadd replaced by a printer: the
+    // wrapper offers the stored image and takes over for acido.
+    let fpath_dir = env.path("zsh-functions");
+    fs::create_dir_all(&fpath_dir).unwrap();
+    fs::copy(&script, fpath_dir.join("_acido")).unwrap();
     let code = format!(
-        "autoload -U compinit && compinit -u -d '{dump}'\n\
-         source '{script}'\n\
-         [[ $_comps[acido] == _acido_images ]] || {{ print -u2 \"registered: $_comps[acido]\"; exit 1 }}\n\
+        "fpath=('{fpath}' $fpath)\n\
+         autoload -U compinit && compinit -u -d '{dump}'\n\
+         [[ $_comps[acido] == _acido ]] || {{ print -u2 \"registered: $_comps[acido]\"; exit 1 }}\n\
          compadd() {{ [[ $1 == -a ]] && print -rl -- \"${{(@P)2}}\" }}\n\
-         words=(acido ls-tree ''); CURRENT=3; _acido_images\n\
+         words=(acido ls-tree ''); CURRENT=3; _acido\n\
+         [[ $_comps[acido] == _acido_images ]] || {{ print -u2 \"then: $_comps[acido]\"; exit 1 }}\n\
          print -- '=='\n\
-         words=(acido rm {prefix}); CURRENT=3; _acido_images\n",
+         words=(acido rm {prefix}); CURRENT=3; $_comps[acido]\n",
+        fpath = fpath_dir.display(),
         dump = env.path("zcompdump").display(),
-        script = script.display(),
         prefix = &id[..10],
     );
     let out = stdout_ok("zsh", &shell(&env, "zsh", &["-f"], &code));
