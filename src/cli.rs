@@ -278,6 +278,8 @@ pub enum Command {
     Add(CopyArgs),
     /// Trust OpenPGP keys to sign images of a name prefix; list or remove them (porcelain)
     Trust(crate::commands::trust::TrustArgs),
+    /// Write a shell completion script for bash, zsh or fish to stdout
+    Completions(crate::commands::completions::CompletionsArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }

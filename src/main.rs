@@ -24,6 +24,18 @@ const EXIT_FATAL: u8 = 128;
 const EXIT_USAGE: u8 = 129;
 
 fn main() -> ExitCode {
+    // The completion scripts' call, kept out of the command definitions so
+    // that no help or completion offers it (see commands/completions.rs).
+    if let Some(words) = commands::completions::words_of_call(std::env::args_os()) {
+        return match commands::completions::complete_images(&words) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+            Err(err) => {
+                let _ = writeln!(io::stderr(), "acido: error: {}", error_line(&err));
+                ExitCode::from(EXIT_FATAL)
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -80,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Add(args) => commands::add::run(&ctx, args),
         Command::Verify(args) => commands::verify::run(&ctx, args),
         Command::Trust(args) => commands::trust::run(&ctx, args),
+        Command::Completions(args) => commands::completions::run(args),
         Command::Help(args) => man::help(args),
     }
 }

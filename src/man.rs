@@ -175,6 +175,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-trust.roff"),
     ),
     (
+        "acido-completions",
+        Some("completions"),
+        "1",
+        include_str!("../man/prose/acido-completions.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",

@@ -45,6 +45,21 @@ impl EntryKind {
         }
     }
 
+    /// The word used in JSON output (`--format json` of `ls-tree` and
+    /// `diff-tree`): `regular`, `directory`, `symlink`, `hardlink`, `char`,
+    /// `block`, `fifo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular",
+            EntryKind::Directory => "directory",
+            EntryKind::Symlink => "symlink",
+            EntryKind::HardLink => "hardlink",
+            EntryKind::CharDevice => "char",
+            EntryKind::BlockDevice => "block",
+            EntryKind::Fifo => "fifo",
+        }
+    }
+
     /// Whether this is a directory.
     pub fn is_dir(self) -> bool {
         self == EntryKind::Directory

@@ -3,7 +3,10 @@
 
 use std::io::{self, Write};
 
+use serde::Serialize;
+
 use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::json_output::{self, Bytes, Device, Document, Time, Xattr};
 use crate::quote::quote_path;
 
 /// How entry listings are printed.
@@ -79,6 +82,74 @@ pub fn write_entries(out: &mut dyn Write, entries: &[Entry], style: ListStyle) -
     Ok(())
 }
 
+/// Writes the `ls-tree --format json` document, through the shared writer
+/// ([`json_output::Document`]): one line, every entry in archive order,
+/// with all its metadata whatever `--long` says.
+///
+/// ```text
+/// {"formatVersion":1,"entries":[ENTRY...]}
+/// ENTRY = {"path":BYTES,"type":TYPE,"mode":"0755","uid":0,"gid":0,"size":0,
+///          "mtime":{"sec":1700000000,"nsec":0},
+///          ["linkTarget":BYTES,] ["device":{"major":1,"minor":3},]
+///          "xattrs":[{"name":BYTES,"value":BYTES}...]}
+/// TYPE  = "regular"|"directory"|"symlink"|"hardlink"|"char"|"block"|"fifo"
+/// BYTES = "text" when the bytes are valid UTF-8, else {"bytes":[0-255,...]}
+/// ```
+///
+/// `path` is as in the archive (`rootfs/etc/passwd`); `size` the data size
+/// (0 for all but regular files); `linkTarget` appears for symlinks and
+/// hard links (a hard link's target is another entry's path) and `device`
+/// for char and block devices; `xattrs` in archive order. Keys appear in
+/// the order shown.
+pub fn write_entries_json(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
+    let mut doc = Document::begin(out)?;
+    doc.list("entries", entries.iter().map(JsonEntry::from))?;
+    doc.finish()?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonEntry<'a> {
+    path: Bytes<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    mode: String,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: Time,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_target: Option<Bytes<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<Device>,
+    xattrs: Vec<Xattr<'a>>,
+}
+
+impl<'a> From<&'a Entry> for JsonEntry<'a> {
+    fn from(e: &'a Entry) -> Self {
+        let is_device = matches!(e.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+        JsonEntry {
+            path: Bytes(&e.path),
+            kind: e.kind.name(),
+            mode: json_output::octal_mode(e.mode),
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            mtime: Time {
+                sec: e.mtime.secs,
+                nsec: e.mtime.nanos,
+            },
+            link_target: e.link_target.as_deref().map(Bytes),
+            device: is_device.then_some(Device {
+                major: e.dev_major,
+                minor: e.dev_minor,
+            }),
+            xattrs: json_output::xattrs(&e.xattrs),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +197,30 @@ mod tests {
         assert_eq!(
             out,
             b"f 0755 1 2 3 10.000000005\trootfs/a\nb\0l 0755 1 2 3 10.000000005\trootfs/l\0/etc\0"
+        );
+    }
+
+    #[test]
+    fn json_has_every_field_and_keeps_bytes() {
+        let entries = [
+            entry(b"rootfs/a\xfe", EntryKind::Regular, None).with_xattr("user.k", "v"),
+            entry(b"rootfs/l", EntryKind::Symlink, Some(b"/etc")),
+            Entry::new("rootfs/null", EntryKind::CharDevice)
+                .with_mode(0o666)
+                .with_device(1, 3),
+        ];
+        let mut out = Vec::new();
+        write_entries_json(&mut out, &entries).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"formatVersion":1,"entries":["#,
+                r#"{"path":{"bytes":[114,111,111,116,102,115,47,97,254]},"type":"regular","mode":"0755","uid":1,"gid":2,"size":3,"mtime":{"sec":10,"nsec":5},"xattrs":[{"name":"user.k","value":"v"}]},"#,
+                r#"{"path":"rootfs/l","type":"symlink","mode":"0755","uid":1,"gid":2,"size":3,"mtime":{"sec":10,"nsec":5},"linkTarget":"/etc","xattrs":[]},"#,
+                r#"{"path":"rootfs/null","type":"char","mode":"0666","uid":0,"gid":0,"size":0,"mtime":{"sec":0,"nsec":0},"device":{"major":1,"minor":3},"xattrs":[]}"#,
+                "]}\n"
+            )
         );
     }
 }

@@ -17,6 +17,7 @@
 //! - [`archive`]: compression detection, decompression, hashing, tar scanning.
 //! - [`index`]: the per-blob entry index encoding.
 //! - [`quote`]: C-quoting of paths in line-oriented output.
+//! - [`json_output`]: the one writer of the versioned JSON documents (`--format json`).
 //! - [`diff`]: comparing two trees attribute by attribute, and `diff-tree`'s formats.
 //! - [`manifest`]: the image manifest model, its validation and JSON form.
 //! - [`image`]: an image opened for reading (mmapped blob + index).
@@ -42,6 +43,7 @@ pub mod id;
 pub mod image;
 pub mod index;
 pub mod interrupt;
+pub mod json_output;
 pub mod limits;
 pub mod manifest;
 pub mod naming;

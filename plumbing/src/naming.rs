@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::id::{IdError, IdPrefix, ImageId, SCHEME};
 use crate::store::{ImageRecord, Store, StoreError};
 
@@ -154,6 +156,35 @@ pub struct Resolved {
     /// How many stored images matched an app string (1 for ids). When more
     /// than one matched, the most recently imported was chosen.
     pub matches: usize,
+}
+
+/// One name and the image it stands for, as an item of
+/// `resolve --format json`, written by the shared writer
+/// (`json_output::Document`) into the `images` list:
+///
+/// ```text
+/// {"name":"example.com/app:1.0","id":"sha512-<128 hex>","matches":1}
+/// ```
+///
+/// `name` is the operand as given, `id` always in full, `matches` how many
+/// stored images the name matched (the most recently imported was chosen
+/// when more than one did; 1 for ids and prefixes).
+#[derive(Debug, Serialize)]
+pub struct JsonResolved<'a> {
+    name: &'a str,
+    id: String,
+    matches: usize,
+}
+
+impl<'a> JsonResolved<'a> {
+    /// The item for `name`, resolved to `resolved`.
+    pub fn new(name: &'a str, resolved: &Resolved) -> Self {
+        JsonResolved {
+            name,
+            id: resolved.id.to_string(),
+            matches: resolved.matches,
+        }
+    }
 }
 
 /// Resolves an id prefix: exactly one stored blob must match.

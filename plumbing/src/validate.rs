@@ -6,7 +6,10 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::archive;
+use crate::json_output::Bytes;
 use crate::limits::Limits;
 use crate::manifest;
 
@@ -76,6 +79,62 @@ impl ValidationReport {
                 severity: Severity::Warning,
                 message: format!("{prefix}{}: {}", warning.location, warning.message),
             });
+        }
+    }
+}
+
+impl Severity {
+    /// The word printed for it: `error` or `warning`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One input's verdict as an item of `validate --format json`, written by
+/// the shared writer (`json_output::Document`) into the `inputs` list:
+///
+/// ```text
+/// {"path":BYTES,"kind":KIND|null,"valid":true|false,
+///  "findings":[{"severity":"error"|"warning","message":"..."}...]}
+/// KIND = "ImageManifest"|"PodManifest"|"layout"|"ACI"
+/// ```
+///
+/// `path` is the operand as given; `kind` what the input was recognised
+/// as, `null` when it could not be read that far; `valid` is false when a
+/// finding is an error (warnings alone leave it true); `findings` in the
+/// order of the text output, errors first.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    path: Bytes<'a>,
+    kind: Option<&'static str>,
+    valid: bool,
+    findings: Vec<JsonFinding<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonFinding<'a> {
+    severity: &'static str,
+    message: &'a str,
+}
+
+impl<'a> JsonReport<'a> {
+    /// The item for `report`, the verdict on the input named `path`.
+    pub fn new(path: &'a Path, report: &'a ValidationReport) -> Self {
+        JsonReport {
+            path: Bytes(path.as_os_str().as_encoded_bytes()),
+            kind: report.kind,
+            valid: report.is_valid(),
+            findings: report
+                .findings
+                .iter()
+                .map(|f| JsonFinding {
+                    severity: f.severity.name(),
+                    message: &f.message,
+                })
+                .collect(),
         }
     }
 }

@@ -12,7 +12,15 @@ use std::path::{Path, PathBuf};
 /// Bottom first. Mirrored in ARCHITECTURE.md; change both together.
 const LAYERS: &[&[&str]] = &[
     // Leaves: plain data and bounds, no crate dependencies.
-    &["id", "entry", "quote", "limits", "interrupt", "compression"],
+    &[
+        "id",
+        "entry",
+        "quote",
+        "limits",
+        "interrupt",
+        "compression",
+        "json_output",
+    ],
     // Safe fd-relative filesystem operations.
     &["fs"],
     // Reading: archives, manifests, tree comparison, listings; and the

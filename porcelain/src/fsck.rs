@@ -3,9 +3,12 @@
 //! manifest, and find orphans, leftover temps and unknown files. With
 //! repair, rebuild what is derivable and set the damaged aside.
 
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::id::ImageId;
+use acido_plumbing::json_output::{Bytes, Document};
 use acido_plumbing::store::{
     BlobState, FileKind, IndexState, RecordState, Store, StoreError, TempSweep,
 };
@@ -248,6 +251,72 @@ impl Checker<'_> {
         };
         if let Some((kind, detail)) = record_problem {
             self.problem(kind, subject(), detail, Some(&rebuild_record));
+        }
+    }
+}
+
+/// Writes the report as `fsck --format json`, through the shared writer
+/// (`json_output::Document`), one line:
+///
+/// ```text
+/// {"formatVersion":1,"repair":false,"blobsChecked":3,"problems":[PROBLEM...],"unrepaired":0}
+/// PROBLEM = {"kind":KIND,("image":"sha512-..."|"path":BYTES),"detail":"...",
+///            "repair":null|{"done":true|false,"detail":"..."}}
+/// ```
+///
+/// `repair` says whether `--repair` was given; `KIND` is the first column
+/// of the text output (`hash-mismatch`, `stray`, ...); a problem names
+/// either a stored `image` or a `path` relative to the store; its `repair`
+/// is `null` without `--repair`, else what was done (`done`) or why not.
+/// `unrepaired` counts the problems left as they were.
+pub fn write_json(out: &mut dyn Write, report: &FsckReport, repair: bool) -> io::Result<()> {
+    let mut doc = Document::begin(out)?;
+    doc.field("repair", &repair)?;
+    doc.field("blobsChecked", &report.blobs_checked)?;
+    doc.list("problems", report.problems.iter().map(JsonProblem::from))?;
+    doc.field("unrepaired", &report.unrepaired())?;
+    doc.finish()?;
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct JsonProblem<'a> {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<Bytes<'a>>,
+    detail: &'a str,
+    repair: Option<JsonRepair<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonRepair<'a> {
+    done: bool,
+    detail: &'a str,
+}
+
+impl<'a> From<&'a Problem> for JsonProblem<'a> {
+    fn from(p: &'a Problem) -> Self {
+        let (image, path) = match &p.subject {
+            Subject::Image(id) => (Some(id.to_string()), None),
+            Subject::Path(path) => (None, Some(Bytes(path.as_os_str().as_bytes()))),
+        };
+        JsonProblem {
+            kind: p.kind.name(),
+            image,
+            path,
+            detail: &p.detail,
+            repair: p.repair.as_ref().map(|r| match r {
+                Repair::Done(what) => JsonRepair {
+                    done: true,
+                    detail: what,
+                },
+                Repair::NotDone(why) => JsonRepair {
+                    done: false,
+                    detail: why,
+                },
+            }),
         }
     }
 }

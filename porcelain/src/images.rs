@@ -3,7 +3,8 @@
 
 use std::io::{self, Write};
 
-use acido_plumbing::id::{ImageId, FULL_HEX_LEN};
+use acido_plumbing::id::{ImageId, FULL_HEX_LEN, SCHEME};
+use acido_plumbing::json_output::Document;
 use acido_plumbing::quote::quote_path;
 use acido_plumbing::store::{ImageRecord, Store, StoreError};
 use serde::Serialize;
@@ -11,9 +12,6 @@ use serde::Serialize;
 /// Hex digits of an id in the table by default: 12, so ids print as
 /// 19 characters like rkt's short keys (`sha512-` + 12 digits).
 pub const DEFAULT_ABBREV: usize = 12;
-
-/// The version of the JSON output.
-pub const JSON_FORMAT_VERSION: u32 = 1;
 
 /// Every stored image, oldest import first (ties by id).
 pub fn list(store: &Store) -> Result<Vec<ImageRecord>, StoreError> {
@@ -37,6 +35,33 @@ pub fn unique_abbrev(ids: &[ImageId], min: usize) -> usize {
         len = len.max((common + 1).min(FULL_HEX_LEN));
     }
     len
+}
+
+/// Candidates for completing an IMAGE argument that starts with
+/// `prefix`: the stored names, and the stored ids shortened as `images`
+/// shows them (longer when `prefix` already holds more hex digits), that
+/// start with `prefix`; names first, each once, sorted. Only the image
+/// records are read, never a blob, so shells can call this on every Tab.
+pub fn complete(store: &Store, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let records = store.records()?;
+    let mut names: Vec<String> = records
+        .iter()
+        .filter(|r| r.name.starts_with(prefix))
+        .map(|r| r.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let ids: Vec<ImageId> = records.iter().map(|r| r.id).collect();
+    let typed_hex = prefix.strip_prefix(SCHEME).map_or(0, str::len);
+    let len = unique_abbrev(&ids, DEFAULT_ABBREV).max(typed_hex);
+    let mut short_ids: Vec<String> = ids
+        .iter()
+        .map(|id| id.abbrev(len))
+        .filter(|short| short.starts_with(prefix))
+        .collect();
+    short_ids.sort();
+    names.extend(short_ids);
+    Ok(names)
 }
 
 /// Labels as `name=value,name=value` in manifest order, `-` when none.
@@ -138,13 +163,6 @@ pub fn write_table(out: &mut impl Write, records: &[ImageRecord], abbrev: usize)
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct JsonList<'a> {
-    format_version: u32,
-    images: Vec<JsonImage<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct JsonImage<'a> {
     id: String,
     name: &'a str,
@@ -153,25 +171,25 @@ struct JsonImage<'a> {
     import_time: String,
 }
 
-/// Writes the JSON document: `formatVersion` and `images`, each with the
-/// full `id`, `name`, `labels` (`name`/`value` objects in manifest order),
-/// `size` in bytes and `importTime` (RFC 3339 UTC with nanoseconds).
-pub fn write_json(out: &mut impl Write, records: &[ImageRecord]) -> io::Result<()> {
-    let list = JsonList {
-        format_version: JSON_FORMAT_VERSION,
-        images: records
-            .iter()
-            .map(|r| JsonImage {
-                id: r.id.to_string(),
-                name: &r.name,
-                labels: &r.labels,
-                size: r.size,
-                import_time: rfc3339(r.import_time_ns, true),
-            })
-            .collect(),
-    };
-    serde_json::to_writer_pretty(&mut *out, &list)?;
-    writeln!(out)
+/// Writes the JSON document (`--format json`) through the shared writer
+/// (`json_output::Document`), one line: `formatVersion` and `images`,
+/// each with the full `id`, `name`, `labels` (`name`/`value` objects in
+/// manifest order), `size` in bytes and `importTime` (RFC 3339 UTC with
+/// nanoseconds).
+pub fn write_json(out: &mut dyn Write, records: &[ImageRecord]) -> io::Result<()> {
+    let mut doc = Document::begin(out)?;
+    doc.list(
+        "images",
+        records.iter().map(|r| JsonImage {
+            id: r.id.to_string(),
+            name: &r.name,
+            labels: &r.labels,
+            size: r.size,
+            import_time: rfc3339(r.import_time_ns, true),
+        }),
+    )?;
+    doc.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `acido diff-tree [-z] [--name-status|--stat|--json] [--exit-code] A B`
+//! `acido diff-tree [-z] [--name-status|--name-only|--stat|--format text|json] [--exit-code] A B`
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use crate::commands::render_tree::dependency_list;
-use crate::commands::Context;
+use crate::commands::{Context, OutputFormat};
 use crate::output::{self, Outcome};
 
 /// Arguments of `acido diff-tree`.
@@ -30,8 +30,13 @@ pub struct DiffTreeArgs {
     /// Print which attributes differ for each path, and a summary
     #[arg(long, conflicts_with = "json")]
     pub stat: bool,
-    /// Print the changes as JSON with both sides' metadata
-    #[arg(long)]
+    /// Output format: the text formats above, or one JSON document with
+    /// both sides' metadata
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text",
+        conflicts_with_all = ["name_status", "name_only", "stat"])]
+    pub format: OutputFormat,
+    /// The same as --format json (kept for scripts written before --format)
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub json: bool,
     /// Exit with status 1 when there are changes
     #[arg(long)]
@@ -116,7 +121,7 @@ pub fn run(ctx: &Context, args: DiffTreeArgs) -> anyhow::Result<Outcome> {
         changes.retain(|c| letters.contains(c.status.code()));
     }
     let mut out = output::stdout();
-    if args.json {
+    if args.json || args.format == OutputFormat::Json {
         format::write_json(&mut out, &changes)?;
     } else if args.stat {
         format::write_stat(&mut out, &changes)?;

@@ -1,4 +1,4 @@
-//! `acido fsck [--repair]`
+//! `acido fsck [--repair] [--format text|json]`
 
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -7,7 +7,7 @@ use acido_plumbing::quote::quote_path;
 use acido_porcelain::fsck::{self, Repair, Subject};
 use clap::Args;
 
-use crate::commands::Context;
+use crate::commands::{Context, OutputFormat};
 use crate::output::{self, Outcome};
 
 /// Arguments of `acido fsck`.
@@ -17,6 +17,10 @@ pub struct FsckArgs {
     /// blobs and unknown files to quarantine/, delete orphans and stale temps
     #[arg(long)]
     pub repair: bool,
+    /// Output format: a line per problem, or one JSON document with the
+    /// problems and the counts
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    pub format: OutputFormat,
 }
 
 /// Prints one line per problem; exit 1 when problems were found (with
@@ -25,22 +29,9 @@ pub fn run(ctx: &Context, args: FsckArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
     let report = fsck::fsck(&store, args.repair)?;
     let mut out = output::stdout();
-    for problem in &report.problems {
-        let subject = match &problem.subject {
-            Subject::Image(id) => id.to_string(),
-            Subject::Path(path) => quote_path(path.as_os_str().as_bytes()).into_owned(),
-        };
-        let repair = match &problem.repair {
-            None => String::new(),
-            Some(Repair::Done(what)) => format!(" (repaired: {what})"),
-            Some(Repair::NotDone(why)) => format!(" (not repaired: {why})"),
-        };
-        writeln!(
-            out,
-            "{}\t{subject}\t{}{repair}",
-            problem.kind.name(),
-            problem.detail
-        )?;
+    match args.format {
+        OutputFormat::Text => write_text(&mut out, &report.problems)?,
+        OutputFormat::Json => fsck::write_json(&mut out, &report, args.repair)?,
     }
     output::finish(out)?;
     if !ctx.quiet {
@@ -63,4 +54,26 @@ pub fn run(ctx: &Context, args: FsckArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Negative
     })
+}
+
+/// `KIND\tSUBJECT\tDETAIL[ (repaired: ...)]` per problem.
+fn write_text(out: &mut impl Write, problems: &[fsck::Problem]) -> io::Result<()> {
+    for problem in problems {
+        let subject = match &problem.subject {
+            Subject::Image(id) => id.to_string(),
+            Subject::Path(path) => quote_path(path.as_os_str().as_bytes()).into_owned(),
+        };
+        let repair = match &problem.repair {
+            None => String::new(),
+            Some(Repair::Done(what)) => format!(" (repaired: {what})"),
+            Some(Repair::NotDone(why)) => format!(" (not repaired: {why})"),
+        };
+        writeln!(
+            out,
+            "{}\t{subject}\t{}{repair}",
+            problem.kind.name(),
+            problem.detail
+        )?;
+    }
+    Ok(())
 }

@@ -1,27 +1,20 @@
-//! `acido images [--format table|json] [--abbrev[=N]|--no-abbrev]`
+//! `acido images [--format text|json] [--abbrev[=N]|--no-abbrev]`
 
 use acido_plumbing::id::FULL_HEX_LEN;
 use acido_porcelain::images;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use crate::commands::Context;
+use crate::commands::{Context, OutputFormat};
 use crate::output::{self, Outcome};
-
-/// Output formats of `acido images`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ImagesFormat {
-    /// aligned columns for people
-    Table,
-    /// a JSON document for programs
-    Json,
-}
 
 /// Arguments of `acido images`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    /// Output format
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: ImagesFormat,
+    /// Output format: a table (text) or JSON; the table's --abbrev and
+    /// --no-abbrev do not apply to JSON
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text",
+        conflicts_with_all = ["abbrev", "no_abbrev"])]
+    pub format: OutputFormat,
     /// Show ids in the table with at least N hex digits (default 12, more
     /// when needed to tell the listed ids apart)
     // `--abbrev=N` only, as git takes it (see resolve).
@@ -40,7 +33,7 @@ pub fn run(ctx: &Context, args: ImagesArgs) -> anyhow::Result<Outcome> {
     let records = images::list(&store)?;
     let mut out = output::stdout();
     match args.format {
-        ImagesFormat::Table => {
+        OutputFormat::Text => {
             let abbrev = if args.no_abbrev {
                 FULL_HEX_LEN
             } else {
@@ -48,7 +41,7 @@ pub fn run(ctx: &Context, args: ImagesArgs) -> anyhow::Result<Outcome> {
             };
             images::write_table(&mut out, &records, abbrev)?;
         }
-        ImagesFormat::Json => images::write_json(&mut out, &records)?,
+        OutputFormat::Json => images::write_json(&mut out, &records)?,
     }
     output::finish(out)?;
     Ok(Outcome::Success)

@@ -6,6 +6,7 @@
 pub mod add;
 pub mod build;
 pub mod cat_manifest;
+pub mod completions;
 pub mod copy;
 pub mod diff_tree;
 pub mod export;
@@ -59,6 +60,17 @@ impl From<CompressionArg> for acido_plumbing::compression::Compression {
             CompressionArg::None => Compression::None,
         }
     }
+}
+
+/// `--format` of the commands with machine output (`images`, `ls-tree`,
+/// `resolve`, `validate`, `fsck`, `diff-tree`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// the text output for people and line tools (for images: a table)
+    #[value(alias = "table")]
+    Text,
+    /// one JSON document on one line, with a formatVersion (see OUTPUT FORMAT)
+    Json,
 }
 
 /// What every command may need: the store and the global flags.

@@ -25,7 +25,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub dirs: TrustDirs,
     /// The ACI file (any compression), as it was signed
-    #[arg(value_name = "IMAGE")]
+    #[arg(value_name = "IMAGE", value_hint = clap::ValueHint::FilePath)]
     pub image: PathBuf,
     /// Its detached OpenPGP signature, armoured or binary (default:
     /// IMAGE.asc)

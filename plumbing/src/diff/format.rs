@@ -8,11 +8,11 @@
 
 use std::io::{self, Write};
 
-use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
 use super::{Change, FileMeta, Status};
 use crate::entry::EntryKind;
+use crate::json_output::{self, Bytes, Device, Document, Time, Xattr};
 use crate::quote::quote_path;
 
 /// Writes the default and `--name-status` format.
@@ -110,10 +110,8 @@ pub fn write_stat(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
     )
 }
 
-/// The `formatVersion` written by [`write_json`].
-pub const JSON_FORMAT_VERSION: u32 = 1;
-
-/// Writes the `--json` format: one compact JSON object and a newline.
+/// Writes the JSON format (`--format json`): one compact JSON object and a
+/// newline, through the shared writer ([`json_output::Document`]).
 ///
 /// ```text
 /// {"formatVersion":1,"changes":[CHANGE...]}
@@ -135,19 +133,10 @@ pub const JSON_FORMAT_VERSION: u32 = 1;
 /// lists the other paths of the same tree that share the file's inode,
 /// sorted. Keys appear in the order shown.
 pub fn write_json(out: &mut dyn Write, changes: &[Change]) -> io::Result<()> {
-    let doc = JsonDoc {
-        format_version: JSON_FORMAT_VERSION,
-        changes: changes.iter().map(JsonChange::from).collect(),
-    };
-    serde_json::to_writer(&mut *out, &doc).map_err(io::Error::from)?;
-    out.write_all(b"\n")
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonDoc<'a> {
-    format_version: u32,
-    changes: Vec<JsonChange<'a>>,
+    let mut doc = Document::begin(out)?;
+    doc.list("changes", changes.iter().map(JsonChange::from))?;
+    doc.finish()?;
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -179,91 +168,38 @@ struct JsonMeta<'a> {
     mode: String,
     uid: u64,
     gid: u64,
-    mtime: JsonTime,
+    mtime: Time,
     size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     link_target: Option<Bytes<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    device: Option<JsonDevice>,
-    xattrs: Vec<JsonXattr<'a>>,
+    device: Option<Device>,
+    xattrs: Vec<Xattr<'a>>,
     hard_links: Vec<Bytes<'a>>,
-}
-
-#[derive(Serialize)]
-struct JsonTime {
-    sec: i64,
-    nsec: u32,
-}
-
-#[derive(Serialize)]
-struct JsonDevice {
-    major: u32,
-    minor: u32,
-}
-
-#[derive(Serialize)]
-struct JsonXattr<'a> {
-    name: Bytes<'a>,
-    value: Bytes<'a>,
-}
-
-fn kind_name(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Regular => "regular",
-        EntryKind::Directory => "directory",
-        EntryKind::Symlink => "symlink",
-        // FileMeta never holds HardLink; named anyway so the match is total.
-        EntryKind::HardLink => "hardlink",
-        EntryKind::CharDevice => "char",
-        EntryKind::BlockDevice => "block",
-        EntryKind::Fifo => "fifo",
-    }
 }
 
 impl<'a> From<&'a FileMeta> for JsonMeta<'a> {
     fn from(m: &'a FileMeta) -> Self {
         let is_device = matches!(m.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
         JsonMeta {
-            kind: kind_name(m.kind),
-            mode: format!("{:04o}", m.mode),
+            // FileMeta never holds HardLink (a link is a file with its inode's
+            // other paths in `hardLinks`).
+            kind: m.kind.name(),
+            mode: json_output::octal_mode(m.mode),
             uid: m.uid,
             gid: m.gid,
-            mtime: JsonTime {
+            mtime: Time {
                 sec: m.mtime.secs,
                 nsec: m.mtime.nanos,
             },
             size: m.size,
             link_target: m.link_target.as_deref().map(Bytes),
-            device: is_device.then_some(JsonDevice {
+            device: is_device.then_some(Device {
                 major: m.dev_major,
                 minor: m.dev_minor,
             }),
-            xattrs: m
-                .xattrs
-                .iter()
-                .map(|(n, v)| JsonXattr {
-                    name: Bytes(n),
-                    value: Bytes(v),
-                })
-                .collect(),
+            xattrs: json_output::xattrs(&m.xattrs),
             hard_links: m.hard_links.iter().map(|p| Bytes(p)).collect(),
-        }
-    }
-}
-
-/// Bytes in JSON: a string when valid UTF-8, else `{"bytes":[...]}` so that
-/// nothing is lost or replaced.
-struct Bytes<'a>(&'a [u8]);
-
-impl Serialize for Bytes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(self.0) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => {
-                let mut st = s.serialize_struct("Bytes", 1)?;
-                st.serialize_field("bytes", self.0)?;
-                st.end()
-            }
         }
     }
 }
