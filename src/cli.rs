@@ -273,6 +273,8 @@ pub enum Command {
     Add(CopyArgs),
     /// Trust OpenPGP keys to sign images of a name prefix; list or remove them (porcelain)
     Trust(crate::commands::trust::TrustArgs),
+    /// Fetch images by name (appc discovery), https URL or file; store them once their signature checks out (porcelain)
+    Fetch(crate::commands::fetch::FetchArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }

@@ -263,12 +263,13 @@ pub fn discover_images(
 /// Discovers the key URLs published for `prefix` (its
 /// `ac-discovery-pubkeys` tags), walking up from `prefix` like
 /// [`discover_images`]: `acido trust --prefix example.com/app` without key
-/// files.
+/// files. Only key URLs on the prefix's own host are used.
 pub fn discover_keys(client: &Client, prefix: &str) -> Result<Discovered<Url>, DiscoveryError> {
     check_request(&AppRef {
         name: prefix.to_owned(),
         labels: Vec::new(),
     })?;
+    let host = prefix.split('/').next().unwrap_or(prefix);
     walk(client, prefix, |tags, notes| {
         let mut found = Vec::new();
         for tag in tags.iter().filter(|t| t.kind == MetaKind::Pubkeys) {
@@ -276,8 +277,12 @@ pub fn discover_keys(client: &Client, prefix: &str) -> Result<Discovered<Url>, D
                 notes.push(format!("tag for {:?} does not cover the name", tag.prefix));
                 continue;
             }
+            // Keys are the root of trust: a page may only point to keys
+            // on the prefix's own host, so one compromised page elsewhere
+            // cannot vouch for another host's images.
             match usable_url(client, &tag.url) {
-                Ok(url) => found.push(url),
+                Ok(url) if url.host_str() == Some(host) => found.push(url),
+                Ok(url) => notes.push(format!("key URL {url} is on another host than {host}")),
                 Err(why) => notes.push(why),
             }
         }
@@ -364,7 +369,7 @@ fn walk<T>(
                 Err(e) => {
                     attempts.push(Attempt {
                         url: url.to_string(),
-                        outcome: e.to_string(),
+                        outcome: describe(&e, &url),
                     });
                     continue;
                 }
@@ -394,6 +399,17 @@ fn walk<T>(
         name: name.to_owned(),
         attempts,
     })
+}
+
+/// An HTTP error of one page, without the page's URL that the attempt
+/// already shows.
+fn describe(err: &HttpError, page: &Url) -> String {
+    match err {
+        HttpError::Status { status, reason, .. } if reason.is_empty() => format!("HTTP {status}"),
+        HttpError::Status { status, reason, .. } => format!("HTTP {status} {reason}"),
+        HttpError::Transport { url, source } if *url == page.as_str() => source.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// One discovery page: 200 only (spec), at most the page-size bound.

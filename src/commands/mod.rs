@@ -10,6 +10,7 @@ pub mod copy;
 pub mod diff_tree;
 pub mod export;
 pub mod extract;
+pub mod fetch;
 pub mod fsck;
 pub mod gc;
 pub mod hash_object;

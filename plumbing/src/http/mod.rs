@@ -85,13 +85,13 @@ pub enum HttpError {
         allow_http: bool,
     },
     /// A plain `http` URL while only HTTPS is allowed.
-    #[error("{url}: plain HTTP is not allowed, only https (--insecure-options=http allows it)")]
+    #[error("{url}: plain HTTP is not allowed, only https")]
     PlainHttp {
         /// The URL.
         url: String,
     },
     /// An HTTPS URL redirected to plain HTTP while only HTTPS is allowed.
-    #[error("{from} redirects to {to}: a downgrade from https to plain HTTP is refused (--insecure-options=http allows it)")]
+    #[error("{from} redirects to {to}: a downgrade from https to plain HTTP is refused")]
     Downgrade {
         /// The URL that redirected.
         from: String,
