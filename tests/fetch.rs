@@ -412,7 +412,12 @@ fn fetch_by_url_and_from_a_file() {
     let mut text = String::new();
     let run = site.run(&["fetch", "https://example.com/dl/app.aci"]);
     text += &site.snap(&run);
-    run.ok();
+    let id = run.ok();
+    // curl's --resolve: the URL's own port, the name sent to 127.0.0.1.
+    let port = site.server.port;
+    let resolve = format!("example.com:{port}:127.0.0.1");
+    let url = format!("https://example.com:{port}/dl/app.aci");
+    assert_eq!(site.run(&["fetch", "--resolve", &resolve, &url]).ok(), id);
     let local = site.image("local.aci", "example.com/app", LABELS, "payload-file");
     fs::write(
         site.path("local.aci.asc"),

@@ -388,3 +388,83 @@ fn a_silent_server_times_out_naming_the_bound() {
     assert_eq!(limit_kind(&err), Some(LimitKind::HttpTimeout));
     holder.join().unwrap();
 }
+
+#[test]
+fn resolve_keeps_the_port_and_the_name() {
+    let server = Server::start(|seen| {
+        let host = seen.header("host").unwrap_or("").to_owned();
+        respond("200 OK", &[], host.as_bytes())
+    });
+    let port = server.port;
+    let client = client_with(&Limits::default(), |c| {
+        c.connect_to =
+            vec![ConnectTo::parse_resolve(&format!("example.invalid:{port}:127.0.0.1")).unwrap()];
+    });
+    let url = parse_url(&format!("http://example.invalid:{port}/")).unwrap();
+    let body = client
+        .get(&url)
+        .unwrap()
+        .read_to_vec(100, LimitKind::PageSize)
+        .unwrap();
+    assert_eq!(body, format!("example.invalid:{port}").as_bytes());
+}
+
+/// The appc walk: HTTPS first; plain HTTP only when allowed, never
+/// otherwise (spec/appc-discovery.md §8, first case).
+#[test]
+fn discovery_tries_plain_http_only_when_allowed() {
+    use acido_plumbing::discovery::{discover_images, DiscoveryError};
+    use acido_plumbing::naming::AppRef;
+    let server = Server::start(|seen| {
+        if seen.path == "/?ac-discovery=1" {
+            respond(
+                "200 OK",
+                &[],
+                br#"<meta name="ac-discovery" content="example.invalid http://example.invalid/{name}.{ext}">"#,
+            )
+        } else {
+            respond("404 Not Found", &[], b"")
+        }
+    });
+    let port = server.port;
+    // Both the https and the http port of the name lead to the plain
+    // server: the TLS handshake fails there, as on a host without HTTPS.
+    let overrides = |c: &mut HttpConfig| {
+        c.connect_to = ["443", "80"]
+            .iter()
+            .map(|p| {
+                ConnectTo::parse_connect_to(&format!("example.invalid:{p}:127.0.0.1:{port}"))
+                    .unwrap()
+            })
+            .collect();
+    };
+    let app = AppRef::parse("example.invalid/app").unwrap();
+    let https_only = client_with(&Limits::default(), |c| {
+        overrides(c);
+        c.allow_http = false;
+    });
+    let err = discover_images(&https_only, &app).unwrap_err();
+    assert!(
+        matches!(err, DiscoveryError::Failed { ref attempts, .. } if attempts.len() == 2),
+        "{err}"
+    );
+    assert!(
+        server.seen().iter().all(|s| s.method != "GET"),
+        "no plain HTTP request was made: {:?}",
+        server.seen()
+    );
+    let with_http = client_with(&Limits::default(), overrides);
+    let found = discover_images(&with_http, &app).unwrap();
+    assert_eq!(
+        found.found[0].aci.as_str(),
+        "http://example.invalid/example.invalid/app.aci"
+    );
+    assert_eq!(
+        found.found[0].asc.as_str(),
+        "http://example.invalid/example.invalid/app.aci.asc"
+    );
+    assert_eq!(
+        found.page.as_str(),
+        "http://example.invalid/?ac-discovery=1"
+    );
+}
