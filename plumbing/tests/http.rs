@@ -220,7 +220,14 @@ fn bodies_over_their_bound_are_errors_naming_it() {
         );
         assert_eq!(limit_kind(&err), Some(LimitKind::PageSize), "{path}");
     }
-    // Exactly at the bound is fine.
+    // Exactly at the bound is fine, in memory or copied out.
+    let mut copied = Vec::new();
+    let n = client()
+        .get(&server.url("/declared"))
+        .unwrap()
+        .copy_to(&mut copied, 2000, LimitKind::DownloadSize)
+        .unwrap();
+    assert_eq!((n, copied.len()), (2000, 2000));
     let response = client().get(&server.url("/streamed")).unwrap();
     assert_eq!(
         response

@@ -11,7 +11,8 @@
 //! 3. the signature is downloaded first, and its signer checked against
 //!    the keys trusted for the name before the (large) image is
 //!    downloaded: an unknown signer fails early (rkt#573);
-//! 4. the image is streamed to a temp file in the store's `tmp/`;
+//! 4. the image is streamed to a temp file in the store's `tmp/` (a
+//!    signal stops it);
 //! 5. its manifest must carry the name asked for and every label asked for
 //!    with the same value (discovery spec, "Validation"); `os` and `arch`
 //!    filled in from the host only have to match when the image has them;
@@ -21,12 +22,14 @@
 //!    nothing is stored.
 
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use acido_plumbing::discovery::{self, DiscoveryError};
-use acido_plumbing::http::{Client, HttpError, Url};
+use acido_plumbing::http::{BodyReader, Client, HttpError, Url};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::image::{ImageError, OpenImage};
 use acido_plumbing::limits::LimitKind;
@@ -152,7 +155,13 @@ pub enum FetchError {
     /// Looking up stored images failed.
     #[error(transparent)]
     Naming(#[from] NamingError),
-    /// A local file could not be read.
+    /// A signal stopped the download; nothing was stored.
+    #[error("{image}: interrupted by a signal; nothing was stored")]
+    Interrupted {
+        /// The image as asked.
+        image: String,
+    },
+    /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
         /// The file.
@@ -234,6 +243,8 @@ pub struct FetchOptions {
     pub default_arch: String,
     /// The time signatures and keys are checked at.
     pub now: SystemTime,
+    /// Raised by a signal: the download stops and nothing is stored.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl FetchOptions {
@@ -247,6 +258,7 @@ impl FetchOptions {
             default_os: std::env::consts::OS.to_owned(),
             default_arch: host_arch().to_owned(),
             now,
+            interrupt: None,
         }
     }
 }
@@ -479,11 +491,12 @@ fn download_and_import(
         .and_then(|r| r.error_for_status())
         .map_err(http_err)?;
     let origin = response.url().to_string();
-    let (mut temp, _lock) = store.create_temp("fetch-")?;
+    let (temp, _lock) = store.create_temp("fetch-")?;
     let max = client.config().max_download_size;
-    response
-        .copy_to(temp.as_file_mut(), max, LimitKind::DownloadSize)
+    let mut body = response
+        .into_reader(max, LimitKind::DownloadSize)
         .map_err(http_err)?;
+    download(&mut body, temp.as_file(), temp.path(), image, options)?;
     check_and_import(
         store,
         keystore,
@@ -494,6 +507,40 @@ fn download_and_import(
         &origin,
         options,
     )
+}
+
+/// Streams `body` into `out`, watching the interrupt flag; a read error
+/// is the server's, a write error the disk's (a full disk names the temp
+/// file), an interrupt stops the copy.
+fn download(
+    body: &mut BodyReader,
+    mut out: &File,
+    path: &Path,
+    image: &str,
+    options: &FetchOptions,
+) -> Result<(), FetchError> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        if options
+            .interrupt
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::SeqCst))
+        {
+            return Err(FetchError::Interrupted {
+                image: image.to_owned(),
+            });
+        }
+        let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(http_error(image, body.error(e))),
+        };
+        out.write_all(&buf[..n]).map_err(|source| FetchError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
 }
 
 fn download_signature(client: &Client, asc: &Url, image: &str) -> Result<Vec<u8>, FetchError> {

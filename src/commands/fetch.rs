@@ -130,7 +130,10 @@ pub struct FetchArgs {
 
 /// Fetches, checks and stores each image; prints each id.
 pub fn run(ctx: &Context, args: FetchArgs) -> anyhow::Result<Outcome> {
-    let store = ctx.store()?;
+    let interrupt = crate::interrupt::flag();
+    let store = ctx
+        .store()?
+        .with_interrupt(std::sync::Arc::clone(&interrupt));
     let roots = args.dirs.roots()?;
     let keystore = roots.keystore();
     let allow_http = args.insecure_options.contains(&InsecureOption::Http);
@@ -140,6 +143,7 @@ pub fn run(ctx: &Context, args: FetchArgs) -> anyhow::Result<Outcome> {
     options.refresh = args.no_store;
     options.os = args.os.clone();
     options.arch = args.arch.clone();
+    options.interrupt = Some(interrupt);
     let mut out = output::stdout();
     let mut err = io::stderr().lock();
     for image in &args.images {
