@@ -746,6 +746,50 @@ mod tests {
         );
     }
 
+    fn wanted(labels: &[(&str, &str, bool)]) -> Wanted {
+        Wanted {
+            name: Some("example.com/app".to_owned()),
+            labels: labels
+                .iter()
+                .map(|(k, v, e)| (k.to_string(), v.to_string(), *e))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn manifests_must_carry_the_name_and_labels_asked_for() {
+        let manifest = ImageManifest::from_slice(
+            br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/app",
+                "labels":[{"name":"version","value":"1.0"},{"name":"arch","value":"aarch64"}]}"#,
+        )
+        .unwrap();
+        let check = |w: &Wanted| check_manifest(&manifest, w, "img");
+        // Extra labels on the image are fine; asked labels must match.
+        assert!(check(&wanted(&[("version", "1.0", true)])).is_ok());
+        assert!(matches!(
+            check(&wanted(&[("version", "2.0", true)])),
+            Err(FetchError::LabelMismatch { .. })
+        ));
+        assert!(matches!(
+            check(&wanted(&[("channel", "stable", true)])),
+            Err(FetchError::LabelMissing { .. })
+        ));
+        // A host default is checked only when the image has the label.
+        assert!(check(&wanted(&[("os", "linux", false)])).is_ok());
+        assert!(matches!(
+            check(&wanted(&[("arch", "amd64", false)])),
+            Err(FetchError::LabelMismatch { .. })
+        ));
+        let other = Wanted {
+            name: Some("example.com/app2".to_owned()),
+            labels: Vec::new(),
+        };
+        assert!(matches!(
+            check(&other),
+            Err(FetchError::NameMismatch { .. })
+        ));
+    }
+
     #[test]
     fn signature_urls_append_asc_to_the_path() {
         let url = Url::parse("https://example.com/a/app.aci?x=1").unwrap();
