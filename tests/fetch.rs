@@ -772,3 +772,50 @@ fn trust_takes_keys_from_https_urls_and_discovery() {
     );
     insta::assert_snapshot!("trust_https", text);
 }
+
+/// The HTTP bounds stop the work and name their `--limit`.
+#[test]
+fn http_bounds_name_their_limit() {
+    let Some(site) = Site::new() else { return };
+    let aci = site.image("app.aci", "example.com/app", LABELS, "bounded");
+    site.server.file("example.com/dl/app.aci", &aci);
+    for hop in 0..3 {
+        site.server.route(
+            &format!("example.com/hop{hop}.aci"),
+            Reply::Redirect(format!("https://example.com/hop{}.aci", hop + 1)),
+        );
+    }
+    site.server.file("example.com/hop3.aci", &aci);
+    let mut text = String::new();
+    for args in [
+        [
+            "fetch",
+            "--limit",
+            "redirects=2",
+            "--insecure-options=image",
+            "https://example.com/hop0.aci",
+        ],
+        [
+            "fetch",
+            "--limit",
+            "download-size=1K",
+            "--insecure-options=image",
+            "https://example.com/dl/app.aci",
+        ],
+    ] {
+        let run = site.run(&args);
+        assert_eq!(run.code(), 128, "{}", run.stderr());
+        assert_eq!(site.stored_files(), Vec::<String>::new());
+        text += &site.snap(&run);
+    }
+    // Raised, the same fetches pass.
+    site.run(&[
+        "fetch",
+        "--limit",
+        "redirects=3",
+        "--insecure-options=image",
+        "https://example.com/hop0.aci",
+    ])
+    .ok();
+    insta::assert_snapshot!("fetch_bounds", text);
+}

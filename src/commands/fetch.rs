@@ -152,7 +152,7 @@ pub fn run(ctx: &Context, args: FetchArgs) -> anyhow::Result<Outcome> {
             // Always said, even with -q: the user must not forget it.
             writeln!(
                 err,
-                "acido: warning: signature verification is disabled (--insecure-options=image): {image} is stored unchecked"
+                "acido: warning: signature verification is disabled (--insecure-options=image): the signature of {image} is not checked"
             )?;
         }
         let fetched = fetch::fetch(&store, &client, &keystore, &source, image, &options)?;
