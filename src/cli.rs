@@ -99,11 +99,20 @@ pub enum LimitName {
     DependencyDepth,
     /// `dependency-count`: the most images in a render's dependency list.
     DependencyCount,
+    /// `redirects`: the most HTTP redirects one request follows.
+    Redirects,
+    /// `http-timeout`: how long an HTTP connection may stall, in seconds.
+    HttpTimeout,
+    /// `page-size`: the largest HTTP body held in memory (discovery pages,
+    /// keys, signatures), in bytes.
+    PageSize,
+    /// `download-size`: the largest HTTP body streamed to disk, in bytes.
+    DownloadSize,
 }
 
 impl LimitName {
     /// Every limit, in the order `--limit` help and errors list them.
-    pub const ALL: [LimitName; 10] = [
+    pub const ALL: [LimitName; 14] = [
         LimitName::Size,
         LimitName::Entries,
         LimitName::PathLength,
@@ -114,6 +123,10 @@ impl LimitName {
         LimitName::WhitelistLength,
         LimitName::DependencyDepth,
         LimitName::DependencyCount,
+        LimitName::Redirects,
+        LimitName::HttpTimeout,
+        LimitName::PageSize,
+        LimitName::DownloadSize,
     ];
 
     /// The name `--limit` takes.
@@ -129,6 +142,10 @@ impl LimitName {
             LimitName::WhitelistLength => "whitelist-length",
             LimitName::DependencyDepth => "dependency-depth",
             LimitName::DependencyCount => "dependency-count",
+            LimitName::Redirects => "redirects",
+            LimitName::HttpTimeout => "http-timeout",
+            LimitName::PageSize => "page-size",
+            LimitName::DownloadSize => "download-size",
         }
     }
 
@@ -146,6 +163,10 @@ impl LimitName {
             LimitKind::WhitelistLength => LimitName::WhitelistLength,
             LimitKind::DependencyDepth => LimitName::DependencyDepth,
             LimitKind::DependencyCount => LimitName::DependencyCount,
+            LimitKind::Redirects => LimitName::Redirects,
+            LimitKind::HttpTimeout => LimitName::HttpTimeout,
+            LimitKind::PageSize => LimitName::PageSize,
+            LimitKind::DownloadSize => LimitName::DownloadSize,
         }
     }
 }
@@ -176,6 +197,10 @@ impl LimitArg {
             LimitName::WhitelistLength => limits.max_whitelist_len = count,
             LimitName::DependencyDepth => limits.max_dependency_depth = count,
             LimitName::DependencyCount => limits.max_dependency_count = count,
+            LimitName::Redirects => limits.max_redirects = count,
+            LimitName::HttpTimeout => limits.http_timeout_secs = self.value,
+            LimitName::PageSize => limits.max_page_size = self.value,
+            LimitName::DownloadSize => limits.max_download_size = self.value,
         }
     }
 }
@@ -280,6 +305,8 @@ pub enum Command {
     Trust(crate::commands::trust::TrustArgs),
     /// Write a shell completion script for bash, zsh or fish to stdout
     Completions(crate::commands::completions::CompletionsArgs),
+    /// Fetch images by name (appc discovery), https URL or file; store them once their signature checks out (porcelain)
+    Fetch(crate::commands::fetch::FetchArgs),
     /// Show the manual page of a command
     Help(HelpArgs),
 }
@@ -405,6 +432,10 @@ mod tests {
                 max_whitelist_len: 8,
                 max_dependency_depth: 9,
                 max_dependency_count: 10,
+                max_redirects: 11,
+                http_timeout_secs: 12,
+                max_page_size: 13,
+                max_download_size: 14,
             }
         );
     }

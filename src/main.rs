@@ -93,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify(args) => commands::verify::run(&ctx, args),
         Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Completions(args) => commands::completions::run(args),
+        Command::Fetch(args) => commands::fetch::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

@@ -181,6 +181,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-completions.roff"),
     ),
     (
+        "acido-fetch",
+        Some("fetch"),
+        "1",
+        include_str!("../man/prose/acido-fetch.roff"),
+    ),
+    (
         "acido-help",
         Some("help"),
         "1",

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "json_output",
     ],
     // Safe fd-relative filesystem operations.
-    &["fs"],
+    &["fs", "http"],
     // Reading: archives, manifests, tree comparison, listings; and the
     // writer of objects into an existing tree (`copy`/`add`).
     &["archive", "manifest", "diff", "format", "tree"],
@@ -32,7 +32,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["naming"],
     // Operations over stored images and trees.
-    &["render", "pack", "validate"],
+    &["render", "pack", "validate", "discovery"],
     &["build"],
 ];
 

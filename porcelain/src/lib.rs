@@ -14,6 +14,7 @@
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
+//! - [`fetch`]: fetching images by name (appc discovery), URL or file, checked before they are stored.
 //! - [`trust`]: trusting OpenPGP keys for image name prefixes (review, add, list, remove).
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
 //! - [`test_hooks`]: fault injection for the crash tests (feature `test-hooks`).
@@ -24,6 +25,7 @@ pub mod build;
 pub mod copy;
 pub mod export;
 pub mod extract;
+pub mod fetch;
 pub mod fsck;
 pub mod gc;
 pub mod images;

@@ -11,6 +11,7 @@ pub mod copy;
 pub mod diff_tree;
 pub mod export;
 pub mod extract;
+pub mod fetch;
 pub mod fsck;
 pub mod gc;
 pub mod hash_object;

@@ -1,4 +1,5 @@
-//! `acido trust [--prefix PREFIX | --root] [--skip-fingerprint-review] KEYFILE...`,
+//! `acido trust [--prefix PREFIX | --root] [--skip-fingerprint-review] KEY...`,
+//! `acido trust --prefix PREFIX` (keys found by discovery),
 //! `acido trust --list`, `acido trust --remove FINGERPRINT`
 
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -7,10 +8,11 @@ use std::path::PathBuf;
 use acido_plumbing::quote::quote_path;
 use acido_plumbing::trust::key::display_fingerprint;
 use acido_plumbing::trust::keystore::{Scope, StoredKeyState};
-use acido_porcelain::trust::{self, Outcome as KeyOutcome, Review, TrustRoots};
+use acido_porcelain::trust::{self, KeySource, Outcome as KeyOutcome, Review, TrustRoots};
 use anyhow::Context as _;
 use clap::{ArgGroup, Args};
 
+use crate::commands::fetch::HttpArgs;
 use crate::commands::Context;
 use crate::output::{self, Outcome};
 
@@ -68,18 +70,22 @@ pub struct TrustArgs {
     #[arg(long)]
     pub skip_fingerprint_review: bool,
     /// List the keys of both trust roots
-    #[arg(long, conflicts_with_all = ["prefix", "root", "remove", "keyfiles", "skip_fingerprint_review"])]
+    #[arg(long, conflicts_with_all = ["prefix", "root", "remove", "keys", "skip_fingerprint_review"])]
     pub list: bool,
     /// Remove the key with this fingerprint from every prefix of the root
     /// written to
-    #[arg(long, value_name = "FINGERPRINT", conflicts_with_all = ["prefix", "root", "keyfiles", "skip_fingerprint_review"])]
+    #[arg(long, value_name = "FINGERPRINT", conflicts_with_all = ["prefix", "root", "keys", "skip_fingerprint_review"])]
     pub remove: Option<String>,
     #[command(flatten)]
     pub dirs: TrustDirs,
-    /// OpenPGP public key files, ASCII-armoured or binary, one or more
-    /// keys each
-    #[arg(value_name = "KEYFILE", required_unless_present_any = ["list", "remove"], requires = "scope")]
-    pub keyfiles: Vec<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// OpenPGP public keys, ASCII-armoured or binary, one or more per
+    /// file or https:// URL; without KEY, --prefix fetches the keys that
+    /// appc discovery publishes for the prefix (ac-discovery-pubkeys, on
+    /// the prefix's own host)
+    #[arg(value_name = "KEY", required_unless_present_any = ["list", "remove", "prefix"], requires = "scope")]
+    pub keys: Vec<String>,
 }
 
 /// Adds, lists or removes trusted keys.
@@ -108,7 +114,7 @@ pub fn run(ctx: &Context, args: TrustArgs) -> anyhow::Result<Outcome> {
             Some(prefix) => Scope::prefix(prefix)?,
             None => Scope::Root,
         };
-        add(ctx, &args, &target, &scope, &mut out)?;
+        add(ctx, &args, &roots, &target, &scope, &mut out)?;
     }
     output::finish(out)?;
     Ok(Outcome::Success)
@@ -117,6 +123,7 @@ pub fn run(ctx: &Context, args: TrustArgs) -> anyhow::Result<Outcome> {
 fn add(
     ctx: &Context,
     args: &TrustArgs,
+    roots: &TrustRoots,
     target: &std::path::Path,
     scope: &Scope,
     out: &mut impl Write,
@@ -127,6 +134,24 @@ fn add(
             "cannot ask to review the key fingerprints: standard input is not a terminal; \
              check the fingerprints another way and pass --skip-fingerprint-review"
         );
+    }
+    let mut sources = args
+        .keys
+        .iter()
+        .map(|k| KeySource::parse(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A client only when something is fetched, so trusting files never
+    // depends on the CA setup.
+    let needs_client = sources.is_empty() || sources.iter().any(|s| matches!(s, KeySource::Url(_)));
+    let client = if needs_client {
+        Some(args.http.client(ctx, roots, false)?)
+    } else {
+        None
+    };
+    if let (Scope::Prefix(prefix), Some(client)) = (scope, &client) {
+        if sources.is_empty() {
+            sources = KeySource::discover(client, prefix.as_str())?;
+        }
     }
     let mut stdin = io::stdin().lock();
     let mut review = |r: &Review<'_>| -> io::Result<bool> {
@@ -153,7 +178,7 @@ fn add(
             }
         }
     };
-    for outcome in trust::trust_files(target, scope, &args.keyfiles, &mut review)? {
+    for outcome in trust::trust_keys(target, scope, &sources, client.as_ref(), &mut review)? {
         match outcome {
             KeyOutcome::Added { fingerprint, path } => writeln!(
                 out,
@@ -170,11 +195,14 @@ fn add(
 
 /// The review text: file, fingerprint as gpg shows it, subkeys, user ids.
 fn show(err: &mut impl Write, r: &Review<'_>) -> io::Result<()> {
-    writeln!(
-        err,
-        "key file: {}",
-        quote_path(r.file.as_os_str().as_encoded_bytes())
-    )?;
+    match r.source {
+        KeySource::File(path) => writeln!(
+            err,
+            "key file: {}",
+            quote_path(path.as_os_str().as_encoded_bytes())
+        )?,
+        KeySource::Url(url) => writeln!(err, "key URL: {url}")?,
+    }
     writeln!(
         err,
         "  fingerprint: {}",
