@@ -41,6 +41,7 @@ pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcom
         chown: args.chown.as_deref().map(copy::parse_owner).transpose()?,
         chmod: args.chmod.as_deref().map(copy::parse_mode).transpose()?,
         unpack,
+        ..CopyOptions::default()
     };
     let report = copy::copy(&dir, &args.sources, &dest, &opts, &std::env::temp_dir())?;
     if !ctx.quiet {
