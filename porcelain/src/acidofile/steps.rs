@@ -21,6 +21,7 @@ use acido_plumbing::compression::Compression;
 use acido_plumbing::diff::{self, Tree};
 use acido_plumbing::entry::{EntryKind, Timestamp};
 use acido_plumbing::id::ImageId;
+use acido_plumbing::limits::LimitKind;
 use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
@@ -357,8 +358,20 @@ impl Builder<'_> {
                 ..self.opts.build.pack.clone()
             },
         };
-        let report = build::build(self.store, &self.tree, &opts, &self.work, &NoProgress)
-            .map_err(StepError::Cache)?;
+        let report = match build::build(self.store, &self.tree, &opts, &self.work, &NoProgress) {
+            Ok(report) => report,
+            // A chain of entries deeper than a render may follow: the
+            // steps from here on run without the cache.
+            Err(e) if acido_plumbing::limit_kind(&e) == Some(LimitKind::DependencyDepth) => {
+                self.progress.note(
+                    "the step cache's chain is as deep as --limit dependency-depth allows: \
+                     later steps are not cached",
+                );
+                self.key = None;
+                return Ok(());
+            }
+            Err(e) => return Err(StepError::Cache(e)),
+        };
         let id = report.imported.map_or(report.pack.id, |r| r.id);
         self.top = Some((cache::ENTRY_NAME.to_owned(), id));
         self.top_is_entry = true;
