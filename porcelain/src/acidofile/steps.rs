@@ -49,11 +49,12 @@ pub const COPY_MTIME: i64 = 315_532_800;
 /// How one step was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
-    /// Its result came from the step cache (or, for `FROM` and manifest
-    /// edits, nothing had to be rendered or run for it).
+    /// Its result came from the step cache.
     Cached,
-    /// It ran, taking this long (a render of the cached state before it
-    /// included).
+    /// It ran, taking this long. `FROM` renders its image only when the
+    /// next step is not cached, else the first step that runs renders the
+    /// state it starts from, in its own time. Manifest edits always run
+    /// (they take no time).
     Ran(Duration),
 }
 
@@ -212,10 +213,7 @@ impl Builder<'_> {
             let started = Instant::now();
             self.key = key;
             self.run_step(instruction)?;
-            return Ok(match self.phase {
-                Phase::Deferred => StepOutcome::Cached,
-                Phase::Live => StepOutcome::Ran(started.elapsed()),
-            });
+            return Ok(StepOutcome::Ran(started.elapsed()));
         }
         if self.phase == Phase::Deferred && self.may_use_cache(step) {
             if let Some(id) = key.and_then(|k| self.entries.get(&k)) {
@@ -520,7 +518,8 @@ impl Builder<'_> {
         }
         self.top_is_entry = false;
         if self.may_use_cache(step + 1) {
-            return Ok(StepOutcome::Cached);
+            // Rendering waits for the first step that is not cached.
+            return Ok(StepOutcome::Ran(started.elapsed()));
         }
         self.announce(step, instruction);
         self.materialize()?;
