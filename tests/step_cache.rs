@@ -432,3 +432,29 @@ fn run_steps_are_cached_by_env_user_and_workdir() {
     let (_, steps4) = build(&env, "Acidofile", &[]);
     assert_eq!(steps4, ran(&[5], &[2, 4]));
 }
+
+#[test]
+fn a_kept_tree_of_a_cached_build_builds_the_same_image() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    fs::write(env.path("motd"), "changed\n").unwrap();
+    for (tree, steps_expected) in [
+        ("kept1", ran(&[4], &[2, 3])),
+        ("kept2", ran(&[], &[2, 3, 4])),
+    ] {
+        let (id, steps) = build(&env, "Acidofile", &["--keep-tree", tree]);
+        assert_eq!(steps, steps_expected, "{tree}");
+        // The kept tree is the image's: built on its own, and rendered.
+        let again = env.run([
+            "build",
+            &env.path(tree).to_string_lossy(),
+            &format!("{tree}.aci"),
+        ]);
+        assert_eq!(again.ok().trim(), id, "{tree}");
+        env.run(["extract", &id, &format!("{tree}.out")]).ok();
+        let diff = env.run(["diff-tree", "--exit-code", &format!("{tree}.out"), tree]);
+        assert_eq!(diff.code(), 0, "{tree}: {}", diff.stdout());
+    }
+}

@@ -319,11 +319,19 @@ pub fn build_file(
     let result = builder
         .run_all(&instructions)
         .and_then(|()| image::finish(&mut builder, &instructions));
-    if opts.keep_tree.is_none() {
-        // The tree goes with the work dir; its build state in the store
-        // would only be a stale leftover.
-        if let Ok(state) = store.build_state_path(&tree) {
-            let _ = fs::remove_file(state);
+    match (&opts.keep_tree, &builder.from_snapshot) {
+        // A kept tree's manifest depends on the FROM image, so the only
+        // snapshot `acido build` may use for it is the one of that image's
+        // render; one of a cache entry's render would hide changes.
+        (Some(_), Some(snapshot)) => {
+            let _ = store.save_build_state(&tree, snapshot);
+        }
+        // Without a kept tree, the tree goes with the work dir and its
+        // build state would only be a stale leftover.
+        _ => {
+            if let Ok(state) = store.build_state_path(&tree) {
+                let _ = fs::remove_file(state);
+            }
         }
     }
     let (id, report) = result?;
