@@ -301,7 +301,7 @@ fn entries_are_listed_with_all_kept_by_gc_and_removed_by_gc_cache_or_rm() {
 
     let gc = env.run(["gc", "--cache"]).ok();
     assert_eq!(gc.matches("removed cache blobs/sha512/").count(), 3, "{gc}");
-    assert_eq!(listed(&env, true), [base.clone()]);
+    assert_eq!(listed(&env, true), std::slice::from_ref(&base));
     let (_, steps) = build(&env, "Acidofile", &[]);
     assert_eq!(steps, ran(&[2, 3, 4], &[]));
 

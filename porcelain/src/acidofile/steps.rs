@@ -165,7 +165,7 @@ impl Builder<'_> {
 
     /// Whether step `step` (1-based) may be taken from the cache.
     fn may_use_cache(&self, step: usize) -> bool {
-        self.opts.use_cache && self.opts.rebuild_from.map_or(true, |from| step < from)
+        self.opts.use_cache && self.opts.rebuild_from.is_none_or(|from| step < from)
     }
 
     fn report(&mut self, step: usize, instruction: &Instruction, outcome: StepOutcome) {
