@@ -486,6 +486,12 @@ impl Builder<'_> {
         match base {
             Base::Image(image) => {
                 let resolved = naming::resolve(self.store, &ImageRef::parse(image, false)?)?;
+                if resolved.matches > 1 {
+                    self.progress.note(&format!(
+                        "{image}: {} images match, using the most recently imported {}",
+                        resolved.matches, resolved.id
+                    ));
+                }
                 let opened = self
                     .store
                     .open(&resolved.id)
