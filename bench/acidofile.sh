@@ -20,12 +20,21 @@
 # depend on the cache is tested with deterministic steps in
 # tests/step_cache.rs.
 #
+# Builds make and delete trees of DATA_MB; where the file system is
+# mounted with online discard (this machine's root ext4), that slows file
+# creation for minutes afterwards, so give the runs an ext4 of their own
+# (the store and $TMPDIR, where builds run their steps, go there), as root:
+#   truncate -s 4G target/bench-fs.img && mkfs.ext4 -q target/bench-fs.img
+#   mkdir -p /mnt/acido-bench && mount -o loop target/bench-fs.img /mnt/acido-bench
+#   ACIDO_BENCH_CACHE=/mnt/acido-bench bash bench/acidofile.sh 5 50
+#
 # ACIDO_BIN=path uses that binary instead of building the release one.
 set -euo pipefail
 
 runs=${1:-5}
 data_mb=${2:-50}
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
 cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/acidofile-run.XXXXXX")
@@ -42,6 +51,8 @@ else
     acido="$root/target/release/acido"
 fi
 export ACIDO_STORE="$work/store"
+export TMPDIR="$work/tmp"
+mkdir -p "$TMPDIR"
 
 # The base: busybox, its applets, and the mount points `run` uses.
 base="$work/base"
@@ -77,6 +88,7 @@ build() { "$acido" -q build -f "$work/Acidofile" --import; }
 
 echo "base: busybox $("$busybox" | head -1 | awk '{print $2}'); RUN steps: 3 x $files files of 16 KiB; $runs interleaved runs"
 first=() edited=() unchanged=()
+settle_disk
 for i in $(seq "$runs"); do
     # A cold cache: no entries, no built image.
     "$acido" gc --cache >/dev/null
