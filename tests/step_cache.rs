@@ -458,3 +458,26 @@ fn a_kept_tree_of_a_cached_build_builds_the_same_image() {
         assert_eq!(diff.code(), 0, "{tree}: {}", diff.stdout());
     }
 }
+
+#[test]
+fn from_scratch_is_cached_too_and_a_failed_step_stores_nothing() {
+    let env = Env::new();
+    copy_inputs(&env);
+    fs::write(
+        env.path("Acidofile"),
+        "FROM scratch\nCOPY app/ /app/\nCOPY nope /nope\nNAME example.com/mini\n",
+    )
+    .unwrap();
+    let failed = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(failed.code(), 128, "{}", failed.stderr());
+    // Only the step that succeeded left an entry.
+    assert_eq!(listed(&env, true).len(), 1);
+    fs::write(env.path("nope"), "now here\n").unwrap();
+    let (first, steps1) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps1, ran(&[3], &[2]));
+    let (second, steps2) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps2, ran(&[], &[2, 3]));
+    assert_eq!(second, first);
+    let fresh = env.run(["build", "-f", "Acidofile", "-o", "fresh.aci", "--no-cache"]);
+    assert_eq!(fresh.ok().trim(), first);
+}

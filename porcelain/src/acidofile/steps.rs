@@ -329,6 +329,15 @@ impl Builder<'_> {
                 fs::create_dir_all(&rootfs).map_err(io_err(&rootfs))?;
                 fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755))
                     .map_err(io_err(&rootfs))?;
+                // A fixed time, as COPY gives: the image of the same steps
+                // is the same whenever it is built.
+                let time = TimeSpec::new(COPY_MTIME, 0);
+                utimensat(None, &rootfs, &time, &time, UtimensatFlags::NoFollowSymlink).map_err(
+                    |errno| StepError::Io {
+                        path: rootfs.clone(),
+                        source: errno.into(),
+                    },
+                )?;
                 Ok(())
             }
         }
