@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
 use acido_plumbing::id::ImageId;
+use acido_plumbing::compression::Compression;
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
 use acido_plumbing::pack::{self, PackError, PackOptions, PackReport};
 use acido_plumbing::store::{ImageRecord, Store, StoreError};
@@ -191,12 +192,18 @@ pub fn build(
             // Import only: the ACI lives in the store's tmp/ until
             // imported, locked so a `gc` beside the build leaves it alone.
             let (mut temp, _in_flight) = store.create_temp("build-")?;
+            // The store keeps the tar uncompressed: compressing it only to
+            // decompress it again would be wasted time.
+            let uncompressed = PackOptions {
+                compression: Compression::None,
+                ..opts.pack.clone()
+            };
             let report = pack::pack_selected(
                 &packed_manifest,
                 &rootfs,
                 &select,
                 temp.as_file_mut(),
-                &opts.pack,
+                &uncompressed,
             );
             progress.end();
             let report = report?;

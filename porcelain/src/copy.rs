@@ -53,6 +53,12 @@ pub struct CopyOptions {
     /// `add`: unpack sources that are tar archives (plain, gzip, bzip2 or
     /// xz) into the destination instead of copying them.
     pub unpack: bool,
+    /// Owner and group for host files without `chown`, instead of the
+    /// source's (archive members keep theirs).
+    pub host_owner: Option<(u32, u32)>,
+    /// Modification and access time (seconds since the epoch) for host
+    /// files, instead of the source's (archive members keep theirs).
+    pub host_mtime: Option<i64>,
 }
 
 /// What a copy wrote, and what it could not restore.
@@ -258,7 +264,7 @@ pub fn copy(
             unpack(&mut placer, src, compression, &dest, scratch)?;
             archives += 1;
         } else if is_dir {
-            copy_dir(&mut placer, src, &dest)?;
+            copy_dir(&mut placer, src, &dest, opts)?;
         } else {
             let target = if dest_is_dir {
                 let name = src.file_name().map(OsStr::as_bytes).unwrap_or_default();
@@ -267,7 +273,7 @@ pub fn copy(
                 dest.clone()
             };
             let mut links = HashMap::new();
-            let item = host_item(src, &target, &mut links)?;
+            let item = host_item(src, &target, &mut links, opts)?;
             placer.place(&target, item)?;
         }
     }
@@ -359,6 +365,7 @@ fn host_item(
     src: &Path,
     target: &[u8],
     links: &mut HashMap<(u64, u64), Vec<u8>>,
+    opts: &CopyOptions,
 ) -> Result<Item<'static>, CopyError> {
     let source_err = |source| CopyError::Source {
         path: src.to_owned(),
@@ -407,12 +414,19 @@ fn host_item(
             }
         }
     }
+    let (atime, mtime) = match opts.host_mtime {
+        Some(secs) => (spec(secs, 0), spec(secs, 0)),
+        None => (
+            spec(m.atime(), m.atime_nsec()),
+            spec(m.mtime(), m.mtime_nsec()),
+        ),
+    };
     Ok(Item {
         meta: Meta {
             mode: m.mode() & 0o7777,
-            owner: Some((m.uid(), m.gid())),
-            atime: Some(spec(m.atime(), m.atime_nsec())),
-            mtime: spec(m.mtime(), m.mtime_nsec()),
+            owner: Some(opts.host_owner.unwrap_or((m.uid(), m.gid()))),
+            atime: Some(atime),
+            mtime,
             xattrs,
         },
         body,
@@ -420,7 +434,12 @@ fn host_item(
 }
 
 /// Copies the contents of the host directory `src` into `dest`.
-fn copy_dir(placer: &mut Placer, src: &Path, dest: &[u8]) -> Result<(), CopyError> {
+fn copy_dir(
+    placer: &mut Placer,
+    src: &Path,
+    dest: &[u8],
+    opts: &CopyOptions,
+) -> Result<(), CopyError> {
     let mut links = HashMap::new();
     for entry in walkdir::WalkDir::new(src)
         .follow_links(false)
@@ -445,7 +464,7 @@ fn copy_dir(placer: &mut Placer, src: &Path, dest: &[u8]) -> Result<(), CopyErro
         } else {
             join(dest, rel)
         };
-        let item = host_item(entry.path(), &target, &mut links)?;
+        let item = host_item(entry.path(), &target, &mut links, opts)?;
         if entry.depth() == 0 {
             placer.place_dir(&target, item.meta, true)?;
         } else {

@@ -1,10 +1,16 @@
 //! `gc`: delete what no image needs: leftovers of interrupted writes in
 //! `tmp/`, and indexes and records whose blob is gone. Never touches a
-//! live write (its temp is locked) or a blob.
+//! live write (its temp is locked) or a blob. With `--cache` it also
+//! removes the step cache's entries ([`crate::acidofile::cache`]) that no
+//! other stored image depends on.
 
 use std::path::{Path, PathBuf};
 
+use acido_plumbing::id::ImageId;
+use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::store::{Store, StoreError, TempSweep};
+
+use crate::acidofile::cache;
 
 /// What kind of garbage an item was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +21,8 @@ pub enum Garbage {
     OrphanIndex,
     /// A record without a blob.
     OrphanRecord,
+    /// A step cache entry (its blob; index and record go with it).
+    Cache,
 }
 
 impl Garbage {
@@ -24,6 +32,7 @@ impl Garbage {
             Garbage::Temp => "temp",
             Garbage::OrphanIndex => "orphan-index",
             Garbage::OrphanRecord => "orphan-record",
+            Garbage::Cache => "cache",
         }
     }
 }
@@ -42,10 +51,13 @@ pub struct Removed {
 /// What `gc` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Every removed file, temps first, then indexes, then records.
+    /// Every removed file, temps first, then indexes, then records, then
+    /// cache entries.
     pub removed: Vec<Removed>,
     /// Temps left alone because a live process holds them.
     pub in_use: usize,
+    /// Cache entries left alone because other stored images depend on them.
+    pub cache_kept: usize,
 }
 
 impl GcReport {
@@ -63,6 +75,13 @@ fn relative(store: &Store, path: &Path) -> PathBuf {
 
 /// Collects the store's garbage. A missing store has none.
 pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
+    gc_with(store, false)
+}
+
+/// [`gc`], and with `cache` the step cache's entries too, except those a
+/// stored image outside the cache depends on (directly or through other
+/// entries), which would break it.
+pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     let inv = store.inventory()?;
     let mut report = GcReport::default();
     for temp in &inv.temps {
@@ -98,5 +117,62 @@ pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
             });
         }
     }
+    if cache {
+        remove_cache_entries(store, &mut report)?;
+    }
     Ok(report)
+}
+
+/// The ids of stored images that `id`'s manifest depends on by id, among
+/// `candidates`.
+fn dependencies_among(
+    store: &Store,
+    id: &ImageId,
+    candidates: &[ImageId],
+) -> Result<Vec<ImageId>, StoreError> {
+    let image = store.open(id)?;
+    let manifest = ImageManifest::from_slice(image.manifest_bytes()).map_err(|source| {
+        StoreError::Manifest {
+            input: id.to_string(),
+            source,
+        }
+    })?;
+    let mut found = Vec::new();
+    for dep in &manifest.dependencies {
+        if let Some(prefix) = dep.image_id.as_ref().and_then(|i| i.as_prefix()) {
+            found.extend(candidates.iter().filter(|c| c.matches(&prefix)));
+        }
+    }
+    Ok(found)
+}
+
+fn remove_cache_entries(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let records = store.records()?;
+    let (entries, others): (Vec<_>, Vec<_>) = records.iter().partition(|r| cache::is_entry(r));
+    let entry_ids: Vec<ImageId> = entries.iter().map(|r| r.id).collect();
+    // Entries other images need, and the entries those depend on.
+    let mut needed: Vec<ImageId> = Vec::new();
+    for other in &others {
+        needed.extend(dependencies_among(store, &other.id, &entry_ids)?);
+    }
+    let mut at = 0;
+    while let Some(id) = needed.get(at).copied() {
+        for dep in dependencies_among(store, &id, &entry_ids)? {
+            if !needed.contains(&dep) {
+                needed.push(dep);
+            }
+        }
+        at += 1;
+    }
+    for entry in entries.iter().filter(|e| !needed.contains(&e.id)) {
+        let path = relative(store, &store.blob_path(&entry.id));
+        store.remove(&entry.id)?;
+        report.removed.push(Removed {
+            kind: Garbage::Cache,
+            path,
+            bytes: entry.size,
+        });
+    }
+    report.cache_kept = needed.len();
+    Ok(())
 }

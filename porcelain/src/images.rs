@@ -20,6 +20,14 @@ pub fn list(store: &Store) -> Result<Vec<ImageRecord>, StoreError> {
     Ok(records)
 }
 
+/// The stored images `images` shows: [`list`] without the step cache's
+/// entries unless `all` (`--all`).
+pub fn list_shown(store: &Store, all: bool) -> Result<Vec<ImageRecord>, StoreError> {
+    let mut records = list(store)?;
+    records.retain(|r| all || !crate::acidofile::cache::is_entry(r));
+    Ok(records)
+}
+
 /// The shortest length of at least `min` hex digits at which every id in
 /// `ids` is told apart from the others (git's `--abbrev` rule).
 pub fn unique_abbrev(ids: &[ImageId], min: usize) -> usize {

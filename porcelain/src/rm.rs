@@ -122,9 +122,35 @@ pub fn dependents(
     Ok(found)
 }
 
-/// Removes the images `names` (ids, prefixes or app strings). All names
-/// are resolved and all dependents checked before anything is removed, so
-/// a refusal removes nothing. Each image goes record first, then index,
+/// Adds to `targets` the step cache entries that depend on one of them
+/// (and so on): a cache entry is never a reason to keep an image, and is
+/// useless without what it depends on.
+fn add_cache_dependents(store: &Store, targets: &mut Vec<ImageId>) -> Result<(), RmError> {
+    loop {
+        let mut added = false;
+        // An unreadable image is reported by the check that follows.
+        let Ok(found) = dependents(store, targets) else {
+            return Ok(());
+        };
+        for dependent in found.into_iter().flat_map(|(_, users)| users) {
+            let is_entry = store
+                .record(&dependent.id)
+                .is_ok_and(|r| crate::acidofile::cache::is_entry(&r));
+            if is_entry && !targets.contains(&dependent.id) {
+                targets.push(dependent.id);
+                added = true;
+            }
+        }
+        if !added {
+            return Ok(());
+        }
+    }
+}
+
+/// Removes the images `names` (ids, prefixes or app strings), with the
+/// step cache entries that depend on them. All names are resolved and all
+/// dependents checked before anything is removed, so a refusal removes
+/// nothing. Each image goes record first, then index,
 /// then blob, under the store lock ([`Store::remove`]).
 pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmError> {
     let mut targets = Vec::new();
@@ -134,6 +160,7 @@ pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmEr
             targets.push(id);
         }
     }
+    add_cache_dependents(store, &mut targets)?;
     let mut report = RmReport::default();
     if !force {
         for (image, users) in dependents(store, &targets)? {

@@ -1,11 +1,13 @@
 //! `acido build [--import] [--overwrite] DIR [OUT.aci]` and
-//! `acido build -f ACIDOFILE [-o OUT.aci] [--import] [--keep-tree DIR]`
+//! `acido build -f ACIDOFILE [-o OUT.aci] [--import] [--keep-tree DIR]
+//! [--no-cache] [--rebuild-from N]`
 
 use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use acido_plumbing::id::ImageId;
 use acido_porcelain::acidofile::{self, AcidofileOptions};
 use acido_porcelain::build::{self, BuildOptions, BuildReport};
 use acido_porcelain::progress::advance_callback;
@@ -29,6 +31,15 @@ pub struct BuildArgs {
     /// keep it, instead of in a temp dir that is removed
     #[arg(long, value_name = "DIR", requires = "file")]
     pub keep_tree: Option<PathBuf>,
+    /// With -f: run every step, taking none from the step cache (their
+    /// results are still stored in it)
+    #[arg(long, requires = "file")]
+    pub no_cache: bool,
+    /// With -f: run step N (FROM is 1) and every step after it, even when
+    /// they are in the step cache
+    #[arg(long, value_name = "N", requires = "file",
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub rebuild_from: Option<u32>,
     /// Also store the new image
     #[arg(long)]
     pub import: bool,
@@ -75,17 +86,21 @@ pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
         import: args.import,
         pack,
     };
-    let report = match (&args.file, &args.dir) {
+    let (id, report) = match (&args.file, &args.dir) {
         (Some(file), _) => build_file(ctx, &store, file, opts, &args, progress)?,
         (None, Some(dir)) => {
-            build::build(&store, dir, &opts, &std::env::temp_dir(), progress.as_ref())?
+            let report =
+                build::build(&store, dir, &opts, &std::env::temp_dir(), progress.as_ref())?;
+            (report.pack.id, Some(report))
         }
         // clap requires one of them.
         (None, None) => anyhow::bail!("build: name a build tree or an Acidofile (-f)"),
     };
-    summarize(ctx, &report)?;
+    if let Some(report) = &report {
+        summarize(ctx, report)?;
+    }
     let mut out = output::stdout();
-    writeln!(out, "{}", report.pack.id)?;
+    writeln!(out, "{id}")?;
     output::finish(out)?;
     Ok(Outcome::Success)
 }
@@ -97,12 +112,14 @@ fn build_file(
     build: BuildOptions,
     args: &BuildArgs,
     progress: Arc<Bar>,
-) -> anyhow::Result<BuildReport> {
+) -> anyhow::Result<(ImageId, Option<BuildReport>)> {
     let interrupt = crate::interrupt::flag();
     let opts = AcidofileOptions {
         build,
         keep_tree: args.keep_tree.clone(),
         context: None,
+        use_cache: !args.no_cache,
+        rebuild_from: args.rebuild_from.map(|n| n as usize),
     };
     let report = acidofile::build_file(
         store,
@@ -121,7 +138,7 @@ fn build_file(
             )?;
         }
     }
-    Ok(report.build)
+    Ok((report.id, report.build))
 }
 
 fn summarize(ctx: &Context, report: &BuildReport) -> anyhow::Result<()> {

@@ -57,6 +57,7 @@ pub fn run(ctx: &Context, args: CopyArgs, unpack: bool) -> anyhow::Result<Outcom
         chown: args.chown,
         chmod: args.chmod,
         unpack,
+        ..CopyOptions::default()
     };
     let report = copy::copy(&dir, &args.sources, &dest, &opts, &std::env::temp_dir())?;
     if !ctx.quiet {

@@ -1,4 +1,4 @@
-//! `acido gc`
+//! `acido gc [--cache]`
 
 use std::io::Write;
 
@@ -11,7 +11,12 @@ use crate::output::{self, Outcome};
 
 /// Arguments of `acido gc`.
 #[derive(Debug, Args)]
-pub struct GcArgs {}
+pub struct GcArgs {
+    /// Also remove the step cache of Acidofile builds (entries other
+    /// stored images depend on stay)
+    #[arg(long)]
+    pub cache: bool,
+}
 
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {
@@ -23,10 +28,10 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
 
 /// Collects garbage and prints one line per removed file; the total goes
 /// to stderr.
-pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
+pub fn run(ctx: &Context, args: GcArgs) -> anyhow::Result<Outcome> {
     use std::os::unix::ffi::OsStrExt;
     let store = ctx.store()?;
-    let report = gc::gc(&store)?;
+    let report = gc::gc_with(&store, args.cache)?;
     let mut out = output::stdout();
     for item in &report.removed {
         let path = quote_path(item.path.as_os_str().as_bytes());
@@ -55,6 +60,14 @@ pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
                 err,
                 "gc: left {n} {} in use",
                 plural(n, "temp file", "temp files")
+            )?;
+        }
+        if report.cache_kept > 0 {
+            let n = report.cache_kept;
+            writeln!(
+                err,
+                "gc: left {n} cache {} other images depend on",
+                plural(n, "entry", "entries")
             )?;
         }
     }

@@ -1,4 +1,4 @@
-//! `acido images [--format text|json] [--abbrev[=N]|--no-abbrev]`
+//! `acido images [--all] [--format text|json] [--abbrev[=N]|--no-abbrev]`
 
 use acido_plumbing::id::FULL_HEX_LEN;
 use acido_porcelain::images;
@@ -25,12 +25,15 @@ pub struct ImagesArgs {
     /// Show full ids in the table
     #[arg(long, conflicts_with = "abbrev")]
     pub no_abbrev: bool,
+    /// Also list the step cache's entries (see acido-build(5))
+    #[arg(short, long)]
+    pub all: bool,
 }
 
 /// Lists the stored images, oldest import first.
 pub fn run(ctx: &Context, args: ImagesArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
-    let records = images::list(&store)?;
+    let records = images::list_shown(&store, args.all)?;
     let mut out = output::stdout();
     match args.format {
         OutputFormat::Text => {

@@ -13,34 +13,49 @@
 //! only what differs from the base. The tree is removed afterwards, on
 //! success and on error, unless the caller asked to keep it.
 //!
+//! Steps that change the tree are cached ([`cache`]): each leaves its
+//! result in the store as an image, and a later build whose steps have the
+//! same keys starts from the last one found instead of running them
+//! ([`steps`]). The final image is always the diff of the final tree
+//! against the base, so it does not depend on what came from the cache.
+//!
 //! Module map:
 //! - [`parse`]: the grammar.
+//! - [`cache`]: cache keys, source digests, entries in the store.
+//! - `steps` (private): running the steps, from the cache or for real.
+//! - `image` (private): the final image, built or reused.
 
+pub mod cache;
+mod image;
 pub mod parse;
+mod steps;
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
+use acido_plumbing::naming::NamingError;
 use acido_plumbing::store::Store;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::build::{self, BuildCmdError, BuildOptions, BuildReport};
-use crate::copy::{self, CopyError, CopyOptions};
+use crate::build::{BuildCmdError, BuildOptions, BuildReport};
+use crate::copy::CopyError;
 use crate::progress::Progress;
-use crate::run::{self, RunError, RunOptions};
-use crate::startbuild::{self, StartBuildError};
+use crate::run::RunError;
+use crate::startbuild::StartBuildError;
 
-use self::parse::{Base, CopyStep, Instruction, ParseError, Step};
+use self::cache::Entries;
+use self::parse::{Base, ParseError, Step};
+use self::steps::{Builder, Phase};
+pub use self::steps::{StepOutcome, COPY_MTIME};
 
-/// The `acVersion` of manifests written for `FROM scratch` (the appc
-/// version the reference tools implement, aci-format §5).
+/// The `acVersion` of manifests written for `FROM scratch` and of cache
+/// entries (the appc version the reference tools implement, aci-format §5).
 const AC_VERSION: &str = "0.8.11";
 
 /// The longest instruction text quoted in an error.
@@ -57,6 +72,12 @@ pub struct AcidofileOptions {
     /// The directory `COPY` and `ADD` sources are relative to (default:
     /// the Acidofile's directory).
     pub context: Option<PathBuf>,
+    /// Take steps from the step cache when their key is found (`false`:
+    /// `--no-cache`). Results are stored in the cache either way.
+    pub use_cache: bool,
+    /// Run the step with this number (`FROM` is 1) and every later one
+    /// even when they are cached (`--rebuild-from`).
+    pub rebuild_from: Option<usize>,
 }
 
 /// What a build did.
@@ -64,10 +85,15 @@ pub struct AcidofileOptions {
 pub struct AcidofileReport {
     /// Instructions run, `FROM` included.
     pub steps: usize,
+    /// How each step was done, in order.
+    pub outcomes: Vec<StepOutcome>,
     /// The base image (`None` for `FROM scratch`).
     pub base: Option<ImageId>,
-    /// What packing did (the new image id is `build.pack.id`).
-    pub build: BuildReport,
+    /// The built image.
+    pub id: ImageId,
+    /// What packing did; `None` when every step was cached and the image
+    /// they built before was still stored, so it was reused.
+    pub build: Option<BuildReport>,
     /// The kept step tree, with [`AcidofileOptions::keep_tree`].
     pub tree: Option<PathBuf>,
 }
@@ -78,6 +104,9 @@ pub enum StepError {
     /// `FROM`: the base image could not be rendered.
     #[error(transparent)]
     StartBuild(#[from] StartBuildError),
+    /// `FROM`: the base image could not be named.
+    #[error(transparent)]
+    Naming(#[from] NamingError),
     /// `COPY`/`ADD`/`WORKDIR`: writing into the tree failed.
     #[error(transparent)]
     Copy(#[from] CopyError),
@@ -110,12 +139,16 @@ pub enum StepError {
         /// What went wrong.
         source: io::Error,
     },
+    /// Storing the step's result in the step cache failed.
+    #[error("storing the step in the cache: {0}")]
+    Cache(#[source] BuildCmdError),
     /// The build was interrupted.
     #[error("interrupted")]
     Interrupted,
 }
 
-/// Why an Acidofile build failed. Nothing is left behind but a kept tree.
+/// Why an Acidofile build failed. Nothing is left behind but a kept tree
+/// and the cache entries of the steps that succeeded.
 #[derive(Debug, thiserror::Error)]
 pub enum AcidofileError {
     /// The Acidofile cannot be read.
@@ -137,6 +170,16 @@ pub enum AcidofileError {
         /// The line of `FROM`.
         line: usize,
     },
+    /// `--rebuild-from` names a step the file does not have.
+    #[error("{}: --rebuild-from {step}: the file has {steps} steps", file.display())]
+    NoSuchStep {
+        /// The Acidofile.
+        file: PathBuf,
+        /// The step asked for.
+        step: usize,
+        /// How many steps the file has.
+        steps: usize,
+    },
     /// The work directory could not be made.
     #[error("{}: cannot create the build's work directory: {source}", path.display())]
     WorkDir {
@@ -144,6 +187,14 @@ pub enum AcidofileError {
         path: PathBuf,
         /// What went wrong.
         source: io::Error,
+    },
+    /// Reading the store's cache entries failed.
+    #[error("{}: reading the step cache: {source}", file.display())]
+    Cache {
+        /// The Acidofile.
+        file: PathBuf,
+        /// What went wrong.
+        source: acido_plumbing::store::StoreError,
     },
     /// A step failed.
     #[error("{}:{line}: step {step} ({text}): {source}", file.display())]
@@ -206,6 +257,24 @@ pub fn build_file(
             });
         }
     }
+    if let Some(step) = opts.rebuild_from {
+        if step == 0 || step > instructions.len() {
+            return Err(AcidofileError::NoSuchStep {
+                file: file.to_owned(),
+                step,
+                steps: instructions.len(),
+            });
+        }
+    }
+    let entries = if opts.use_cache {
+        let records = store.records().map_err(|source| AcidofileError::Cache {
+            file: file.to_owned(),
+            source,
+        })?;
+        Entries::of(&records)
+    } else {
+        Entries::default()
+    };
     let context = match &opts.context {
         Some(dir) => dir.clone(),
         None => match file.parent() {
@@ -228,6 +297,7 @@ pub fn build_file(
     let mut builder = Builder {
         store,
         file,
+        opts,
         context,
         tree: tree.clone(),
         work: work.clone(),
@@ -237,22 +307,39 @@ pub fn build_file(
         manifest: None,
         base: None,
         total: instructions.len(),
+        entries,
+        key: None,
+        phase: Phase::Deferred,
+        top: None,
+        top_is_entry: false,
+        from_snapshot: None,
+        outcomes: Vec::new(),
+        announced: false,
     };
-    let result = builder.run_all(&instructions).and_then(|()| {
-        progress.note("building the image");
-        build::build(store, &tree, &opts.build, &work, progress.as_ref()).map_err(build_err)
-    });
-    if opts.keep_tree.is_none() {
-        // The tree goes with the work dir; its build state in the store
-        // would only be a stale leftover.
-        if let Ok(state) = store.build_state_path(&tree) {
-            let _ = fs::remove_file(state);
+    let result = builder
+        .run_all(&instructions)
+        .and_then(|()| image::finish(&mut builder, &instructions));
+    match (&opts.keep_tree, &builder.from_snapshot) {
+        // A kept tree's manifest depends on the FROM image, so the only
+        // snapshot `acido build` may use for it is the one of that image's
+        // render; one of a cache entry's render would hide changes.
+        (Some(_), Some(snapshot)) => {
+            let _ = store.save_build_state(&tree, snapshot);
+        }
+        // Without a kept tree, the tree goes with the work dir and its
+        // build state would only be a stale leftover.
+        _ => {
+            if let Ok(state) = store.build_state_path(&tree) {
+                let _ = fs::remove_file(state);
+            }
         }
     }
-    let report = result?;
+    let (id, report) = result?;
     Ok(AcidofileReport {
         steps: instructions.len(),
+        outcomes: builder.outcomes,
         base: builder.base,
+        id,
         build: report,
         tree: opts.keep_tree.clone(),
     })
@@ -275,21 +362,6 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-struct Builder<'a> {
-    store: &'a Store,
-    file: &'a Path,
-    context: PathBuf,
-    tree: PathBuf,
-    work: PathBuf,
-    temp_parent: &'a Path,
-    progress: Arc<dyn Progress>,
-    interrupt: &'a AtomicBool,
-    /// The manifest as edited so far (set by `FROM`).
-    manifest: Option<ImageManifest>,
-    base: Option<ImageId>,
-    total: usize,
-}
-
 /// An instruction's text for an error line.
 fn shorten(text: &str) -> String {
     if text.chars().count() <= QUOTE_LIMIT {
@@ -298,286 +370,6 @@ fn shorten(text: &str) -> String {
     let mut short: String = text.chars().take(QUOTE_LIMIT).collect();
     short.push_str("...");
     short
-}
-
-impl Builder<'_> {
-    fn run_all(&mut self, instructions: &[Instruction]) -> Result<(), AcidofileError> {
-        for (index, instruction) in instructions.iter().enumerate() {
-            let step = index + 1;
-            self.progress.note(&format!(
-                "step {step}/{}: {}",
-                self.total,
-                shorten(&instruction.text)
-            ));
-            let result = if self.interrupt.load(Ordering::Relaxed) {
-                Err(StepError::Interrupted)
-            } else {
-                self.run_step(instructions, instruction)
-            };
-            result.map_err(|source| AcidofileError::Step {
-                file: self.file.to_owned(),
-                line: instruction.line,
-                step,
-                text: shorten(&instruction.text),
-                source: Box::new(source),
-            })?;
-        }
-        self.write_manifest()
-            .map_err(|source| AcidofileError::Step {
-                file: self.file.to_owned(),
-                line: instructions.last().map_or(0, |i| i.line),
-                step: instructions.len(),
-                text: instructions
-                    .last()
-                    .map_or_else(String::new, |i| shorten(&i.text)),
-                source: Box::new(source),
-            })
-    }
-
-    fn run_step(
-        &mut self,
-        all: &[Instruction],
-        instruction: &Instruction,
-    ) -> Result<(), StepError> {
-        match &instruction.step {
-            Step::From(base) => self.from(all, base),
-            Step::Name(name) => self.edit(|m| {
-                m.insert("name".into(), json!(name));
-            }),
-            Step::Label(pairs) => self.edit(|m| {
-                for (name, value) in pairs {
-                    upsert(m, "labels", name, json!({"name": name, "value": value}));
-                }
-            }),
-            Step::Annotation(pairs) => self.edit(|m| {
-                for (name, value) in pairs {
-                    upsert(
-                        m,
-                        "annotations",
-                        name,
-                        json!({"name": name, "value": value}),
-                    );
-                }
-            }),
-            Step::Env(pairs) => self.edit_app(|app| {
-                for (name, value) in pairs {
-                    upsert(
-                        app,
-                        "environment",
-                        name,
-                        json!({"name": name, "value": value}),
-                    );
-                }
-            }),
-            Step::Workdir(path) => {
-                let dir = self.resolve_workdir(path)?;
-                copy::make_dir(&self.tree, dir.as_bytes())?;
-                self.edit_app(|app| {
-                    app.insert("workingDirectory".into(), json!(dir));
-                })
-            }
-            Step::User { user, group } => self.edit_app(|app| {
-                app.insert("user".into(), json!(user));
-                app.insert("group".into(), json!(group));
-            }),
-            Step::Exec(argv) => self.edit_app(|app| {
-                app.insert("exec".into(), json!(argv));
-            }),
-            Step::Isolator { name, value } => self.edit_app(|app| {
-                upsert(
-                    app,
-                    "isolators",
-                    name,
-                    json!({"name": name, "value": value}),
-                );
-            }),
-            Step::Port(port) => self.edit_app(|app| {
-                upsert(
-                    app,
-                    "ports",
-                    &port.name,
-                    json!({
-                        "name": port.name,
-                        "protocol": port.protocol,
-                        "port": port.port,
-                        "count": port.count,
-                        "socketActivated": port.socket_activated,
-                    }),
-                );
-            }),
-            Step::Mount {
-                name,
-                path,
-                read_only,
-            } => self.edit_app(|app| {
-                upsert(
-                    app,
-                    "mountPoints",
-                    name,
-                    json!({"name": name, "path": path, "readOnly": read_only}),
-                );
-            }),
-            Step::Copy(step) => self.copy(step, false),
-            Step::Add(step) => self.copy(step, true),
-            Step::Run(argv) => self.run(argv),
-        }
-    }
-
-    /// `FROM`: the tree and the starting manifest.
-    fn from(&mut self, all: &[Instruction], base: &Base) -> Result<(), StepError> {
-        match base {
-            Base::Image(image) => {
-                let report = startbuild::startbuild(
-                    self.store,
-                    image,
-                    Some(&self.tree),
-                    self.temp_parent,
-                    Arc::clone(&self.progress),
-                    self.interrupt,
-                )?;
-                self.base = Some(report.base);
-                let path = self.tree.join("manifest");
-                let bytes = fs::read(&path).map_err(|source| StepError::Io { path, source })?;
-                let manifest = ImageManifest::from_slice(&bytes)
-                    .map_err(|source| StepError::Manifest { source })?;
-                self.manifest = Some(manifest);
-                Ok(())
-            }
-            Base::Scratch => {
-                // The name is needed from the start (every manifest has
-                // one): the file's last NAME, which its own step sets again.
-                let name = all.iter().rev().find_map(|i| match &i.step {
-                    Step::Name(name) => Some(name.clone()),
-                    _ => None,
-                });
-                // `build_file` checked that there is one.
-                let name = name.unwrap_or_default();
-                let rootfs = self.tree.join("rootfs");
-                let io_err = |path: &Path| {
-                    let path = path.to_owned();
-                    move |source| StepError::Io { path, source }
-                };
-                fs::create_dir_all(&rootfs).map_err(io_err(&rootfs))?;
-                fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755))
-                    .map_err(io_err(&rootfs))?;
-                let start = json!({
-                    "acKind": "ImageManifest",
-                    "acVersion": AC_VERSION,
-                    "name": name,
-                });
-                self.manifest = Some(checked(&start)?);
-                Ok(())
-            }
-        }
-    }
-
-    fn manifest_value(&self) -> Result<Value, StepError> {
-        let manifest = self.manifest.as_ref().ok_or(StepError::Interrupted)?;
-        serde_json::from_str(&manifest.to_json()).map_err(|e| StepError::Io {
-            path: self.tree.join("manifest"),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
-        })
-    }
-
-    /// Applies `change` to the manifest's top-level object and checks the
-    /// result.
-    fn edit(&mut self, change: impl FnOnce(&mut Map<String, Value>)) -> Result<(), StepError> {
-        let mut value = self.manifest_value()?;
-        if let Value::Object(map) = &mut value {
-            change(map);
-        }
-        self.manifest = Some(checked(&value)?);
-        Ok(())
-    }
-
-    /// Applies `change` to the app object, made (running as 0:0, which
-    /// appc requires to be named) when the manifest has none.
-    fn edit_app(&mut self, change: impl FnOnce(&mut Map<String, Value>)) -> Result<(), StepError> {
-        self.edit(|m| {
-            let app = m
-                .entry("app")
-                .or_insert_with(|| json!({"user": "0", "group": "0"}));
-            if !app.is_object() {
-                *app = json!({"user": "0", "group": "0"});
-            }
-            if let Value::Object(app) = app {
-                change(app);
-            }
-        })
-    }
-
-    fn workdir(&self) -> String {
-        self.manifest
-            .as_ref()
-            .and_then(|m| m.app.as_ref())
-            .map(|app| app.working_directory.clone())
-            .filter(|dir| !dir.is_empty())
-            .unwrap_or_else(|| "/".to_owned())
-    }
-
-    /// A `WORKDIR` argument made absolute: a relative one is taken from
-    /// the current working directory, as Dockerfile does.
-    fn resolve_workdir(&self, path: &str) -> Result<String, StepError> {
-        if path.starts_with('/') {
-            return Ok(path.to_owned());
-        }
-        let current = self.workdir();
-        if !current.starts_with('/') {
-            return Err(StepError::RelativeWorkdir {
-                path: path.to_owned(),
-            });
-        }
-        Ok(format!("{}/{path}", current.trim_end_matches('/')))
-    }
-
-    fn copy(&mut self, step: &CopyStep, unpack: bool) -> Result<(), StepError> {
-        let sources: Vec<PathBuf> = step.sources.iter().map(|s| self.context.join(s)).collect();
-        // A relative destination is taken from the working directory, as
-        // Dockerfile does; a trailing `/` is kept (it means "into").
-        let dest = if step.dest.starts_with('/') {
-            step.dest.clone()
-        } else {
-            format!("{}/{}", self.workdir().trim_end_matches('/'), step.dest)
-        };
-        let opts = CopyOptions {
-            chown: step.chown,
-            chmod: step.chmod,
-            unpack,
-        };
-        copy::copy(&self.tree, &sources, dest.as_bytes(), &opts, &self.work)?;
-        Ok(())
-    }
-
-    fn write_manifest(&self) -> Result<(), StepError> {
-        let path = self.tree.join("manifest");
-        let manifest = self.manifest.as_ref().ok_or(StepError::Interrupted)?;
-        let mut text = manifest.to_json_pretty();
-        text.push('\n');
-        fs::write(&path, text).map_err(|source| StepError::Io { path, source })
-    }
-
-    /// `RUN`: the manifest so far is written first, so the command gets
-    /// its environment and working directory; `USER` is passed on.
-    fn run(&mut self, argv: &[String]) -> Result<(), StepError> {
-        self.write_manifest()?;
-        let user = self
-            .manifest
-            .as_ref()
-            .and_then(|m| m.app.as_ref())
-            .map(|app| format!("{}:{}", app.user, app.group));
-        let opts = RunOptions {
-            user,
-            ..RunOptions::default()
-        };
-        let command: Vec<OsString> = argv.iter().map(OsString::from).collect();
-        let report = run::run(&self.tree, &command, &opts)?;
-        if report.status != 0 {
-            return Err(StepError::Failed {
-                status: report.status,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// Replaces the item called `name` in the array `key` of `map` (made

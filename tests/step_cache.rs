@@ -1,0 +1,488 @@
+//! CLI tests of the Acidofile step cache (issue 14): what a rebuild runs
+//! again, that the image does not depend on the cache, how entries are
+//! listed and removed, and that a killed build leaves no entry a later
+//! build uses. Steps that `RUN` need root (CI runs as root) and Debian's
+//! busybox-static; without them those tests say so and return.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{is_root, manifest, Env, Run};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn busybox() -> Option<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Whether `RUN` steps can run here; prints why not, and fails in CI.
+fn can_run(test: &str) -> bool {
+    let why = if !is_root() {
+        "RUN steps need root (namespaces, mounts)"
+    } else if busybox().is_none() {
+        "busybox is not installed (apt-get install busybox-static)"
+    } else {
+        return true;
+    };
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(!ci, "{test}: cannot run in CI: {why}");
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// Stores `example.com/base:1.0`, a tree with /etc and /srv (and, with
+/// `with_busybox`, /bin/busybox and its applets, and the mount points
+/// `run` needs, so a RUN leaves no trace of them). Returns its id.
+fn base_image(env: &Env, with_busybox: bool) -> String {
+    let dir = env.layout(
+        "base",
+        &manifest(
+            "example.com/base",
+            r#","labels":[{"name":"version","value":"1.0"}]"#,
+        ),
+        &[("etc/hostname", "base\n"), ("srv/.keep", "")],
+    );
+    if with_busybox {
+        let busybox = busybox().expect("checked by can_run");
+        let bin = dir.join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy(&busybox, bin.join("busybox")).unwrap();
+        for applet in ["sh", "echo", "cat", "touch", "mkdir", "rm"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        for dir in ["proc", "dev", "tmp"] {
+            fs::create_dir_all(env.path("base/rootfs").join(dir)).unwrap();
+        }
+        fs::write(env.path("base/rootfs/etc/resolv.conf"), "").unwrap();
+    }
+    common::pin_times(&dir);
+    env.pack(&dir, "base.aci", "none");
+    env.run(["import", "base.aci"]).ok().trim().to_owned()
+}
+
+/// The step numbers that ran and those that were cached, from stderr.
+#[derive(Debug, PartialEq, Eq)]
+struct Steps {
+    ran: Vec<usize>,
+    cached: Vec<usize>,
+}
+
+fn steps(run: &Run) -> Steps {
+    let mut steps = Steps {
+        ran: Vec::new(),
+        cached: Vec::new(),
+    };
+    for line in run.stderr().lines() {
+        let Some(rest) = line.strip_prefix("acido: step ") else {
+            continue;
+        };
+        let Some((number, _)) = rest.split_once('/') else {
+            continue;
+        };
+        let number: usize = number.parse().unwrap();
+        if line.ends_with(": cached") {
+            steps.cached.push(number);
+        } else if line.contains(": done in ") {
+            steps.ran.push(number);
+        }
+    }
+    steps
+}
+
+fn build(env: &Env, file: &str, extra: &[&str]) -> (String, Steps) {
+    let mut args = vec!["build", "-f", file, "--import"];
+    args.extend_from_slice(extra);
+    let run = env.run(&args);
+    let id = run.ok().trim().to_owned();
+    (id, steps(&run))
+}
+
+fn ran(ran: &[usize], cached: &[usize]) -> Steps {
+    Steps {
+        ran: ran.to_vec(),
+        cached: cached.to_vec(),
+    }
+}
+
+/// The ids `images` lists (with `--all` when `all`).
+fn listed(env: &Env, all: bool) -> Vec<String> {
+    let mut args = vec!["images", "--no-abbrev"];
+    if all {
+        args.push("--all");
+    }
+    env.run(&args)
+        .ok()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+const COPY_ONLY: &str = "FROM example.com/base:1.0\n\
+COPY app/ /srv/app/\n\
+WORKDIR /srv/app\n\
+COPY motd /etc/motd\n\
+LABEL version=2.0\n";
+
+fn copy_inputs(env: &Env) {
+    fs::create_dir_all(env.path("app/lib")).unwrap();
+    fs::write(env.path("app/lib/code"), "code v1\n").unwrap();
+    std::os::unix::fs::symlink("lib/code", env.path("app/link")).unwrap();
+    fs::write(env.path("motd"), "hello\n").unwrap();
+    fs::write(env.path("Acidofile"), COPY_ONLY).unwrap();
+}
+
+#[test]
+fn an_unchanged_rebuild_runs_no_step_and_gives_the_same_image() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let (first, steps1) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps1, ran(&[2, 3, 4], &[]));
+    let again = env.run(["build", "-f", "Acidofile", "-o", "again.aci"]);
+    let second = again.ok().trim().to_owned();
+    assert_eq!(steps(&again), ran(&[], &[2, 3, 4]));
+    assert_eq!(second, first);
+    assert!(
+        again.stderr().contains("every step cached: reusing"),
+        "{}",
+        again.stderr()
+    );
+    // The reused image is written out whole.
+    assert_eq!(env.run(["hash-object", "again.aci"]).ok().trim(), first);
+}
+
+#[test]
+fn the_image_is_the_same_whether_steps_were_cached_or_not() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    // The last COPY changes: steps 2 and 3 come from the cache.
+    fs::write(env.path("motd"), "changed\n").unwrap();
+    let (cached, steps2) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps2, ran(&[4], &[2, 3]));
+    let uncached = env.run(["build", "-f", "Acidofile", "-o", "fresh.aci", "--no-cache"]);
+    // FROM renders at once: nothing after it comes from the cache.
+    assert_eq!(steps(&uncached), ran(&[1, 2, 3, 4], &[]));
+    assert_eq!(uncached.ok().trim(), cached);
+    // And the image is the diff against FROM, not against a cache entry.
+    let m: serde_json::Value =
+        serde_json::from_str(&env.run(["cat-manifest", &cached]).ok()).unwrap();
+    assert_eq!(m["dependencies"][0]["imageName"], "example.com/base");
+    assert_eq!(m["labels"][0]["value"], "2.0");
+    assert!(m["labels"].as_array().unwrap().len() == 1, "{m}");
+}
+
+#[test]
+fn editing_a_copied_file_reruns_that_copy_and_what_follows_only() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    fs::write(env.path("app/lib/code"), "code v2\n").unwrap();
+    let (_, steps) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps, ran(&[2, 3, 4], &[]));
+    // A new file name, a new mode, a new link target: each a miss.
+    for change in [
+        &(|env: &Env| fs::write(env.path("app/new"), "").unwrap()) as &dyn Fn(&Env),
+        &|env: &Env| {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::Permissions::from_mode(0o600);
+            fs::set_permissions(env.path("app/lib/code"), mode).unwrap()
+        },
+        &|env: &Env| {
+            fs::remove_file(env.path("app/link")).unwrap();
+            std::os::unix::fs::symlink("lib", env.path("app/link")).unwrap()
+        },
+    ] {
+        change(&env);
+        let (_, steps) = build(&env, "Acidofile", &[]);
+        assert_eq!(steps, ran(&[2, 3, 4], &[]));
+    }
+}
+
+#[test]
+fn touching_a_copied_file_or_changing_its_owner_is_a_hit() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let (first, _) = build(&env, "Acidofile", &[]);
+    let touch = Command::new("touch")
+        .args(["-h", "-d", "@1234567890"])
+        .arg(env.path("motd"))
+        .arg(env.path("app/lib/code"))
+        .arg(env.path("app"))
+        .status()
+        .unwrap();
+    assert!(touch.success());
+    if is_root() {
+        std::os::unix::fs::lchown(env.path("motd"), Some(4321), Some(4321)).unwrap();
+    }
+    let (second, steps) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps, ran(&[], &[2, 3, 4]));
+    assert_eq!(second, first);
+    // COPY sets owner and time itself, so no build ever sees the host's.
+    let fresh = env.run(["build", "-f", "Acidofile", "-o", "fresh.aci", "--no-cache"]);
+    assert_eq!(fresh.ok().trim(), first);
+}
+
+#[test]
+fn build_files_sharing_a_prefix_share_its_steps() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    // Same first steps, spelled differently; then something else.
+    fs::write(
+        env.path("Other"),
+        "# another image\nfrom   example.com/base:1.0\nCOPY  \"app/\" /srv/app/\n\
+         WORKDIR /srv/app\nCOPY motd /etc/motd2\n",
+    )
+    .unwrap();
+    let (_, steps) = build(&env, "Other", &[]);
+    assert_eq!(steps, ran(&[4], &[2, 3]));
+}
+
+#[test]
+fn rebuild_from_reruns_from_that_step() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let (first, _) = build(&env, "Acidofile", &[]);
+    let (again, steps) = build(&env, "Acidofile", &["--rebuild-from", "3"]);
+    assert_eq!(steps, ran(&[3, 4], &[2]));
+    assert_eq!(again, first);
+    let bad = env.run([
+        "build",
+        "-f",
+        "Acidofile",
+        "--import",
+        "--rebuild-from",
+        "9",
+    ]);
+    assert_eq!(bad.code(), 128);
+    assert!(
+        bad.stderr()
+            .contains("Acidofile: --rebuild-from 9: the file has 5 steps"),
+        "{}",
+        bad.stderr()
+    );
+}
+
+#[test]
+fn entries_are_listed_with_all_kept_by_gc_and_removed_by_gc_cache_or_rm() {
+    let env = Env::new();
+    let base = base_image(&env, false);
+    copy_inputs(&env);
+    let (image, _) = build(&env, "Acidofile", &[]);
+    assert_eq!(listed(&env, false), [base.clone(), image.clone()]);
+    let all = listed(&env, true);
+    // Three step entries and the pointer to the image.
+    assert_eq!(all.len(), 6, "{all:?}");
+
+    // Nothing removed: no result on stdout, the summary on stderr.
+    let gc = env.run(["gc"]);
+    assert_eq!(gc.ok(), "");
+    assert_eq!(gc.stderr(), "gc: removed 0 files, 0 bytes\n");
+    assert_eq!(listed(&env, true), all);
+    let (_, steps) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps, ran(&[], &[2, 3, 4]));
+
+    // rm of the image takes the pointer with it, not the steps.
+    let removed = env.run(["rm", &image]).ok();
+    assert_eq!(removed.lines().count(), 2, "{removed}");
+    assert_eq!(listed(&env, true).len(), 4);
+
+    let gc = env.run(["gc", "--cache"]).ok();
+    assert_eq!(gc.matches("removed cache blobs/sha512/").count(), 3, "{gc}");
+    assert_eq!(listed(&env, true), std::slice::from_ref(&base));
+    let (_, steps) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps, ran(&[2, 3, 4], &[]));
+
+    // An entry a real image depends on stays.
+    let entry = listed(&env, true)
+        .into_iter()
+        .find(|id| *id != base && !listed(&env, false).contains(id))
+        .unwrap();
+    env.run(["startbuild", &entry, "tree"]).ok();
+    // As a user would, the new image gets a name of its own.
+    let path = env.path("tree/manifest");
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    m["name"] = "example.com/derived".into();
+    m["labels"] = serde_json::json!([]);
+    fs::write(&path, m.to_string()).unwrap();
+    env.run(["build", "--import", "tree"]).ok();
+    let gc = env.run(["gc", "--cache"]);
+    gc.ok();
+    assert!(
+        gc.stderr()
+            .contains("gc: left 1 cache entry other images depend on"),
+        "{}",
+        gc.stderr()
+    );
+    assert!(listed(&env, true).contains(&entry));
+}
+
+/// A running `acido build -f` paused at `step` by the test hook.
+fn paused_build(env: &Env, step: &str) -> std::process::Child {
+    let marker = env.path("paused");
+    let _ = fs::remove_file(&marker);
+    let mut child = env
+        .command()
+        .args(["build", "-f", "Acidofile", "--import"])
+        .env("ACIDO_TEST_PAUSE_AT", step)
+        .env("ACIDO_TEST_PAUSE_FILE", &marker)
+        .env("ACIDO_TEST_PAUSE_SECS", "60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !marker.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("acido ended ({status}) before pausing at {step}: built without test-hooks?");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never paused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+#[test]
+fn a_killed_build_leaves_no_entry_that_is_used() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let expected = env
+        .run([
+            "build",
+            "-f",
+            "Acidofile",
+            "-o",
+            "expected.aci",
+            "--no-cache",
+        ])
+        .ok();
+    env.run(["gc", "--cache"]).ok();
+    // Killed while packing the first entry, and after its blob is in
+    // place but before its record is.
+    for step in ["pack-mid-write", "after-link-before-record"] {
+        let mut child = paused_build(&env, step);
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            listed(&env, true).len(),
+            1,
+            "{step}: only the base is listed"
+        );
+        let (id, steps) = build(&env, "Acidofile", &[]);
+        assert_eq!(steps, ran(&[2, 3, 4], &[]), "{step}");
+        assert_eq!(id, expected.trim(), "{step}");
+        env.run(["gc", "--cache"]).ok();
+        env.run(["rm", &id]).ok();
+    }
+    let fsck = env.run(["fsck"]);
+    assert!(fsck.code() == 0 || fsck.code() == 1, "{}", fsck.stderr());
+}
+
+#[test]
+fn run_steps_are_cached_by_env_user_and_workdir() {
+    if !can_run("run_steps_are_cached_by_env_user_and_workdir") {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, true);
+    fs::write(env.path("motd"), "hello\n").unwrap();
+    // Deterministic RUN steps: they fix the times of all they touch.
+    let file = |greeting: &str| {
+        format!(
+            "FROM example.com/base:1.0\n\
+             RUN sh -c 'echo one > /srv/one; touch -d @1600000000 /srv/one /srv'\n\
+             ENV GREETING={greeting}\n\
+             RUN sh -c 'echo $GREETING > /srv/two; touch -d @1600000000 /srv/two /srv'\n\
+             COPY motd /etc/motd\n\
+             NAME example.com/app\n"
+        )
+    };
+    fs::write(env.path("Acidofile"), file("hi")).unwrap();
+    let (first, steps1) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps1, ran(&[2, 4, 5], &[]));
+    let (second, steps2) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps2, ran(&[], &[2, 4, 5]));
+    assert_eq!(second, first);
+
+    // The ENV before the second RUN changes: it runs again, the first not.
+    fs::write(env.path("Acidofile"), file("hello")).unwrap();
+    let (changed, steps3) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps3, ran(&[4, 5], &[2]));
+    let fresh = env.run(["build", "-f", "Acidofile", "-o", "fresh.aci", "--no-cache"]);
+    assert_eq!(steps(&fresh), ran(&[1, 2, 4, 5], &[]));
+    assert_eq!(fresh.ok().trim(), changed, "deterministic RUNs: same image");
+    env.run(["extract", &changed, "out"]).ok();
+    assert_eq!(
+        fs::read(env.path("out/rootfs/srv/two")).unwrap(),
+        b"hello\n"
+    );
+
+    // Only the copied file changes: the RUNs are not run again.
+    fs::write(env.path("motd"), "bye\n").unwrap();
+    let (_, steps4) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps4, ran(&[5], &[2, 4]));
+}
+
+#[test]
+fn a_kept_tree_of_a_cached_build_builds_the_same_image() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    fs::write(env.path("motd"), "changed\n").unwrap();
+    for (tree, steps_expected) in [
+        ("kept1", ran(&[4], &[2, 3])),
+        ("kept2", ran(&[], &[2, 3, 4])),
+    ] {
+        let (id, steps) = build(&env, "Acidofile", &["--keep-tree", tree]);
+        assert_eq!(steps, steps_expected, "{tree}");
+        // The kept tree is the image's: built on its own, and rendered.
+        let again = env.run([
+            "build",
+            &env.path(tree).to_string_lossy(),
+            &format!("{tree}.aci"),
+        ]);
+        assert_eq!(again.ok().trim(), id, "{tree}");
+        env.run(["extract", &id, &format!("{tree}.out")]).ok();
+        let diff = env.run(["diff-tree", "--exit-code", &format!("{tree}.out"), tree]);
+        assert_eq!(diff.code(), 0, "{tree}: {}", diff.stdout());
+    }
+}
+
+#[test]
+fn from_scratch_is_cached_too_and_a_failed_step_stores_nothing() {
+    let env = Env::new();
+    copy_inputs(&env);
+    fs::write(
+        env.path("Acidofile"),
+        "FROM scratch\nCOPY app/ /app/\nCOPY nope /nope\nNAME example.com/mini\n",
+    )
+    .unwrap();
+    let failed = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(failed.code(), 128, "{}", failed.stderr());
+    // Only the step that succeeded left an entry.
+    assert_eq!(listed(&env, true).len(), 1);
+    fs::write(env.path("nope"), "now here\n").unwrap();
+    let (first, steps1) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps1, ran(&[3], &[2]));
+    let (second, steps2) = build(&env, "Acidofile", &[]);
+    assert_eq!(steps2, ran(&[], &[2, 3]));
+    assert_eq!(second, first);
+    let fresh = env.run(["build", "-f", "Acidofile", "-o", "fresh.aci", "--no-cache"]);
+    assert_eq!(fresh.ok().trim(), first);
+}
