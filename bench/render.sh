@@ -11,6 +11,8 @@
 # Each is packed as an uncompressed ACI and imported into a private store
 # (so its index carries the BLAKE3 fast digest), then interleaved runs time
 #   acido extract IMAGE OUT         (blob verification on, the default)
+#   the same with the index as an older acido wrote it (no fast digest:
+#                                    the blob is re-hashed with SHA-512)
 #   tar -xf BLOB -C OUT             (the same uncompressed tar)
 #   umoci unpack OCI OUT            (the same tree as an OCI image, when
 #                                    Debian's umoci is installed)
@@ -65,7 +67,20 @@ bench_case() {
         umoci repack --image "$dir/oci:bench" "$dir/bundle" >/dev/null
         rm -rf "$dir/bundle"
     fi
-    local a=() t=() u=() s e i
+    # The same store as an older acido wrote it: the index without the
+    # fast digest (version 1), so extract re-hashes SHA-512 as before
+    # issue 12. The blob is shared (hard link); the index is a new file.
+    cp -al "$dir/store" "$dir/store-old"
+    local old_index="$dir/store-old/index/sha512/${id:7:2}/${id:7}"
+    python3 - "$old_index" <<'PY'
+import os, sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+assert data[8:13] == b"\x02\x00\x00\x00\x01", "a version 2 index with a digest"
+os.unlink(path)
+open(path, "wb").write(data[:8] + b"\x01\x00\x00\x00" + data[13 + 32:])
+PY
+    local a=() o=() t=() u=() s e i
     # Every run writes to a new directory and nothing is deleted until all
     # runs are done: this ext4 slows file creation for minutes after a
     # large tree is deleted, which would penalise whichever command runs
@@ -75,6 +90,9 @@ bench_case() {
         sync
         s=$(now); "$acido" --store "$dir/store" extract -q "$id" "$dir/out-a$i"; e=$(now)
         a+=($(( (e - s) / 1000000 )))
+        sync
+        s=$(now); "$acido" --store "$dir/store-old" extract -q "$id" "$dir/out-o$i"; e=$(now)
+        o+=($(( (e - s) / 1000000 )))
         sync
         mkdir "$dir/out-t$i"
         s=$(now); tar -xf "$blob" -C "$dir/out-t$i"; e=$(now)
@@ -90,9 +108,13 @@ bench_case() {
     /usr/bin/time -v -o "$dir/time-v" "$acido" --store "$dir/store" extract -q "$id" "$dir/out-rss"
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time-v")
     echo "acido extract: ${a[*]} ms (median $ma)"
+    local mo; mo=$(median "${o[@]}")
+    echo "extract, SHA-512 verify (old index): ${o[*]} ms (median $mo)"
     echo "tar -xf:       ${t[*]} ms (median $mt)"
     awk -v a="$ma" -v t="$mt" -v g="$target" -v n="$name" \
         'BEGIN {printf "ratio extract / tar -xf (%s): %.2f (target <= %s)\n", n, a / t, g}'
+    awk -v o="$mo" -v t="$mt" -v n="$name" \
+        'BEGIN {printf "ratio extract with SHA-512 verify / tar -xf (%s): %.2f (before issue 12)\n", n, o / t}'
     echo "acido peak RSS ($name): $((rss / 1024)) MiB (target < 64 MiB)"
     if $have_umoci; then
         local mu; mu=$(median "${u[@]}")
