@@ -414,6 +414,9 @@ impl Store {
     /// existed. Callers decide whether it may go (see [`TreeInfo`]).
     pub fn remove_tree_entry(&self, entry: &Path) -> Result<bool, StoreError> {
         let trees = self.trees_dir();
+        // A removal killed before its delete left its temp name taken:
+        // swept first, so the rename below finds the name free.
+        temp::sweep_leftovers(&trees, TempKind::Render);
         {
             let _guard = self.lock()?;
             if fs::symlink_metadata(entry).is_err() {
