@@ -277,7 +277,11 @@ impl Store {
     }
 
     /// Forgets that `user` uses the entry of `key` (when the build tree is
-    /// ended). Returns whether it was recorded. A missing entry is fine.
+    /// ended). `user` is the directory given to
+    /// [`Store::use_cached_tree`], or any path to it while it exists; once
+    /// it is gone, pass its canonical (absolute, symlink-free) path, or
+    /// leave it: an entry whose users are all gone is unused for `gc`.
+    /// Returns whether it was recorded. A missing entry is fine.
     pub fn release_cached_tree(&self, key: &TreeKey, user: &Path) -> Result<bool, StoreError> {
         // The user may already be gone: then its recorded path is its
         // absolute form, as canonicalize gave it when it was recorded.
