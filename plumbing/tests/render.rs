@@ -15,10 +15,13 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use acido_plumbing::compression::Compression;
+use acido_plumbing::diff::{self, DiffOptions};
 use acido_plumbing::id::ImageId;
+use acido_plumbing::index::EntryIndex;
 use acido_plumbing::pack::{pack_selected, PackOptions};
 use acido_plumbing::render::{
-    self, dependency_list, file_map, write_file_map, RenderError, RenderOptions, RenderReport,
+    self, dependency_list, file_map, write_file_map, EnsuredTree, RenderError, RenderOptions,
+    RenderReport, TreeState,
 };
 use acido_plumbing::store::Store;
 use nix::sys::stat::{utimensat, UtimensatFlags};
@@ -815,8 +818,9 @@ fn case38_missing_dependency_leaves_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
-fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
+/// Flips one bit of the data of `ex.com/b`'s blob (the index still
+/// matches the layout); returns the render's top image and the base's id.
+fn world_with_flipped_bit() -> (World, ImageId, ImageId) {
     let mut w = World::new();
     let base_id = w.add(&spec("ex.com/b", vec![File("big", "contents", 0o644)]));
     let mut a = spec("ex.com/a", vec![]);
@@ -825,17 +829,14 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
     let blob = w.store.blob_path(&base_id);
     fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
     let mut bytes = fs::read(&blob).unwrap();
-    // Flip a bit of the data (the index still matches the layout).
     let at = bytes.windows(8).position(|x| x == b"contents").unwrap();
     bytes[at] ^= 1;
     fs::write(&blob, bytes).unwrap();
-    let err = w.render(top, "out").unwrap_err();
-    assert!(
-        matches!(&err, RenderError::HashMismatch { chain, expected, .. } if chain == "ex.com/a -> ex.com/b" && **expected == base_id),
-        "{err}"
-    );
-    assert!(!w.path("out").exists());
-    let leftovers = fs::read_dir(w.tmp.path())
+    (w, top, base_id)
+}
+
+fn render_leftovers(w: &World) -> usize {
+    fs::read_dir(w.tmp.path())
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -844,8 +845,24 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
                 .as_bytes()
                 .starts_with(b".acido-render-")
         })
-        .count();
-    assert_eq!(leftovers, 0);
+        .count()
+}
+
+#[test]
+fn bit_flipped_blob_fails_the_fast_digest_and_leaves_nothing() {
+    let (w, top, base_id) = world_with_flipped_bit();
+    // Imported now, so its index records the BLAKE3 digest.
+    let index = EntryIndex::decode(&fs::read(w.store.index_path(&base_id)).unwrap()).unwrap();
+    assert!(index.fast_digest.is_some());
+    let err = w.render(top, "out").unwrap_err();
+    assert!(
+        matches!(&err, RenderError::DigestMismatch { chain, id, expected, found }
+            if chain == "ex.com/a -> ex.com/b" && **id == base_id
+                && Some(**expected) == index.fast_digest && expected != found),
+        "{err}"
+    );
+    assert!(!w.path("out").exists());
+    assert_eq!(render_leftovers(&w), 0);
     // Without verification the damaged data is written (the caller asked).
     let report = render::render(
         &w.store,
@@ -861,6 +878,52 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
     .unwrap();
     assert!(report.bytes > 8);
     assert_eq!(read(&w.path("unverified"), "rootfs/big"), "bontents");
+}
+
+#[test]
+fn bit_flipped_blob_with_an_old_index_is_a_hash_mismatch() {
+    let (w, top, base_id) = world_with_flipped_bit();
+    // An index as acido wrote it before the fast digest: version 1.
+    let path = w.store.index_path(&base_id);
+    let v2 = EntryIndex {
+        fast_digest: None,
+        ..EntryIndex::decode(&fs::read(&path).unwrap()).unwrap()
+    }
+    .encode();
+    let mut v1 = v2[..8].to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&v2[13..]);
+    fs::write(&path, v1).unwrap();
+    let err = w.render(top, "out").unwrap_err();
+    assert!(
+        matches!(&err, RenderError::HashMismatch { chain, expected, .. } if chain == "ex.com/a -> ex.com/b" && **expected == base_id),
+        "{err}"
+    );
+    assert!(!w.path("out").exists());
+    assert_eq!(render_leftovers(&w), 0);
+}
+
+#[test]
+fn a_bit_flip_anywhere_in_a_blob_fails_the_render() {
+    // Headers, padding, the manifest and the end-of-archive blocks too:
+    // the fast digest covers every byte, as the id does.
+    let mut w = World::new();
+    let top = w.add(&spec("ex.com/one", vec![File("f", "data", 0o644)]));
+    let blob = w.store.blob_path(&top);
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+    let good = fs::read(&blob).unwrap();
+    for at in (0..good.len()).step_by(good.len() / 23) {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x20;
+        fs::write(&blob, &bytes).unwrap();
+        let out = format!("out-{at}");
+        // A flip in a header may also make the index point elsewhere;
+        // either way nothing may be published.
+        assert!(w.render(top, &out).is_err(), "flip at {at} was rendered");
+        assert!(!w.path(&out).exists());
+    }
+    fs::write(&blob, &good).unwrap();
+    w.render(top, "out-good").unwrap();
 }
 
 #[test]
@@ -918,4 +981,174 @@ fn interrupt_leaves_nothing() {
             .any(|n| n.as_bytes().starts_with(b".acido-render")),
         "{names:?}"
     );
+}
+
+// The rendered-tree cache (issue 12, item 2).
+
+fn cache_world() -> (World, ImageId, ImageId) {
+    let mut w = World::new();
+    let base = w.add(&spec(
+        "ex.com/base",
+        vec![
+            Dir("etc", 0o755),
+            File("etc/os", "base\n", 0o644),
+            Link("etc/link", "os"),
+            Hard("etc/hard", "etc/os"),
+        ],
+    ));
+    let mut app = spec("ex.com/app", vec![File("app", "app\n", 0o755)]);
+    app.deps = vec![dep("ex.com/base", &[])];
+    let top = w.add(&app);
+    (w, top, base)
+}
+
+fn ensure(w: &World, top: ImageId, user: Option<&Path>) -> Result<EnsuredTree, RenderError> {
+    let list = render::dependency_list(&w.store, top).unwrap();
+    let map = render::file_map(&list).unwrap();
+    render::ensure_cached_tree(
+        &w.store,
+        &list,
+        &map,
+        user,
+        &RenderOptions::default(),
+        &AtomicBool::new(false),
+    )
+}
+
+fn no_changes(a: &Path, b: &Path) {
+    let changes = diff::diff_trees(a, b, &DiffOptions::default()).unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+}
+
+#[test]
+fn a_cached_tree_is_rendered_once_sealed_and_then_reused() {
+    let (w, top, base) = cache_world();
+    let first = ensure(&w, top, None).unwrap();
+    assert!(first.rendered.is_some());
+    let tree = first.tree;
+    assert_eq!(tree.key().ids(), [top, base]);
+    assert_eq!(tree.key().name().len(), 64);
+    assert_eq!(tree.entry(), w.store.trees_dir().join(tree.key().name()));
+    assert_eq!(
+        fs::symlink_metadata(tree.entry()).unwrap().mode() & 0o7777,
+        0o555
+    );
+    // The same tree a plain render writes.
+    w.render(top, "plain").unwrap();
+    no_changes(&w.path("plain"), &tree.path());
+    assert_eq!(
+        fs::read(tree.path().join("manifest")).unwrap(),
+        fs::read(w.path("plain/manifest")).unwrap()
+    );
+    assert_eq!(render::check_cached_tree(&tree).unwrap(), TreeState::Intact);
+    // Used, not written again: same inodes.
+    let ino = fs::metadata(tree.rootfs().join("app")).unwrap().ino();
+    let second = ensure(&w, top, None).unwrap();
+    assert!(second.rendered.is_none());
+    assert_eq!(second.tree, tree);
+    assert_eq!(fs::metadata(tree.rootfs().join("app")).unwrap().ino(), ino);
+    assert_eq!(w.store.cached_tree(tree.key()).unwrap(), Some(tree.clone()));
+    // The base alone is another key.
+    let base_tree = ensure(&w, base, None).unwrap().tree;
+    assert_ne!(base_tree.key(), tree.key());
+    assert_eq!(w.store.tree_inventory().unwrap().trees.len(), 2);
+}
+
+#[test]
+fn a_write_into_a_cached_tree_breaks_its_seal_and_it_is_rendered_again() {
+    let (w, top, _) = cache_world();
+    let tree = ensure(&w, top, None).unwrap().tree;
+    let os = tree.rootfs().join("etc/os");
+    fs::set_permissions(&os, fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(
+        render::check_cached_tree(&tree).unwrap(),
+        TreeState::Changed
+    );
+    fs::write(&os, "written through\n").unwrap();
+    let again = ensure(&w, top, None).unwrap();
+    assert!(again.rendered.is_some());
+    assert_eq!(
+        fs::read(again.tree.rootfs().join("etc/os")).unwrap(),
+        b"base\n"
+    );
+    assert_eq!(
+        render::check_cached_tree(&again.tree).unwrap(),
+        TreeState::Intact
+    );
+    let inv = w.store.tree_inventory().unwrap();
+    assert_eq!((inv.trees.len(), inv.temps.len()), (1, 0), "{inv:?}");
+}
+
+#[test]
+fn users_are_recorded_and_rm_of_any_image_removes_the_tree() {
+    let (w, top, base) = cache_world();
+    let user = w.path("build");
+    fs::create_dir(&user).unwrap();
+    let tree = ensure(&w, top, Some(&user)).unwrap().tree;
+    let inv = w.store.tree_inventory().unwrap();
+    assert_eq!(inv.trees[0].live_users, [fs::canonicalize(&user).unwrap()]);
+    // A second use by the same build is one user.
+    assert!(ensure(&w, top, Some(&user)).unwrap().rendered.is_none());
+    assert_eq!(
+        w.store.tree_inventory().unwrap().trees[0].live_users.len(),
+        1
+    );
+    // A user whose directory is gone is stale.
+    fs::remove_dir(&user).unwrap();
+    let info = &w.store.tree_inventory().unwrap().trees[0];
+    assert_eq!((info.live_users.len(), info.stale_users), (0, 1));
+    fs::create_dir(&user).unwrap();
+    assert!(w.store.release_cached_tree(tree.key(), &user).unwrap());
+    assert!(!w.store.release_cached_tree(tree.key(), &user).unwrap());
+    // Removing the base (a dependency) removes the tree holding it.
+    w.store.remove(&base).unwrap();
+    assert_eq!(w.store.cached_tree(tree.key()).unwrap(), None);
+    let inv = w.store.tree_inventory().unwrap();
+    assert!(inv.trees.is_empty() && inv.temps.is_empty(), "{inv:?}");
+}
+
+#[test]
+fn a_killed_or_failed_render_never_leaves_an_entry_under_the_key() {
+    let (w, top, base) = cache_world();
+    let list = render::dependency_list(&w.store, top).unwrap();
+    let key = render::tree_key(&list);
+    // A writer killed mid-render: its staging dir stays, unlocked.
+    let staging = w.store.stage_tree(&key).unwrap();
+    fs::create_dir(staging.tree_path()).unwrap();
+    fs::write(staging.tree_path().join("manifest"), b"{}").unwrap();
+    drop(staging);
+    assert_eq!(w.store.cached_tree(&key).unwrap(), None);
+    assert_eq!(w.store.tree_inventory().unwrap().temps.len(), 1);
+    // The next render sweeps it and completes its own.
+    let tree = ensure(&w, top, None).unwrap().tree;
+    let inv = w.store.tree_inventory().unwrap();
+    assert_eq!((inv.trees.len(), inv.temps.len()), (1, 0), "{inv:?}");
+    w.store.remove_tree_entry(tree.entry()).unwrap();
+    // A damaged blob: the render is refused and no entry appears.
+    let blob = w.store.blob_path(&base);
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&blob).unwrap();
+    let at = bytes.windows(5).position(|x| x == b"base\n").unwrap();
+    bytes[at] ^= 4;
+    fs::write(&blob, bytes).unwrap();
+    let err = ensure(&w, top, None).unwrap_err();
+    assert!(matches!(err, RenderError::DigestMismatch { .. }), "{err}");
+    assert_eq!(w.store.cached_tree(&key).unwrap(), None);
+    let inv = w.store.tree_inventory().unwrap();
+    assert!(inv.trees.is_empty() && inv.temps.is_empty(), "{inv:?}");
+}
+
+#[test]
+fn an_entry_that_lost_its_tree_is_rendered_again() {
+    let (w, top, _) = cache_world();
+    let tree = ensure(&w, top, None).unwrap().tree;
+    fs::set_permissions(tree.entry(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(tree.path(), w.path("moved")).unwrap();
+    assert_eq!(
+        render::check_cached_tree(&tree).unwrap(),
+        TreeState::Changed
+    );
+    let again = ensure(&w, top, None).unwrap();
+    assert!(again.rendered.is_some());
+    no_changes(&w.path("moved"), &again.tree.path());
 }

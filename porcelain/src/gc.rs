@@ -1,8 +1,10 @@
 //! `gc`: delete what no image needs: leftovers of interrupted writes in
-//! `tmp/`, and indexes and records whose blob is gone. Never touches a
-//! live write (its temp is locked) or a blob. With `--cache` it also
-//! removes the step cache's entries ([`crate::acidofile::cache`]) that no
-//! other stored image depends on.
+//! `tmp/` and `trees/`, indexes and records whose blob is gone, and cached
+//! trees no build tree uses (as `rkt image gc` removes unused tree
+//! stores). Never touches a live write (its temp is locked), a blob, or a
+//! cached tree a build tree still uses. With `--cache` it also removes the
+//! step cache's entries ([`crate::acidofile::cache`]) that no other stored
+//! image depends on.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,9 @@ pub enum Garbage {
     OrphanRecord,
     /// A step cache entry (its blob; index and record go with it).
     Cache,
+    /// A cached tree no existing build tree uses (or that holds an image
+    /// no longer stored, or whose entry is damaged).
+    Tree,
 }
 
 impl Garbage {
@@ -33,6 +38,7 @@ impl Garbage {
             Garbage::OrphanIndex => "orphan-index",
             Garbage::OrphanRecord => "orphan-record",
             Garbage::Cache => "cache",
+            Garbage::Tree => "tree",
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct GcReport {
     pub in_use: usize,
     /// Cache entries left alone because other stored images depend on them.
     pub cache_kept: usize,
+    /// Cached trees kept because a build tree uses them.
+    pub trees_in_use: usize,
 }
 
 impl GcReport {
@@ -120,6 +128,7 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     if cache {
         remove_cache_entries(store, &mut report)?;
     }
+    collect_trees(store, &mut report)?;
     Ok(report)
 }
 
@@ -175,4 +184,66 @@ fn remove_cache_entries(store: &Store, report: &mut GcReport) -> Result<(), Stor
     }
     report.cache_kept = needed.len();
     Ok(())
+}
+
+/// Removes the cached trees nothing uses, damaged entries, and the temps
+/// of killed tree renders.
+fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.tree_inventory()?;
+    let mut leftovers = Vec::new();
+    for temp in &inv.temps {
+        if store.tree_temp_in_use(temp)? {
+            report.in_use += 1;
+        } else {
+            leftovers.push((temp, tree_bytes(temp)));
+        }
+    }
+    // One sweep takes every unlocked temp (and leaves the locked ones).
+    if !leftovers.is_empty() {
+        store.sweep_tree_temps();
+    }
+    for (temp, bytes) in leftovers {
+        if std::fs::symlink_metadata(temp).is_err() {
+            report.removed.push(Removed {
+                kind: Garbage::Temp,
+                path: relative(store, temp),
+                bytes,
+            });
+        }
+    }
+    let unused = inv.trees.iter().filter_map(|info| {
+        let orphan = info.tree.key().ids().iter().any(|id| !store.contains(id));
+        if info.live_users.is_empty() || orphan {
+            Some(info.tree.entry().to_owned())
+        } else {
+            report.trees_in_use += 1;
+            None
+        }
+    });
+    let doomed: Vec<PathBuf> = unused.chain(inv.damaged.iter().cloned()).collect();
+    for entry in doomed {
+        let bytes = tree_bytes(&entry);
+        if store.remove_tree_entry(&entry)? {
+            report.removed.push(Removed {
+                kind: Garbage::Tree,
+                path: relative(store, &entry),
+                bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the regular files under `dir`, each inode once (a cached
+/// tree's hard links share their data).
+fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && seen.insert(m.ino()))
+        .map(|m| m.len())
+        .sum()
 }

@@ -70,6 +70,14 @@ pub fn run(ctx: &Context, args: GcArgs) -> anyhow::Result<Outcome> {
                 plural(n, "entry", "entries")
             )?;
         }
+        if report.trees_in_use > 0 {
+            let n = report.trees_in_use;
+            writeln!(
+                err,
+                "gc: kept {n} cached {} used by build trees",
+                plural(n, "tree", "trees")
+            )?;
+        }
     }
     Ok(Outcome::Success)
 }
