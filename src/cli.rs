@@ -69,11 +69,17 @@ pub enum LimitName {
     DependencyDepth,
     /// `dependency-count`: the most images in a render's dependency list.
     DependencyCount,
+    /// `oci-document-size`: the largest OCI index, manifest or config, in bytes.
+    OciDocumentSize,
+    /// `layer-count`: the most layers an OCI image may have.
+    LayerCount,
+    /// `blob-size`: the largest stored layer blob of an OCI image, in bytes.
+    BlobSize,
 }
 
 impl LimitName {
     /// Every limit, in the order `--limit` help and errors list them.
-    pub const ALL: [LimitName; 10] = [
+    pub const ALL: [LimitName; 13] = [
         LimitName::Size,
         LimitName::Entries,
         LimitName::PathLength,
@@ -84,6 +90,9 @@ impl LimitName {
         LimitName::WhitelistLength,
         LimitName::DependencyDepth,
         LimitName::DependencyCount,
+        LimitName::OciDocumentSize,
+        LimitName::LayerCount,
+        LimitName::BlobSize,
     ];
 
     /// The name `--limit` takes.
@@ -99,6 +108,9 @@ impl LimitName {
             LimitName::WhitelistLength => "whitelist-length",
             LimitName::DependencyDepth => "dependency-depth",
             LimitName::DependencyCount => "dependency-count",
+            LimitName::OciDocumentSize => "oci-document-size",
+            LimitName::LayerCount => "layer-count",
+            LimitName::BlobSize => "blob-size",
         }
     }
 
@@ -116,6 +128,9 @@ impl LimitName {
             LimitKind::WhitelistLength => LimitName::WhitelistLength,
             LimitKind::DependencyDepth => LimitName::DependencyDepth,
             LimitKind::DependencyCount => LimitName::DependencyCount,
+            LimitKind::OciDocumentSize => LimitName::OciDocumentSize,
+            LimitKind::LayerCount => LimitName::LayerCount,
+            LimitKind::BlobSize => LimitName::BlobSize,
         }
     }
 }
@@ -146,6 +161,9 @@ impl LimitArg {
             LimitName::WhitelistLength => limits.max_whitelist_len = count,
             LimitName::DependencyDepth => limits.max_dependency_depth = count,
             LimitName::DependencyCount => limits.max_dependency_count = count,
+            LimitName::OciDocumentSize => limits.max_oci_document_size = self.value,
+            LimitName::LayerCount => limits.max_layer_count = count,
+            LimitName::BlobSize => limits.max_blob_size = self.value,
         }
     }
 }
@@ -246,6 +264,8 @@ pub enum Command {
     Copy(CopyArgs),
     /// Copy host files into a build tree's rootfs, unpacking tar archives (porcelain)
     Add(CopyArgs),
+    /// Fetch an OCI or Docker image and store it as a chain of ACIs (porcelain)
+    Pull(crate::commands::pull::PullArgs),
     /// Trust OpenPGP keys to sign images of a name prefix; list or remove them (porcelain)
     Trust(crate::commands::trust::TrustArgs),
     /// Show the manual page of a command
@@ -342,6 +362,9 @@ mod tests {
                 max_whitelist_len: 8,
                 max_dependency_depth: 9,
                 max_dependency_count: 10,
+                max_oci_document_size: 11,
+                max_layer_count: 12,
+                max_blob_size: 13,
             }
         );
     }

@@ -75,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Add(args) => commands::add::run(&ctx, args),
         Command::Verify(args) => commands::verify::run(&ctx, args),
         Command::Trust(args) => commands::trust::run(&ctx, args),
+        Command::Pull(args) => commands::pull::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

@@ -168,6 +168,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-verify.roff"),
     ),
     (
+        "acido-pull",
+        Some("pull"),
+        "1",
+        include_str!("../man/prose/acido-pull.roff"),
+    ),
+    (
         "acido-trust",
         Some("trust"),
         "1",

@@ -53,11 +53,17 @@ pub enum LimitKind {
     DependencyDepth,
     /// [`Limits::max_dependency_count`].
     DependencyCount,
+    /// [`Limits::max_oci_document_size`].
+    OciDocumentSize,
+    /// [`Limits::max_layer_count`].
+    LayerCount,
+    /// [`Limits::max_blob_size`].
+    BlobSize,
 }
 
 impl LimitKind {
     /// Every bound, in the order of [`Limits`]' fields.
-    pub const ALL: [LimitKind; 10] = [
+    pub const ALL: [LimitKind; 13] = [
         LimitKind::Size,
         LimitKind::Entries,
         LimitKind::PathLength,
@@ -68,6 +74,9 @@ impl LimitKind {
         LimitKind::WhitelistLength,
         LimitKind::DependencyDepth,
         LimitKind::DependencyCount,
+        LimitKind::OciDocumentSize,
+        LimitKind::LayerCount,
+        LimitKind::BlobSize,
     ];
 
     /// How error messages name the bound: `"{phrase} exceeded"`.
@@ -83,6 +92,9 @@ impl LimitKind {
             LimitKind::WhitelistLength => "maximum whitelist length",
             LimitKind::DependencyDepth => "maximum dependency depth",
             LimitKind::DependencyCount => "maximum dependency count",
+            LimitKind::OciDocumentSize => "maximum OCI document size",
+            LimitKind::LayerCount => "maximum layer count",
+            LimitKind::BlobSize => "maximum blob size",
         }
     }
 }
@@ -151,6 +163,17 @@ pub struct Limits {
     /// Most elements of a render's dependency list (default 1024). See
     /// [`DEFAULT_DEPENDENCY_COUNT`].
     pub max_dependency_count: usize,
+    /// Largest OCI JSON document (index, manifest, config) read from an
+    /// image source (default 4 MiB, the manifest bound of the reference
+    /// registry); these are held in memory and parsed.
+    pub max_oci_document_size: u64,
+    /// Most layers an OCI image may have (default 64, so that the chain of
+    /// layer ACIs under the app image fits [`Limits::max_dependency_depth`];
+    /// Docker stops at 127). Each layer becomes one level of the chain.
+    pub max_layer_count: usize,
+    /// Largest stored (compressed) layer blob (default 64 GiB), checked
+    /// against the descriptor before anything is read.
+    pub max_blob_size: u64,
 }
 
 impl Limits {
@@ -176,6 +199,9 @@ impl Default for Limits {
             max_whitelist_len: DEFAULT_WHITELIST_LEN,
             max_dependency_depth: DEFAULT_DEPENDENCY_DEPTH,
             max_dependency_count: DEFAULT_DEPENDENCY_COUNT,
+            max_oci_document_size: 4 << 20,
+            max_layer_count: 64,
+            max_blob_size: 64 << 30,
         }
     }
 }

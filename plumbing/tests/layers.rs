@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["naming"],
     // Operations over stored images and trees.
     &["render", "pack", "validate"],
-    &["build"],
+    &["build", "oci"],
 ];
 
 fn src_dir() -> PathBuf {

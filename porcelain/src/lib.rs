@@ -14,6 +14,7 @@
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
+//! - [`pull`]: OCI and Docker images into the store as chains of ACIs.
 //! - [`trust`]: trusting OpenPGP keys for image name prefixes (review, add, list, remove).
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
 //! - [`test_hooks`]: fault injection for the crash tests (feature `test-hooks`).
@@ -29,6 +30,7 @@ pub mod gc;
 pub mod images;
 pub mod import;
 pub mod progress;
+pub mod pull;
 pub mod rm;
 pub mod run;
 pub mod startbuild;
