@@ -472,3 +472,253 @@ fn a_docker_archive_shares_the_layer_chain_of_the_same_image() {
     umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
     assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
 }
+
+// ---------------------------------------------------------------------
+// Hostile sources: hand-written layouts, no peer needed. Each is refused
+// with exit 128, a message naming the source and the problem, and an
+// untouched (here: still empty) store.
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Writes an OCI layout at `dir` holding one image tagged `t` with the
+/// given plain-tar layers (diff ids computed unless `diff_ids` is given).
+fn write_layout(dir: &Path, layers: &[Vec<u8>], diff_ids: Option<Vec<String>>) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> String {
+        let hex = sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let diff_ids = diff_ids.unwrap_or_else(|| {
+        layers
+            .iter()
+            .map(|l| format!("sha256:{}", sha256_hex(l)))
+            .collect()
+    });
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let layer_descriptors: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": put(l),
+                "size": l.len(),
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": put(config.as_bytes()),
+            "size": config.len(),
+        },
+        "layers": layer_descriptors,
+    })
+    .to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": put(manifest.as_bytes()),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "t"},
+        }],
+    })
+    .to_string();
+    fs::write(dir.join("index.json"), index).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+fn layer_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, data, link) in entries {
+        tar_entry(&mut out, name, *kind, data, *link);
+    }
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
+
+/// Pulls `oci:layout:t` with `limits`, expects the refusal, snapshots it
+/// and checks that nothing was stored.
+fn refused_pull(env: &Env, name: &str, limits: &[&str]) -> String {
+    let mut args: Vec<String> = Vec::new();
+    for l in limits {
+        args.push("--limit".into());
+        args.push((*l).into());
+    }
+    args.push("pull".into());
+    args.push(format!("oci:{}:t", env.path("layout").display()));
+    let run = env.run(&args);
+    assert_eq!(run.code(), 128, "{name}: {}", run.stderr());
+    insta::assert_snapshot!(format!("hostile_{name}"), env.snap(&run));
+    let blobs = env.store().join("blobs/sha512");
+    let stored = walkdir::WalkDir::new(&blobs)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert_eq!(stored, 0, "{name}: something was stored");
+    let tmp = env.store().join("tmp");
+    let left = fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "{name}: temp files left in {}", tmp.display());
+    run.stderr()
+}
+
+fn one_file_layer() -> Vec<u8> {
+    layer_of(&[
+        ("etc/", tar::EntryType::Directory, b"", None),
+        ("etc/hostname", tar::EntryType::Regular, b"box\n", None),
+    ])
+}
+
+#[test]
+fn hostile_layers_are_refused_and_nothing_is_stored() {
+    use tar::EntryType as T;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dotdot_escape",
+            layer_of(&[("../evil", T::Regular, b"x", None)]),
+            "escapes the archive root",
+        ),
+        (
+            "absolute_name",
+            layer_of(&[("/etc/evil", T::Regular, b"x", None)]),
+            "absolute path",
+        ),
+        (
+            "smuggled_whiteout_dir",
+            layer_of(&[(".wh.etc/x", T::Regular, b"x", None)]),
+            "whiteout marker used as a directory",
+        ),
+        (
+            "bare_whiteout",
+            layer_of(&[("a/.wh.", T::Regular, b"", None)]),
+            "whiteout names no file",
+        ),
+        (
+            "hard_link_to_nothing",
+            layer_of(&[("l", T::Link, b"", Some("missing"))]),
+            "which does not exist",
+        ),
+        (
+            "hard_link_escape",
+            layer_of(&[("l", T::Link, b"", Some("../../etc/passwd"))]),
+            "escapes the archive root",
+        ),
+        (
+            "symlink_loop",
+            layer_of(&[
+                ("a", T::Symlink, b"", Some("b")),
+                ("b", T::Symlink, b"", Some("a")),
+                ("a/x", T::Regular, b"x", None),
+            ]),
+            "too many levels of symbolic links",
+        ),
+        (
+            "truncated_layer",
+            one_file_layer()[..700].to_vec(),
+            "archive ends early",
+        ),
+    ];
+    for (name, layer, phrase) in cases {
+        let env = Env::new();
+        write_layout(&env.path("layout"), &[one_file_layer(), layer], None);
+        let stderr = refused_pull(&env, name, &[]);
+        assert!(stderr.contains(phrase), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn hostile_blobs_are_refused_before_anything_is_stored() {
+    // A layer blob changed after the manifest named it.
+    let env = Env::new();
+    write_layout(&env.path("layout"), &[one_file_layer()], None);
+    let blob = env
+        .path("layout/blobs/sha256")
+        .join(sha256_hex(&one_file_layer()));
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes[600] ^= 1;
+    fs::write(&blob, &bytes).unwrap();
+    let stderr = refused_pull(&env, "layer_digest_mismatch", &[]);
+    assert!(stderr.contains("digest mismatch"), "{stderr}");
+
+    // A blob shorter than its descriptor says.
+    let env = Env::new();
+    write_layout(&env.path("layout"), &[one_file_layer()], None);
+    let blob = env
+        .path("layout/blobs/sha256")
+        .join(sha256_hex(&one_file_layer()));
+    fs::write(&blob, &one_file_layer()[..1024]).unwrap();
+    let stderr = refused_pull(&env, "layer_size_mismatch", &[]);
+    assert!(stderr.contains("size mismatch"), "{stderr}");
+
+    // The config's diff id does not match the layer.
+    let env = Env::new();
+    write_layout(
+        &env.path("layout"),
+        &[one_file_layer()],
+        Some(vec![format!("sha256:{}", "0".repeat(64))]),
+    );
+    let stderr = refused_pull(&env, "diff_id_mismatch", &[]);
+    assert!(
+        stderr.contains("(uncompressed): digest mismatch"),
+        "{stderr}"
+    );
+
+    // More diff ids than layers.
+    let env = Env::new();
+    let ids = vec![format!("sha256:{}", sha256_hex(&one_file_layer())); 2];
+    write_layout(&env.path("layout"), &[one_file_layer()], Some(ids));
+    let stderr = refused_pull(&env, "diff_id_count", &[]);
+    assert!(stderr.contains("2 diff ids for 1 layers"), "{stderr}");
+}
+
+#[test]
+fn the_oci_limits_refuse_with_their_names_and_can_be_raised() {
+    let layers = vec![one_file_layer(), one_file_layer(), one_file_layer()];
+    let cases = [
+        (
+            "layer-count",
+            "layer-count=2",
+            "layer-count=3",
+            "maximum layer count",
+        ),
+        (
+            "oci-document-size",
+            "oci-document-size=100",
+            "oci-document-size=4K",
+            "maximum OCI document size",
+        ),
+        (
+            "blob-size",
+            "blob-size=1K",
+            "blob-size=4K",
+            "maximum blob size",
+        ),
+        ("size", "size=1K", "size=64K", "maximum decompressed size"),
+    ];
+    for (name, low, enough, phrase) in cases {
+        let env = Env::new();
+        write_layout(&env.path("layout"), &layers, None);
+        let stderr = refused_pull(&env, &format!("limit_{name}"), &[low]);
+        assert!(stderr.contains(&format!("{phrase} exceeded")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--limit {name}=N")),
+            "no hint: {stderr}"
+        );
+        let source = format!("oci:{}:t", env.path("layout").display());
+        env.run(["--limit", enough, "pull", &source]).ok();
+    }
+}

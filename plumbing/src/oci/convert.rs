@@ -162,6 +162,7 @@ pub fn unpack_layer(
     let mut hasher = Sha256Hasher::new();
     let mut parser = TarParser::new(limits);
     let mut buf = vec![0u8; 1 << 20];
+    let mut tar_error = None;
     loop {
         if interrupt.is_some_and(|flag| flag.load(Ordering::SeqCst)) {
             return Err(OciError::Interrupted {
@@ -185,12 +186,21 @@ pub fn unpack_layer(
                 max: limits.max_decompressed_size,
             });
         }
+        if tar_error.is_some() {
+            // Past a parse error only the digest is still of interest.
+            continue;
+        }
         out.write_all(chunk).map_err(write_err)?;
-        parser.feed(chunk).map_err(|source| OciError::Tar {
-            image: image.to_owned(),
-            layer: number,
-            source,
-        })?;
+        if let Err(source) = parser.feed(chunk) {
+            // A blob that is not what the manifest names is reported as
+            // such, not as whatever its bytes happen to break: read on to
+            // the end, where the digest and the diff id are checked.
+            tar_error = Some(OciError::Tar {
+                image: image.to_owned(),
+                layer: number,
+                source,
+            });
+        }
         progress(n as u64);
     }
     out.flush().map_err(write_err)?;
@@ -206,6 +216,9 @@ pub fn unpack_layer(
             expected: diff_id.to_string(),
             found: found.to_string(),
         });
+    }
+    if let Some(error) = tar_error {
+        return Err(error);
     }
     let parsed = parser.finish().map_err(|source| OciError::Tar {
         image: image.to_owned(),
