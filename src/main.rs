@@ -76,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify(args) => commands::verify::run(&ctx, args),
         Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Pull(args) => commands::pull::run(&ctx, args),
+        Command::Push(args) => commands::push::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

@@ -170,8 +170,8 @@ umoci config --image L:t --config.entrypoint /bin/sh --config.entrypoint -c \
 fn listing(root: &Path) -> BTreeMap<String, String> {
     let mut groups: BTreeMap<(u64, u64), String> = BTreeMap::new();
     let mut out = BTreeMap::new();
+    // The root itself too (as ""): its attributes travel as `./` entries.
     let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(root)
-        .min_depth(1)
         .into_iter()
         .map(|e| e.unwrap().into_path())
         .collect();
@@ -721,4 +721,73 @@ fn the_oci_limits_refuse_with_their_names_and_can_be_raised() {
         let source = format!("oci:{}:t", env.path("layout").display());
         env.run(["--limit", enough, "pull", &source]).ok();
     }
+}
+
+#[test]
+fn a_pushed_layout_is_read_by_skopeo_and_unpacked_by_umoci_as_acido_extracts_it() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let out = env.path("pushed");
+    let digest = env
+        .run(["push", &top, &format!("oci:{}:v1", out.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    // skopeo reads it and copies it into another transport.
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo").args(["inspect", &format!("oci:{}:v1", out.display())]),
+    ))
+    .unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 5, "{inspect}");
+    assert_eq!(inspect["Os"], "linux");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &format!("oci:{}:v1", out.display()),
+        &format!("dir:{}", env.path("copied").display()),
+    ]));
+
+    // umoci unpacks exactly what acido extracts.
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    umoci_unpack(&format!("{}:v1", out.display()), &env.path("bundle"));
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+
+    // The app survives as the config.
+    let config = run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        &format!("oci:{}:v1", out.display()),
+    ]));
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let c = &config["config"];
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["echo hi"]));
+    assert_eq!(c["User"], "app:1000");
+    assert_eq!(c["Env"], serde_json::json!(["A=1", "B=x=y"]));
+    assert_eq!(c["WorkingDir"], "/srv");
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["Labels"], serde_json::json!({"org.example": "v"}));
+    assert!(c["ExposedPorts"].get("80/tcp").is_some(), "{c}");
+    assert!(c["Volumes"].get("/var/cache").is_some(), "{c}");
+
+    // Pushing again writes the same bytes; a second tag is a second entry.
+    let again = env
+        .run(["push", &top, &format!("oci:{}:v2", out.display())])
+        .ok();
+    assert_eq!(again.trim(), digest);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
 }

@@ -109,13 +109,20 @@ pub fn pull(
     let mut pending: Vec<(ScratchFile, ImageId)> = Vec::new();
     let mut layer_ids = Vec::with_capacity(src.layers.len());
     let top_name = layer_name(chain_ids.last().expect("checked non-empty"));
-    let (top, passwd, group) = match stored_layer(store, &top_name)? {
+    let (top, passwd, group, root) = match stored_layer(store, &top_name)? {
         Some(top_id) => {
             progress.note(&format!("{image}: layers already stored"));
             let passwd = read_stored_file(store, &top_id, b"rootfs/etc/passwd")?;
             let group = read_stored_file(store, &top_id, b"rootfs/etc/group")?;
             layer_ids = stored_chain(store, &top_id, src.layers.len())?;
-            ((top_id, top_name), passwd, group)
+            // Every layer ACI's rootfs carries the root as it stands.
+            let root = store
+                .open(&top_id)?
+                .entries()
+                .iter()
+                .find(|e| e.path == b"rootfs")
+                .cloned();
+            ((top_id, top_name), passwd, group, root)
         }
         None => {
             let mut converter = Converter::new(image.clone(), limits.clone());
@@ -148,7 +155,8 @@ pub fn pull(
                 .top()
                 .cloned()
                 .expect("a chain with layers has a top");
-            (top, passwd, group)
+            let root = converter.root().cloned();
+            (top, passwd, group, root)
         }
     };
 
@@ -166,7 +174,7 @@ pub fn pull(
         },
         &top,
     )?;
-    let (app_file, app_id) = write_manifest_aci(&image, &manifest, &scratch)?;
+    let (app_file, app_id) = write_manifest_aci(&image, &manifest, root.as_ref(), &scratch)?;
     pending.push((app_file, app_id));
 
     if interrupt.load(Ordering::SeqCst) {

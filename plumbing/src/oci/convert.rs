@@ -21,9 +21,10 @@
 //!   the parent path is resolved through the tree's symlinks, confined to
 //!   the root.
 //!
-//! The root directory's own attributes are not carried (umoci gives it
-//! the last `./` entry's, a renderer the top image's): every layer ACI's
-//! `rootfs` is mode 0755, owned by root, mtime 0.
+//! The root directory gets the attributes of the last `./` entry of the
+//! layers so far (umoci's rule; mode 0755, root, mtime 0 without one) on
+//! every layer ACI's `rootfs` and on the app image's, whose `rootfs` is
+//! the one a renderer uses.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;
@@ -96,6 +97,7 @@ impl std::fmt::Debug for ScratchFile {
 pub struct LayerTar {
     file: ScratchFile,
     entries: Vec<Entry>,
+    root: Option<Entry>,
     /// Bytes of the uncompressed stream.
     pub size: u64,
 }
@@ -228,6 +230,7 @@ pub fn unpack_layer(
     Ok(LayerTar {
         file,
         entries: parsed.entries,
+        root: parsed.root,
         size,
     })
 }
@@ -294,6 +297,8 @@ pub struct Converter {
     tars: Vec<LayerTar>,
     chain: Option<Sha256Digest>,
     parent: Option<(ImageId, AcIdentifier)>,
+    /// The root directory's attributes: the last `./` entry of any layer.
+    root: Option<Entry>,
 }
 
 /// The name of the layer ACI for `chain_id`.
@@ -354,6 +359,7 @@ impl Converter {
             tars: Vec::new(),
             chain: None,
             parent: None,
+            root: None,
         }
     }
 
@@ -604,6 +610,9 @@ impl Converter {
     ) -> Result<ConvertedLayer, OciError> {
         let layer = self.tars.len();
         let entries = std::mem::take(&mut tar.entries);
+        if let Some(root) = tar.root.take() {
+            self.root = Some(root);
+        }
         self.tars.push(tar);
         let mut pass = Pass {
             layer,
@@ -768,7 +777,8 @@ impl Converter {
         )?;
         sink.write_all(json.as_bytes())?;
         sink.pad()?;
-        put(&mut sink, &plain(b"rootfs", TYPE_DIR, 0o755, 0))?;
+        let root = root_spec(self.root.as_ref());
+        put(&mut sink, &root.spec())?;
 
         let mut first_member: HashMap<usize, Vec<u8>> = HashMap::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -890,6 +900,12 @@ impl Converter {
         Some(data)
     }
 
+    /// The root directory's attributes (the last `./` entry), if any layer
+    /// had one.
+    pub fn root(&self) -> Option<&Entry> {
+        self.root.as_ref()
+    }
+
     /// The top layer's ACI id and name, once a layer was added.
     pub fn top(&self) -> Option<&(ImageId, AcIdentifier)> {
         self.parent.as_ref()
@@ -901,6 +917,7 @@ impl Converter {
 pub fn write_manifest_aci(
     image: &str,
     manifest: &ImageManifest,
+    root: Option<&Entry>,
     scratch: &Path,
 ) -> Result<(ScratchFile, ImageId), OciError> {
     let write_err = |source: io::Error| OciError::Write {
@@ -916,34 +933,26 @@ pub fn write_manifest_aci(
         let mut header = Vec::with_capacity(1024);
         let header_err =
             |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
-        for (path, typeflag, mode, size) in [
-            (&b"manifest"[..], TYPE_REGULAR, 0o644, json.len() as u64),
-            (&b"rootfs"[..], TYPE_DIR, 0o755, 0),
-        ] {
-            header.clear();
-            encode_header(
-                &HeaderSpec {
-                    path,
-                    typeflag,
-                    mode,
-                    uid: 0,
-                    gid: 0,
-                    size,
-                    mtime: Timestamp::default(),
-                    link: None,
-                    dev_major: 0,
-                    dev_minor: 0,
-                    xattrs: &[],
-                },
-                &mut header,
-            )
-            .map_err(header_err)?;
-            sink.write_all(&header)?;
-            if typeflag == TYPE_REGULAR {
-                sink.write_all(json.as_bytes())?;
-                sink.pad()?;
-            }
-        }
+        let manifest_spec = HeaderSpec {
+            path: b"manifest",
+            typeflag: TYPE_REGULAR,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: json.len() as u64,
+            mtime: Timestamp::default(),
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &[],
+        };
+        encode_header(&manifest_spec, &mut header).map_err(header_err)?;
+        sink.write_all(&header)?;
+        sink.write_all(json.as_bytes())?;
+        sink.pad()?;
+        header.clear();
+        encode_header(&root_spec(root).spec(), &mut header).map_err(header_err)?;
+        sink.write_all(&header)?;
         let (mut writer, id, _) = sink.finish()?;
         writer.flush()?;
         drop(writer);
@@ -952,4 +961,54 @@ pub fn write_manifest_aci(
     };
     let id = write().map_err(write_err)?;
     Ok((file, id))
+}
+
+/// The `rootfs` entry's attributes: `root`'s, or mode 0755, root, mtime 0.
+struct RootSpec {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: Timestamp,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn root_spec(root: Option<&Entry>) -> RootSpec {
+    match root {
+        Some(e) => {
+            let mut xattrs = e.xattrs.clone();
+            xattrs.sort();
+            RootSpec {
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                mtime: e.mtime,
+                xattrs,
+            }
+        }
+        None => RootSpec {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: Timestamp::default(),
+            xattrs: Vec::new(),
+        },
+    }
+}
+
+impl RootSpec {
+    fn spec(&self) -> HeaderSpec<'_> {
+        HeaderSpec {
+            path: b"rootfs",
+            typeflag: TYPE_DIR,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            size: 0,
+            mtime: self.mtime,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &self.xattrs,
+        }
+    }
 }

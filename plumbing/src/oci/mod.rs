@@ -15,10 +15,13 @@
 //!   (whiteouts, opaque directories, hard links across layers).
 //! - [`config`]: the image config mapped to an ACI app, labels and
 //!   annotations.
+//! - [`push`]: an ACI and its dependencies written into an OCI image
+//!   layout, one layer per image, deletions as whiteouts.
 
 pub mod config;
 pub mod convert;
 pub mod digest;
+pub mod push;
 pub mod reference;
 pub mod source;
 
