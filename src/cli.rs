@@ -69,6 +69,15 @@ pub enum LimitName {
     DependencyDepth,
     /// `dependency-count`: the most images in a render's dependency list.
     DependencyCount,
+    /// `redirects`: the most HTTP redirects one request follows.
+    Redirects,
+    /// `http-timeout`: how long an HTTP connection may stall, in seconds.
+    HttpTimeout,
+    /// `page-size`: the largest HTTP body held in memory (discovery pages,
+    /// keys, signatures), in bytes.
+    PageSize,
+    /// `download-size`: the largest HTTP body streamed to disk, in bytes.
+    DownloadSize,
     /// `oci-document-size`: the largest OCI index, manifest or config, in bytes.
     OciDocumentSize,
     /// `layer-count`: the most layers an OCI image may have.
@@ -79,7 +88,7 @@ pub enum LimitName {
 
 impl LimitName {
     /// Every limit, in the order `--limit` help and errors list them.
-    pub const ALL: [LimitName; 13] = [
+    pub const ALL: [LimitName; 17] = [
         LimitName::Size,
         LimitName::Entries,
         LimitName::PathLength,
@@ -90,6 +99,10 @@ impl LimitName {
         LimitName::WhitelistLength,
         LimitName::DependencyDepth,
         LimitName::DependencyCount,
+        LimitName::Redirects,
+        LimitName::HttpTimeout,
+        LimitName::PageSize,
+        LimitName::DownloadSize,
         LimitName::OciDocumentSize,
         LimitName::LayerCount,
         LimitName::BlobSize,
@@ -108,6 +121,10 @@ impl LimitName {
             LimitName::WhitelistLength => "whitelist-length",
             LimitName::DependencyDepth => "dependency-depth",
             LimitName::DependencyCount => "dependency-count",
+            LimitName::Redirects => "redirects",
+            LimitName::HttpTimeout => "http-timeout",
+            LimitName::PageSize => "page-size",
+            LimitName::DownloadSize => "download-size",
             LimitName::OciDocumentSize => "oci-document-size",
             LimitName::LayerCount => "layer-count",
             LimitName::BlobSize => "blob-size",
@@ -128,6 +145,10 @@ impl LimitName {
             LimitKind::WhitelistLength => LimitName::WhitelistLength,
             LimitKind::DependencyDepth => LimitName::DependencyDepth,
             LimitKind::DependencyCount => LimitName::DependencyCount,
+            LimitKind::Redirects => LimitName::Redirects,
+            LimitKind::HttpTimeout => LimitName::HttpTimeout,
+            LimitKind::PageSize => LimitName::PageSize,
+            LimitKind::DownloadSize => LimitName::DownloadSize,
             LimitKind::OciDocumentSize => LimitName::OciDocumentSize,
             LimitKind::LayerCount => LimitName::LayerCount,
             LimitKind::BlobSize => LimitName::BlobSize,
@@ -161,6 +182,10 @@ impl LimitArg {
             LimitName::WhitelistLength => limits.max_whitelist_len = count,
             LimitName::DependencyDepth => limits.max_dependency_depth = count,
             LimitName::DependencyCount => limits.max_dependency_count = count,
+            LimitName::Redirects => limits.max_redirects = count,
+            LimitName::HttpTimeout => limits.http_timeout_secs = self.value,
+            LimitName::PageSize => limits.max_page_size = self.value,
+            LimitName::DownloadSize => limits.max_download_size = self.value,
             LimitName::OciDocumentSize => limits.max_oci_document_size = self.value,
             LimitName::LayerCount => limits.max_layer_count = count,
             LimitName::BlobSize => limits.max_blob_size = self.value,
@@ -364,9 +389,13 @@ mod tests {
                 max_whitelist_len: 8,
                 max_dependency_depth: 9,
                 max_dependency_count: 10,
-                max_oci_document_size: 11,
-                max_layer_count: 12,
-                max_blob_size: 13,
+                max_redirects: 11,
+                http_timeout_secs: 12,
+                max_page_size: 13,
+                max_download_size: 14,
+                max_oci_document_size: 15,
+                max_layer_count: 16,
+                max_blob_size: 17,
             }
         );
     }

@@ -12,6 +12,7 @@
 //! - [`limits`]: the bounds on hostile input and the [`limits::LimitKind`]
 //!   every limit error carries.
 //! - [`entry`]: one tar entry with its metadata and data offsets.
+//! - [`http`]: the one HTTP client (HTTPS via rustls, bounded redirects, bodies and timeouts).
 //! - [`fs`]: fd-relative file-system primitives (beneath-only opens, metadata in order).
 //! - [`compression`]: the compressions an ACI may use.
 //! - [`archive`]: compression detection, decompression, hashing, tar scanning.
@@ -23,6 +24,7 @@
 //! - [`store`]: the content-addressed image store.
 //! - [`naming`]: naming images by id, prefix, app string or file.
 //! - [`format`]: encoders for listings (`ls-tree`).
+//! - [`discovery`]: appc meta discovery: image name → ACI, signature and key URLs.
 //! - [`validate`]: checking manifests, layout dirs and ACIs.
 //! - [`pack`]: the deterministic ACI writer (layout dir or selected paths → tar, id).
 //! - [`render`]: dependency resolution, the file map and safe extraction (`render-tree`).
@@ -36,9 +38,11 @@ pub mod archive;
 pub mod build;
 pub mod compression;
 pub mod diff;
+pub mod discovery;
 pub mod entry;
 pub mod format;
 pub mod fs;
+pub mod http;
 pub mod id;
 pub mod image;
 pub mod index;

@@ -30,6 +30,20 @@ pub const DEFAULT_DEPENDENCY_DEPTH: usize = 64;
 /// error instead of an endless walk.
 pub const DEFAULT_DEPENDENCY_COUNT: usize = 1024;
 
+/// Most HTTP redirects one request follows by default: what Go's client
+/// (appc discovery, rkt) and curl's browsers-like default allow.
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
+/// How long an HTTP connection may stall by default, in seconds: the
+/// connect (TLS handshake included) and every single read or write. A slow
+/// but moving transfer never times out; a silent server does.
+pub const DEFAULT_HTTP_TIMEOUT_SECS: u64 = 30;
+
+/// Largest HTTP body held in memory by default (discovery pages, keys,
+/// signatures, registry manifests): 1 MiB, as spec/appc-discovery.md §2
+/// recommends for discovery pages.
+pub const DEFAULT_MAX_PAGE_SIZE: u64 = 1 << 20;
+
 /// One bound of [`Limits`]: what a limit error reports as exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LimitKind {
@@ -53,6 +67,14 @@ pub enum LimitKind {
     DependencyDepth,
     /// [`Limits::max_dependency_count`].
     DependencyCount,
+    /// [`Limits::max_redirects`].
+    Redirects,
+    /// [`Limits::http_timeout_secs`].
+    HttpTimeout,
+    /// [`Limits::max_page_size`].
+    PageSize,
+    /// [`Limits::max_download_size`].
+    DownloadSize,
     /// [`Limits::max_oci_document_size`].
     OciDocumentSize,
     /// [`Limits::max_layer_count`].
@@ -63,7 +85,7 @@ pub enum LimitKind {
 
 impl LimitKind {
     /// Every bound, in the order of [`Limits`]' fields.
-    pub const ALL: [LimitKind; 13] = [
+    pub const ALL: [LimitKind; 17] = [
         LimitKind::Size,
         LimitKind::Entries,
         LimitKind::PathLength,
@@ -74,6 +96,10 @@ impl LimitKind {
         LimitKind::WhitelistLength,
         LimitKind::DependencyDepth,
         LimitKind::DependencyCount,
+        LimitKind::Redirects,
+        LimitKind::HttpTimeout,
+        LimitKind::PageSize,
+        LimitKind::DownloadSize,
         LimitKind::OciDocumentSize,
         LimitKind::LayerCount,
         LimitKind::BlobSize,
@@ -92,6 +118,10 @@ impl LimitKind {
             LimitKind::WhitelistLength => "maximum whitelist length",
             LimitKind::DependencyDepth => "maximum dependency depth",
             LimitKind::DependencyCount => "maximum dependency count",
+            LimitKind::Redirects => "maximum number of redirects",
+            LimitKind::HttpTimeout => "HTTP timeout",
+            LimitKind::PageSize => "maximum page size",
+            LimitKind::DownloadSize => "maximum download size",
             LimitKind::OciDocumentSize => "maximum OCI document size",
             LimitKind::LayerCount => "maximum layer count",
             LimitKind::BlobSize => "maximum blob size",
@@ -163,6 +193,18 @@ pub struct Limits {
     /// Most elements of a render's dependency list (default 1024). See
     /// [`DEFAULT_DEPENDENCY_COUNT`].
     pub max_dependency_count: usize,
+    /// Most redirects one HTTP request follows (default
+    /// [`DEFAULT_MAX_REDIRECTS`]); a loop is refused before it.
+    pub max_redirects: usize,
+    /// How long an HTTP connect, read or write may stall, in seconds
+    /// (default [`DEFAULT_HTTP_TIMEOUT_SECS`]).
+    pub http_timeout_secs: u64,
+    /// Largest HTTP body held in memory: discovery pages, keys,
+    /// signatures (default [`DEFAULT_MAX_PAGE_SIZE`]).
+    pub max_page_size: u64,
+    /// Largest HTTP body streamed to disk, such as a fetched ACI (default
+    /// 64 GiB, as [`Limits::max_decompressed_size`]).
+    pub max_download_size: u64,
     /// Largest OCI JSON document (index, manifest, config) read from an
     /// image source (default 4 MiB, the manifest bound of the reference
     /// registry); these are held in memory and parsed.
@@ -199,6 +241,10 @@ impl Default for Limits {
             max_whitelist_len: DEFAULT_WHITELIST_LEN,
             max_dependency_depth: DEFAULT_DEPENDENCY_DEPTH,
             max_dependency_count: DEFAULT_DEPENDENCY_COUNT,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            http_timeout_secs: DEFAULT_HTTP_TIMEOUT_SECS,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
+            max_download_size: 64 << 30,
             max_oci_document_size: 4 << 20,
             max_layer_count: 64,
             max_blob_size: 64 << 30,

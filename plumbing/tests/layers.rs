@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     // Leaves: plain data and bounds, no crate dependencies.
     &["id", "entry", "quote", "limits", "interrupt", "compression"],
     // Safe fd-relative filesystem operations.
-    &["fs"],
+    &["fs", "http"],
     // Reading: archives, manifests, tree comparison, listings; and the
     // writer of objects into an existing tree (`copy`/`add`).
     &["archive", "manifest", "diff", "format", "tree"],
@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["naming"],
     // Operations over stored images and trees.
-    &["render", "pack", "validate"],
+    &["render", "pack", "validate", "discovery"],
     &["build", "oci"],
 ];
 
