@@ -791,3 +791,183 @@ fn a_pushed_layout_is_read_by_skopeo_and_unpacked_by_umoci_as_acido_extracts_it(
         serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
 }
+
+// ---------------------------------------------------------------------
+// docker:// against Debian's docker-registry (the reference distribution
+// implementation), started here on 127.0.0.1 and stopped on drop.
+
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Registry {
+    /// Starts the registry with storage in `dir`; with `tls` (cert, key)
+    /// it serves HTTPS.
+    fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        fs::create_dir_all(dir).unwrap();
+        let tls = match tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}",
+            dir.join("data").display()
+        );
+        fs::write(dir.join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .args(["serve", &dir.join("config.yml").display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "docker-registry did not listen on {port}: {}",
+            fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry_tools() -> bool {
+    tools() && conformance::system_tool("docker-registry", "docker-registry")
+}
+
+#[test]
+fn a_registry_image_over_plain_http_pulls_as_umoci_unpacks_it() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/img:t", registry.port);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:t", layout.display()),
+        &remote,
+    ]));
+    // Plain HTTP only when asked for.
+    let refused = env.run(["pull", &remote]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(refused
+        .stderr()
+        .contains(&format!("docker://127.0.0.1:{}/test/img:t", registry.port)));
+
+    let top = env
+        .run(["pull", "--tls-verify=false", &remote])
+        .ok()
+        .trim()
+        .to_owned();
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&env.run(["cat-manifest", &top]).ok()).unwrap();
+    assert_eq!(
+        manifest["name"],
+        format!("127.0.0.1-{}/test/img", registry.port)
+    );
+
+    // The same layers as from the layout itself: shared ACIs.
+    let local = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let dep = |id: &str| -> String {
+        let m: serde_json::Value =
+            serde_json::from_str(&env.run(["cat-manifest", id]).ok()).unwrap();
+        m["dependencies"][0]["imageID"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(dep(&top), dep(&local));
+
+    // A tag the registry does not have: a clear error, nothing stored.
+    let before = store_state(&env);
+    let missing = env.run([
+        "pull",
+        "--tls-verify=false",
+        &format!("docker://127.0.0.1:{}/test/img:nope", registry.port),
+    ]);
+    assert_eq!(missing.code(), 128);
+    assert!(missing.stderr().contains("404"), "{}", missing.stderr());
+    assert_eq!(store_state(&env), before);
+}
+
+#[test]
+fn a_registry_over_tls_is_verified_against_the_given_ca() {
+    if !registry_tools() || !conformance::system_tool("openssl", "openssl") {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let pki = env.path("pki");
+    fs::create_dir_all(&pki).unwrap();
+    sh(
+        &pki,
+        r#"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.pem 2>/dev/null
+"#,
+    );
+    let registry = Registry::start(
+        &env.path("registry"),
+        Some((&pki.join("server.pem"), &pki.join("server.key"))),
+    );
+    let remote = format!("docker://127.0.0.1:{}/test/img:t", registry.port);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:t", layout.display()),
+        &remote,
+    ]));
+    // Without the CA the certificate is unknown: refused.
+    let refused = env.run(["pull", &remote]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    // With it (SSL_CERT_FILE, as curl and skopeo read it) the pull works.
+    let out = env
+        .command()
+        .env("SSL_CERT_FILE", pki.join("ca.pem"))
+        .args(["pull", &remote])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+}

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use acido_plumbing::entry::EntryKind;
+use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::AcIdentifier;
 use acido_plumbing::oci::config::{app_manifest, AppSource};
@@ -22,6 +23,7 @@ use acido_plumbing::oci::convert::{
 };
 use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::reference::Reference;
+use acido_plumbing::oci::registry::{open_remote, RegistryAuth};
 use acido_plumbing::oci::source::{self, Platform};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, RenderError, Supplier};
@@ -54,6 +56,13 @@ pub enum PullError {
 pub struct PullOptions {
     /// The platform to pick from an index; the host's when `None`.
     pub platform: Option<Platform>,
+    /// Registry sources: allow plain HTTP (`--tls-verify=false`).
+    pub allow_http: bool,
+    /// Registry sources: PEM files of trusted CAs (empty: the built-in
+    /// roots).
+    pub ca_files: Vec<std::path::PathBuf>,
+    /// Registry sources: `user` and `password`.
+    pub credentials: Option<(String, String)>,
 }
 
 /// What a pull did.
@@ -82,7 +91,21 @@ pub fn pull(
     let image = reference.to_string();
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let limits = store.limits().clone();
-    let src = source::open(&reference, &platform, &limits)?;
+    let src = match &reference {
+        Reference::Docker(docker) => {
+            let mut config = HttpConfig::new(&limits);
+            config.allow_http = options.allow_http;
+            config.ca_roots.files = options.ca_files.clone();
+            let client = Client::new(config).map_err(|e| OciError::Invalid {
+                image: image.clone(),
+                what: "registry".to_owned(),
+                problem: e.to_string(),
+            })?;
+            let auth = RegistryAuth::new(options.credentials.clone());
+            open_remote(&image, docker, client, auth, &platform, &limits)?
+        }
+        _ => source::open(&reference, &platform, &limits)?,
+    };
     let stopped = || PullError::Interrupted {
         image: image.clone(),
     };

@@ -27,8 +27,17 @@ pub struct PullArgs {
     /// v7, v8)
     #[arg(long, value_name = "VARIANT")]
     pub variant: Option<String>,
-    /// The image: oci:DIR[:TAG] (an OCI image layout) or
-    /// docker-archive:FILE[:NAME:TAG] (a 'docker save' tarball)
+    /// Require HTTPS with a verified certificate from a registry (as
+    /// skopeo; false allows plain HTTP). Trusted CAs: $SSL_CERT_FILE, else
+    /// the built-in roots
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials for the registry, USER[:PASSWORD]
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
+    /// The image: docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (a registry),
+    /// oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE[:NAME:TAG]
+    /// (a 'docker save' tarball)
     #[arg(value_name = "SOURCE")]
     pub source: String,
 }
@@ -42,8 +51,18 @@ pub fn run(ctx: &Context, args: PullArgs) -> anyhow::Result<Outcome> {
         architecture: args.arch.unwrap_or(host.architecture),
         variant: args.variant,
     };
+    let ca_files = std::env::var_os("SSL_CERT_FILE")
+        .map(|f| vec![std::path::PathBuf::from(f)])
+        .unwrap_or_default();
+    let credentials = args.creds.map(|c| match c.split_once(':') {
+        Some((user, pass)) => (user.to_owned(), pass.to_owned()),
+        None => (c, String::new()),
+    });
     let options = PullOptions {
         platform: Some(platform),
+        allow_http: !args.tls_verify,
+        ca_files,
+        credentials,
     };
     let progress = Arc::new(Bar::new(ctx.quiet));
     let report = pull::pull(&store, &args.source, &options, progress, interrupt::flag())?;

@@ -23,6 +23,7 @@ pub mod convert;
 pub mod digest;
 pub mod push;
 pub mod reference;
+pub mod registry;
 pub mod source;
 
 use std::path::PathBuf;

@@ -28,6 +28,8 @@ pub enum Reference {
         /// The `RepoTags` entry to pick, if given.
         repo_tag: Option<String>,
     },
+    /// An image in a registry (`docker://HOST[:PORT]/REPO[:TAG|@DIGEST]`).
+    Docker(super::registry::DockerReference),
 }
 
 impl Reference {
@@ -70,8 +72,13 @@ impl Reference {
                 repo_tag: repo_tag.map(str::to_owned),
             });
         }
+        if let Some(rest) = text.strip_prefix("docker://") {
+            return super::registry::DockerReference::parse(rest)
+                .map(Reference::Docker)
+                .map_err(|p| bad(&p));
+        }
         Err(bad(
-            "unknown transport (supported: oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG])",
+            "unknown transport (supported: docker://HOST/REPO[:TAG|@DIGEST], oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG])",
         ))
     }
 }
@@ -90,6 +97,16 @@ impl fmt::Display for Reference {
                 write!(f, "docker-archive:{}", file.display())?;
                 if let Some(tag) = repo_tag {
                     write!(f, ":{tag}")?;
+                }
+                Ok(())
+            }
+            Reference::Docker(r) => {
+                write!(f, "docker://{}/{}", r.host, r.repository)?;
+                if let Some(tag) = &r.tag {
+                    write!(f, ":{tag}")?;
+                }
+                if let Some(digest) = &r.digest {
+                    write!(f, "@{digest}")?;
                 }
                 Ok(())
             }
@@ -165,6 +182,7 @@ mod tests {
         assert!(Reference::parse("oci:").is_err());
         assert!(Reference::parse("oci:d:bad tag").is_err());
         assert!(Reference::parse("dir:/x").is_err());
+        assert!(Reference::parse("docker://localhost:5000/a:b").is_ok());
         assert_eq!(
             Reference::parse("oci:/tmp/l:v1").unwrap().to_string(),
             "oci:/tmp/l:v1"

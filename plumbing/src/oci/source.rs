@@ -82,16 +82,20 @@ pub struct LayerBlob {
     pub diff_id: Sha256Digest,
     /// How the stored bytes are compressed.
     pub compression: LayerCompression,
-    location: Location,
+    pub(super) location: Location,
 }
 
 #[derive(Debug, Clone)]
-enum Location {
+pub(super) enum Location {
     File(PathBuf),
     Member {
         file: PathBuf,
         offset: u64,
         len: u64,
+    },
+    Remote {
+        remote: std::sync::Arc<super::registry::Remote>,
+        url: crate::http::Url,
     },
 }
 
@@ -124,6 +128,10 @@ impl SourceImage {
         let Some(layer) = self.layers.get(index) else {
             return Err(self.invalid("layers", format!("no layer {}", index + 1)));
         };
+        if let Location::Remote { remote, url } = &layer.location {
+            return super::registry::open_remote_layer(remote, url, layer)
+                .map_err(|e| self.invalid(&format!("layer {}", index + 1), e.to_string()));
+        }
         let reader: Box<dyn Read + Send> = match &layer.location {
             Location::File(path) => Box::new(io::BufReader::with_capacity(
                 1 << 20,
@@ -134,6 +142,7 @@ impl SourceImage {
                 f.seek(SeekFrom::Start(*offset)).map_err(io_err(file))?;
                 Box::new(io::BufReader::with_capacity(1 << 20, f.take(*len)))
             }
+            Location::Remote { .. } => unreachable!("handled above"),
         };
         Ok(Box::new(VerifyingReader::new(
             reader,
@@ -171,6 +180,10 @@ pub fn open(
         Reference::DockerArchive { file, repo_tag } => {
             open_docker_archive(reference, file, repo_tag.as_deref(), limits)
         }
+        Reference::Docker(_) => Err(OciError::BadReference {
+            reference: reference.to_string(),
+            problem: "a registry is read through oci::registry::open_remote".to_owned(),
+        }),
     }
 }
 
@@ -733,4 +746,32 @@ fn open_docker_archive(
         layers,
         name_hint: (name, tag),
     })
+}
+
+/// [`choose_platform`] for the registry client.
+pub(super) fn choose_platform_pub<'d>(
+    image: &str,
+    limits: &Limits,
+    entries: &'d [Descriptor],
+    want: &Platform,
+) -> Result<&'d Descriptor, OciError> {
+    let ctx = Ctx {
+        image: image.to_owned(),
+        limits,
+    };
+    choose_platform(&ctx, entries, want)
+}
+
+/// [`layer_compression`] for the registry client.
+pub(super) fn layer_compression_pub(
+    image: &str,
+    what: &str,
+    media: &str,
+) -> Result<LayerCompression, OciError> {
+    let limits = Limits::default();
+    let ctx = Ctx {
+        image: image.to_owned(),
+        limits: &limits,
+    };
+    layer_compression(&ctx, what, media)
 }
