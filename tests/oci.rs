@@ -971,3 +971,91 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
     umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
     assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
 }
+
+#[test]
+fn an_index_resolves_to_the_asked_platform() {
+    let env = Env::new();
+    let dir = env.path("layout");
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let hex = sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let image_for = |arch: &str, variant: Option<&str>| -> serde_json::Value {
+        let layer = layer_of(&[("arch", tar::EntryType::Regular, arch.as_bytes(), None)]);
+        let (layer_digest, layer_size) = put(&layer);
+        let mut config = serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", sha256_hex(&layer))]},
+        });
+        if let Some(v) = variant {
+            config["variant"] = serde_json::json!(v);
+        }
+        let (config_digest, config_size) = put(config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+        });
+        let (digest, size) = put(manifest.to_string().as_bytes());
+        let mut platform = serde_json::json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            platform["variant"] = serde_json::json!(v);
+        }
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size, "platform": platform,
+        })
+    };
+    let attestation = {
+        let mut a = image_for("amd64", None);
+        a["platform"] = serde_json::json!({"architecture": "unknown", "os": "unknown"});
+        a["annotations"] = serde_json::json!({"vnd.docker.reference.type": "attestation-manifest"});
+        a
+    };
+    let nested = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [attestation, image_for("arm64", Some("v8")), image_for("amd64", None), image_for("arm", Some("v7"))],
+    });
+    let (nested_digest, nested_size) = put(nested.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": nested_digest, "size": nested_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let source = format!("oci:{}:multi", dir.display());
+    for (args, arch, content) in [
+        (vec!["--arch", "arm64"], "aarch64", "arm64"),
+        (vec!["--arch", "amd64"], "amd64", "amd64"),
+        (vec!["--arch", "arm", "--variant", "v7"], "armv7l", "arm"),
+    ] {
+        let mut argv = vec!["pull"];
+        argv.extend(args.iter().copied());
+        argv.push(&source);
+        let top = env.run(&argv).ok().trim().to_owned();
+        let manifest = env.run(["cat-manifest", &top]).ok();
+        assert!(
+            manifest.contains(&format!(r#"{{"name":"arch","value":"{arch}"}}"#)),
+            "{manifest}"
+        );
+        let out = env.path(&format!("out-{arch}"));
+        env.run(["extract", &top, &out.display().to_string()]).ok();
+        assert_eq!(
+            fs::read_to_string(out.join("rootfs/arch")).unwrap(),
+            content
+        );
+    }
+    // A platform the index does not offer: an error naming what it has.
+    let run = env.run(["pull", "--arch", "s390x", &source]);
+    assert_eq!(run.code(), 128);
+    insta::assert_snapshot!("no_such_platform", env.snap(&run));
+}

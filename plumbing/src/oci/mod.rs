@@ -11,6 +11,7 @@
 //! - [`digest`]: sha256 digests, checked while streaming.
 //! - [`source`]: reading an image's manifest, config and layers out of an
 //!   OCI image layout or a `docker save` tarball, with platform selection.
+//! - [`unpack`]: one layer decompressed and checked against its diff id.
 //! - [`convert`]: the layer state machine that turns layer tars into ACIs
 //!   (whiteouts, opaque directories, hard links across layers).
 //! - [`config`]: the image config mapped to an ACI app, labels and
@@ -25,6 +26,7 @@ pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod source;
+pub mod unpack;
 
 use std::path::PathBuf;
 
