@@ -805,6 +805,12 @@ impl Registry {
     /// Starts the registry with storage in `dir`; with `tls` (cert, key)
     /// it serves HTTPS.
     fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Registry {
+        Registry::start_with(dir, tls, None)
+    }
+
+    /// [`Registry::start`], with htpasswd (Basic) auth when `htpasswd`
+    /// names a file.
+    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>, htpasswd: Option<&Path>) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -819,8 +825,15 @@ impl Registry {
             ),
             None => String::new(),
         };
+        let auth = match htpasswd {
+            Some(file) => format!(
+                "auth:\n  htpasswd:\n    realm: acido-test\n    path: {}\n",
+                file.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n{auth}http:\n  addr: 127.0.0.1:{port}\n{tls}",
             dir.join("data").display()
         );
         fs::write(dir.join("config.yml"), config).unwrap();
@@ -1058,4 +1071,77 @@ fn an_index_resolves_to_the_asked_platform() {
     let run = env.run(["pull", "--arch", "s390x", &source]);
     assert_eq!(run.code(), 128);
     insta::assert_snapshot!("no_such_platform", env.snap(&run));
+}
+
+#[test]
+fn a_registry_with_htpasswd_auth_takes_the_credentials_given() {
+    if !registry_tools()
+        || !conformance::system_tool("openssl", "openssl")
+        || !conformance::system_tool("htpasswd", "apache2-utils")
+    {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let pki = env.path("pki");
+    fs::create_dir_all(&pki).unwrap();
+    sh(
+        &pki,
+        r#"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.pem 2>/dev/null
+htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
+"#,
+    );
+    let registry = Registry::start_with(
+        &env.path("registry"),
+        Some((&pki.join("server.pem"), &pki.join("server.key"))),
+        Some(&pki.join("htpasswd")),
+    );
+    let remote = format!("docker://127.0.0.1:{}/test/img:t", registry.port);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:t", layout.display()),
+        &remote,
+    ]));
+    let pull = |creds: Option<&str>| {
+        let mut cmd = env.command();
+        cmd.env("SSL_CERT_FILE", pki.join("ca.pem")).arg("pull");
+        if let Some(c) = creds {
+            cmd.args(["--creds", c]);
+        }
+        cmd.arg(&remote).output().unwrap()
+    };
+    for wrong in [None, Some("alice:wrong")] {
+        let out = pull(wrong);
+        assert_eq!(
+            out.status.code(),
+            Some(128),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("401"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = pull(Some("alice:s3cret"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
 }
