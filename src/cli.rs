@@ -108,11 +108,17 @@ pub enum LimitName {
     PageSize,
     /// `download-size`: the largest HTTP body streamed to disk, in bytes.
     DownloadSize,
+    /// `oci-document-size`: the largest OCI index, manifest or config, in bytes.
+    OciDocumentSize,
+    /// `layer-count`: the most layers an OCI image may have.
+    LayerCount,
+    /// `blob-size`: the largest stored layer blob of an OCI image, in bytes.
+    BlobSize,
 }
 
 impl LimitName {
     /// Every limit, in the order `--limit` help and errors list them.
-    pub const ALL: [LimitName; 14] = [
+    pub const ALL: [LimitName; 17] = [
         LimitName::Size,
         LimitName::Entries,
         LimitName::PathLength,
@@ -127,6 +133,9 @@ impl LimitName {
         LimitName::HttpTimeout,
         LimitName::PageSize,
         LimitName::DownloadSize,
+        LimitName::OciDocumentSize,
+        LimitName::LayerCount,
+        LimitName::BlobSize,
     ];
 
     /// The name `--limit` takes.
@@ -146,6 +155,9 @@ impl LimitName {
             LimitName::HttpTimeout => "http-timeout",
             LimitName::PageSize => "page-size",
             LimitName::DownloadSize => "download-size",
+            LimitName::OciDocumentSize => "oci-document-size",
+            LimitName::LayerCount => "layer-count",
+            LimitName::BlobSize => "blob-size",
         }
     }
 
@@ -167,6 +179,9 @@ impl LimitName {
             LimitKind::HttpTimeout => LimitName::HttpTimeout,
             LimitKind::PageSize => LimitName::PageSize,
             LimitKind::DownloadSize => LimitName::DownloadSize,
+            LimitKind::OciDocumentSize => LimitName::OciDocumentSize,
+            LimitKind::LayerCount => LimitName::LayerCount,
+            LimitKind::BlobSize => LimitName::BlobSize,
         }
     }
 }
@@ -201,6 +216,9 @@ impl LimitArg {
             LimitName::HttpTimeout => limits.http_timeout_secs = self.value,
             LimitName::PageSize => limits.max_page_size = self.value,
             LimitName::DownloadSize => limits.max_download_size = self.value,
+            LimitName::OciDocumentSize => limits.max_oci_document_size = self.value,
+            LimitName::LayerCount => limits.max_layer_count = count,
+            LimitName::BlobSize => limits.max_blob_size = self.value,
         }
     }
 }
@@ -301,6 +319,10 @@ pub enum Command {
     Copy(CopyArgs),
     /// Copy host files into a build tree's rootfs, unpacking tar archives (porcelain)
     Add(CopyArgs),
+    /// Fetch an OCI or Docker image and store it as a chain of ACIs (porcelain)
+    Pull(crate::commands::pull::PullArgs),
+    /// Write a stored image with its dependencies out as a runnable OCI image (porcelain)
+    Push(crate::commands::push::PushArgs),
     /// Trust OpenPGP keys to sign images of a name prefix; list or remove them (porcelain)
     Trust(crate::commands::trust::TrustArgs),
     /// Write a shell completion script for bash, zsh or fish to stdout
@@ -436,6 +458,9 @@ mod tests {
                 http_timeout_secs: 12,
                 max_page_size: 13,
                 max_download_size: 14,
+                max_oci_document_size: 15,
+                max_layer_count: 16,
+                max_blob_size: 17,
             }
         );
     }

@@ -94,6 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Trust(args) => commands::trust::run(&ctx, args),
         Command::Completions(args) => commands::completions::run(args),
         Command::Fetch(args) => commands::fetch::run(&ctx, args),
+        Command::Pull(args) => commands::pull::run(&ctx, args),
+        Command::Push(args) => commands::push::run(&ctx, args),
         Command::Help(args) => man::help(args),
     }
 }

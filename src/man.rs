@@ -169,6 +169,18 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-verify.roff"),
     ),
     (
+        "acido-pull",
+        Some("pull"),
+        "1",
+        include_str!("../man/prose/acido-pull.roff"),
+    ),
+    (
+        "acido-push",
+        Some("push"),
+        "1",
+        include_str!("../man/prose/acido-push.roff"),
+    ),
+    (
         "acido-trust",
         Some("trust"),
         "1",

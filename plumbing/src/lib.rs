@@ -32,6 +32,7 @@
 //! - [`tree`]: the tree writer for existing trees (`copy`, `add`), resolving paths as `chroot` would.
 //! - [`trust`]: the trust store of OpenPGP keys and detached signature checks.
 //! - [`build`]: diff builds: a tree against its dependencies' rendering, stat snapshots.
+//! - [`oci`]: OCI and Docker images read and converted into chains of ACIs.
 #![deny(missing_docs)]
 
 pub mod archive;
@@ -51,6 +52,7 @@ pub mod json_output;
 pub mod limits;
 pub mod manifest;
 pub mod naming;
+pub mod oci;
 pub mod pack;
 pub mod quote;
 pub mod render;

@@ -75,11 +75,17 @@ pub enum LimitKind {
     PageSize,
     /// [`Limits::max_download_size`].
     DownloadSize,
+    /// [`Limits::max_oci_document_size`].
+    OciDocumentSize,
+    /// [`Limits::max_layer_count`].
+    LayerCount,
+    /// [`Limits::max_blob_size`].
+    BlobSize,
 }
 
 impl LimitKind {
     /// Every bound, in the order of [`Limits`]' fields.
-    pub const ALL: [LimitKind; 14] = [
+    pub const ALL: [LimitKind; 17] = [
         LimitKind::Size,
         LimitKind::Entries,
         LimitKind::PathLength,
@@ -94,6 +100,9 @@ impl LimitKind {
         LimitKind::HttpTimeout,
         LimitKind::PageSize,
         LimitKind::DownloadSize,
+        LimitKind::OciDocumentSize,
+        LimitKind::LayerCount,
+        LimitKind::BlobSize,
     ];
 
     /// How error messages name the bound: `"{phrase} exceeded"`.
@@ -113,6 +122,9 @@ impl LimitKind {
             LimitKind::HttpTimeout => "HTTP timeout",
             LimitKind::PageSize => "maximum page size",
             LimitKind::DownloadSize => "maximum download size",
+            LimitKind::OciDocumentSize => "maximum OCI document size",
+            LimitKind::LayerCount => "maximum layer count",
+            LimitKind::BlobSize => "maximum blob size",
         }
     }
 }
@@ -193,6 +205,17 @@ pub struct Limits {
     /// Largest HTTP body streamed to disk, such as a fetched ACI (default
     /// 64 GiB, as [`Limits::max_decompressed_size`]).
     pub max_download_size: u64,
+    /// Largest OCI JSON document (index, manifest, config) read from an
+    /// image source (default 4 MiB, the manifest bound of the reference
+    /// registry); these are held in memory and parsed.
+    pub max_oci_document_size: u64,
+    /// Most layers an OCI image may have (default 64, so that the chain of
+    /// layer ACIs under the app image fits [`Limits::max_dependency_depth`];
+    /// Docker stops at 127). Each layer becomes one level of the chain.
+    pub max_layer_count: usize,
+    /// Largest stored (compressed) layer blob (default 64 GiB), checked
+    /// against the descriptor before anything is read.
+    pub max_blob_size: u64,
 }
 
 impl Limits {
@@ -222,6 +245,9 @@ impl Default for Limits {
             http_timeout_secs: DEFAULT_HTTP_TIMEOUT_SECS,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
             max_download_size: 64 << 30,
+            max_oci_document_size: 4 << 20,
+            max_layer_count: 64,
+            max_blob_size: 64 << 30,
         }
     }
 }

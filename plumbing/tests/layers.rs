@@ -33,7 +33,7 @@ const LAYERS: &[&[&str]] = &[
     &["naming"],
     // Operations over stored images and trees.
     &["render", "pack", "validate", "discovery"],
-    &["build"],
+    &["build", "oci"],
 ];
 
 fn src_dir() -> PathBuf {

@@ -15,6 +15,8 @@
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
 //! - [`fetch`]: fetching images by name (appc discovery), URL or file, checked before they are stored.
+//! - [`pull`]: OCI and Docker images into the store as chains of ACIs.
+//! - [`push`]: stored images out as runnable OCI images.
 //! - [`trust`]: trusting OpenPGP keys for image name prefixes (review, add, list, remove).
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
 //! - [`test_hooks`]: fault injection for the crash tests (feature `test-hooks`).
@@ -31,6 +33,8 @@ pub mod gc;
 pub mod images;
 pub mod import;
 pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod rm;
 pub mod run;
 pub mod startbuild;

@@ -19,6 +19,8 @@ pub mod images;
 pub mod import;
 pub mod ls_tree;
 pub mod pack_aci;
+pub mod pull;
+pub mod push;
 pub mod render_tree;
 pub mod resolve;
 pub mod rm;

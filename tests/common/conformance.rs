@@ -99,3 +99,32 @@ fn record_skip(check: &str) {
         let _ = f.write_all(format!("{binary}\t{check}\n").as_bytes());
     }
 }
+
+/// Whether the system tool `tool` (Debian package `package`) runs; when it
+/// does not, the calling check fails under CI and is skipped (loudly, and
+/// recorded) otherwise, as [`reference_tool`] does for the reference.
+pub fn system_tool(tool: &str, package: &str) -> bool {
+    let runs = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        // Installed is enough: not every tool knows --version (htpasswd).
+        .is_ok();
+    if runs {
+        return true;
+    }
+    let check = std::thread::current()
+        .name()
+        .unwrap_or("unnamed check")
+        .to_owned();
+    if under_ci() {
+        panic!("check {check} cannot run: {tool} is missing; CI must install it (apt-get install {package})");
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("skipped: {check}: {tool} is not installed (apt-get install {package})");
+    }
+    record_skip(&check);
+    false
+}

@@ -60,7 +60,7 @@
 mod packer;
 mod sink;
 mod source;
-mod tar_writer;
+pub(crate) mod tar_writer;
 #[cfg(test)]
 mod tests;
 

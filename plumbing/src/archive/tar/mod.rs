@@ -215,6 +215,9 @@ pub struct Parsed {
     pub entries: Vec<Entry>,
     /// The data of the first regular `manifest` entry, if any.
     pub manifest: Option<Vec<u8>>,
+    /// The last entry naming the archive root (`./`), which is not in
+    /// `entries`.
+    pub root: Option<Entry>,
 }
 
 /// Incremental tar parser; see the module docs.
@@ -600,12 +603,7 @@ impl<'l> TarParser<'l> {
                 max: self.limits.max_manifest_size,
             });
         }
-        if path == b"." {
-            // The archive root itself carries nothing acido keeps; the
-            // reference skips it too (aci-format §1 step 2).
-            return self.start_body(size, Sink::Discard, at());
-        }
-        if self.parsed.entries.len() >= self.limits.max_entries {
+        if path != b"." && self.parsed.entries.len() >= self.limits.max_entries {
             return Err(TarError::LimitExceeded {
                 entry: at(),
                 limit: LimitExceeded::new(LimitKind::Entries),
@@ -614,7 +612,7 @@ impl<'l> TarParser<'l> {
             });
         }
         let who = at();
-        self.parsed.entries.push(Entry {
+        let entry = Entry {
             path,
             kind,
             mode: mode as u32,
@@ -629,7 +627,16 @@ impl<'l> TarParser<'l> {
             dev_major,
             dev_minor,
             xattrs: pending.pax.xattrs,
-        });
+        };
+        if entry.path == b"." {
+            // The archive root is not an entry of an ACI (the reference
+            // skips it, aci-format §1 step 2); an OCI layer's `./` gives
+            // the root directory's attributes, so the last one is kept
+            // apart.
+            self.parsed.root = Some(entry);
+            return self.start_body(size, Sink::Discard, who);
+        }
+        self.parsed.entries.push(entry);
         // Only the first manifest is kept; a second one is a layout error.
         let sink = if is_manifest && self.parsed.manifest.is_none() {
             Sink::Manifest

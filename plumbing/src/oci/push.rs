@@ -1,0 +1,625 @@
+//! An ACI with its dependencies as a runnable OCI image in an image layout
+//! (oci-bridge §9 "Push", DESIGN §11).
+//!
+//! One gzip layer per element of the dependency list, bottom first. Let
+//! `S_k` be the rendering of the list's tail from element `k` (what the
+//! renderer has laid down after `k`), computed from the file maps, never
+//! by rendering to disk. Layer `k` holds the change from `S_{k-1}` to
+//! `S_k`:
+//!
+//! - every path that is new or whose supplier (image, entry) changed,
+//!   copied from its supplier;
+//! - a hard link whose target now comes from another entry than its own
+//!   image's is written as a copy of the content it renders with;
+//! - a whiteout (`.wh.NAME`) for every topmost path of `S_{k-1}` missing
+//!   from `S_k`, none under a path that is no longer a directory; all
+//!   whiteouts come first, and every regular file before the hard links
+//!   to it.
+//!
+//! The top image's app becomes the config (the mapping of `acido-push(1)`,
+//! the inverse of [`super::config`]). Tars and gzip streams are written
+//! deterministically, so the same image gives the same digests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use super::config::{CMD_ANNOTATION, ENTRYPOINT_ANNOTATION, STOP_SIGNAL_ANNOTATION};
+use super::digest::{Sha256Digest, Sha256Hasher};
+use super::reference::check_tag;
+use super::OciError;
+use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::pack::tar_writer::{
+    encode_header, HeaderSpec, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
+    TYPE_REGULAR, TYPE_SYMLINK,
+};
+use crate::render::deps::DependencyList;
+use crate::render::filemap::{file_map_of, Layer, Supplier};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// What [`push_to_layout`] wrote.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// The manifest's digest.
+    pub manifest_digest: Sha256Digest,
+    /// The layers' digests (gzip blobs), base first.
+    pub layers: Vec<Sha256Digest>,
+    /// The config's digest.
+    pub config_digest: Sha256Digest,
+}
+
+/// The OCI os, architecture and variant for appc's labels (oci-bridge
+/// §3.3, the reverse of [`super::config::appc_platform`]).
+pub fn oci_platform(
+    os: &str,
+    arch: &str,
+) -> Option<(&'static str, &'static str, Option<&'static str>)> {
+    Some(match (os, arch) {
+        ("linux", "amd64") => ("linux", "amd64", None),
+        ("linux", "i386") => ("linux", "386", None),
+        ("linux", "aarch64") => ("linux", "arm64", None),
+        ("linux", "armv7l") => ("linux", "arm", Some("v7")),
+        ("linux", "armv6l") => ("linux", "arm", Some("v6")),
+        ("linux", "ppc64le") => ("linux", "ppc64le", None),
+        ("linux", "ppc64") => ("linux", "ppc64", None),
+        ("linux", "s390x") => ("linux", "s390x", None),
+        ("freebsd", "amd64") => ("freebsd", "amd64", None),
+        ("freebsd", "i386") => ("freebsd", "386", None),
+        ("freebsd", "arm") => ("freebsd", "arm", Some("v6")),
+        ("darwin", "x86_64") => ("darwin", "amd64", None),
+        ("darwin", "i386") => ("darwin", "386", None),
+        _ => return None,
+    })
+}
+
+/// What supplies one path of a tail's rendering, named globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Entry { element: usize, entry: usize },
+    Implied,
+}
+
+/// The rendering of the tail of `list` from element `from`: archive path
+/// (below `rootfs/`) to its supplier.
+fn tail_map(list: &DependencyList, from: usize) -> BTreeMap<Vec<u8>, Source> {
+    let layers: Vec<Layer<'_>> = list.images[from..]
+        .iter()
+        .map(|listed| Layer {
+            entries: listed.image.image.entries(),
+            whitelist: &listed.image.manifest.path_whitelist,
+            // Ancestors not yet laid down filter nothing yet.
+            parent: listed.parent.and_then(|p| p.checked_sub(from)),
+        })
+        .collect();
+    file_map_of(&layers)
+        .paths
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(b"rootfs/"))
+        .map(|(path, supplier)| {
+            let source = match supplier {
+                Supplier::Entry { element, entry, .. } => Source::Entry {
+                    element: element + from,
+                    entry,
+                },
+                Supplier::Implied => Source::Implied,
+            };
+            (path, source)
+        })
+        .collect()
+}
+
+/// One entry of a layer to write.
+struct Item<'a> {
+    path: Vec<u8>,
+    entry: Option<&'a Entry>,
+    /// For a regular file or a copied hard link: where the data is.
+    data: &'a [u8],
+    kind: EntryKind,
+    /// For a hard link kept as a link: its target (layer-root path).
+    link: Option<Vec<u8>>,
+}
+
+fn strip_rootfs(path: &[u8]) -> &[u8] {
+    path.strip_prefix(b"rootfs/").unwrap_or(path)
+}
+
+/// Writes `list` (as resolved for its top image) into the OCI image layout
+/// `dir` as a runnable image, tagged `tag` when given; see the module docs.
+pub fn push_to_layout(
+    image: &str,
+    list: &DependencyList,
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<PushReport, OciError> {
+    let invalid = |what: &str, problem: String| OciError::Invalid {
+        image: image.to_owned(),
+        what: what.to_owned(),
+        problem,
+    };
+    if let Some(tag) = tag {
+        check_tag(tag).map_err(|p| invalid("tag", p))?;
+    }
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OciError::Io { path, source }
+    };
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+    let layout_file = dir.join("oci-layout");
+    if !layout_file.exists() {
+        fs::write(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(io_err(&layout_file))?;
+    }
+
+    // Entries by path, per element, for hard-link targets.
+    let by_path: Vec<HashMap<&[u8], usize>> = list
+        .images
+        .iter()
+        .map(|l| {
+            l.image
+                .image
+                .entries()
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.path.as_slice(), i))
+                .collect()
+        })
+        .collect();
+    let entry_of = |element: usize, entry: usize| -> &Entry {
+        &list.images[element].image.image.entries()[entry]
+    };
+
+    let count = list.images.len();
+    let mut layers = Vec::with_capacity(count);
+    let mut diff_ids = Vec::with_capacity(count);
+    let mut history = Vec::with_capacity(count);
+    let mut below: BTreeMap<Vec<u8>, Source> = BTreeMap::new();
+    for k in (0..count).rev() {
+        let now = tail_map(list, k);
+        let mut whiteouts: Vec<Vec<u8>> = Vec::new();
+        for path in below.keys() {
+            if now.contains_key(path) {
+                continue;
+            }
+            let rel = strip_rootfs(path);
+            let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(at) => (&path[..7 + at], &rel[at + 1..]),
+                None => (&b"rootfs"[..], rel),
+            };
+            // Only the topmost missing path, and none below a parent that
+            // is no longer a directory.
+            let parent_is_dir = parent == b"rootfs"
+                || match now.get(parent) {
+                    Some(Source::Implied) => true,
+                    Some(Source::Entry { element, entry }) => {
+                        entry_of(*element, *entry).kind.is_dir()
+                    }
+                    None => false,
+                };
+            if !parent_is_dir {
+                continue;
+            }
+            let mut marker = strip_rootfs(parent).to_vec();
+            if parent != b"rootfs" {
+                marker.push(b'/');
+            } else {
+                marker.clear();
+            }
+            marker.extend_from_slice(b".wh.");
+            marker.extend_from_slice(name);
+            whiteouts.push(marker);
+        }
+        let mut items: Vec<Item<'_>> = Vec::new();
+        // The root's attributes: the renderer takes them from the top of
+        // the list, umoci from the last `./`, so every layer carries its
+        // image's.
+        let own = list.images[k].image.image.entries();
+        if let Some(root) = own.iter().find(|e| e.path == b"rootfs" && e.kind.is_dir()) {
+            items.push(Item {
+                path: b"./".to_vec(),
+                entry: Some(root),
+                data: &[],
+                kind: EntryKind::Directory,
+                link: None,
+            });
+        }
+        let mut links: Vec<Item<'_>> = Vec::new();
+        for (path, source) in &now {
+            let changed = below.get(path) != Some(source);
+            let Source::Entry { element, entry } = *source else {
+                if changed {
+                    items.push(Item {
+                        path: strip_rootfs(path).to_vec(),
+                        entry: None,
+                        data: &[],
+                        kind: EntryKind::Directory,
+                        link: None,
+                    });
+                }
+                continue;
+            };
+            let e = entry_of(element, entry);
+            let image = &list.images[element].image.image;
+            if e.kind == EntryKind::HardLink {
+                let target = e.link_target.clone().unwrap_or_default();
+                let own = by_path[element].get(target.as_slice()).copied();
+                let linked_here = now.get(&target)
+                    == Some(&Source::Entry {
+                        element,
+                        entry: own.unwrap_or(usize::MAX),
+                    });
+                let target_changed = below.get(&target) != now.get(&target);
+                if !changed && !target_changed {
+                    continue;
+                }
+                if linked_here {
+                    links.push(Item {
+                        path: strip_rootfs(path).to_vec(),
+                        entry: Some(e),
+                        data: &[],
+                        kind: EntryKind::HardLink,
+                        link: Some(strip_rootfs(&target).to_vec()),
+                    });
+                } else if let Some(own) = own {
+                    // The renderer gives it the content it had in its own
+                    // image: write that as a file.
+                    let t = &image.entries()[own];
+                    items.push(Item {
+                        path: strip_rootfs(path).to_vec(),
+                        entry: Some(t),
+                        data: image.data(t),
+                        kind: t.kind,
+                        link: None,
+                    });
+                }
+                continue;
+            }
+            if !changed {
+                continue;
+            }
+            items.push(Item {
+                path: strip_rootfs(path).to_vec(),
+                entry: Some(e),
+                data: image.data(e),
+                kind: e.kind,
+                link: None,
+            });
+        }
+        items.extend(links);
+
+        // Write the layer: tar → gzip → blob, hashing both streams.
+        let (digest, size, diff_id) =
+            write_layer(&blobs, &whiteouts, &items).map_err(|source| OciError::Write {
+                image: image.to_owned(),
+                layer: count - k,
+                dir: blobs.clone(),
+                source,
+            })?;
+        layers.push(json!({"mediaType": LAYER_GZIP, "digest": digest.to_string(), "size": size}));
+        diff_ids.push(diff_id.to_string());
+        history.push(json!({
+            "created_by": format!("acido push {}", list.images[k].id),
+        }));
+        below = now;
+    }
+
+    let config = config_json(image, list, diff_ids, history)?;
+    let config_digest = put_blob(&blobs, config.as_bytes()).map_err(io_err(&blobs))?;
+    let manifest = serde_json::to_string(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": layers,
+    }))
+    .map_err(|e| invalid("manifest", e.to_string()))?;
+    let manifest_digest = put_blob(&blobs, manifest.as_bytes()).map_err(io_err(&blobs))?;
+
+    // index.json: umoci's rule, a tag names one entry (older entries with
+    // the name lose it), then the new entry is appended.
+    let index_path = dir.join("index.json");
+    let mut index: Value = match fs::read(&index_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| OciError::Json {
+            image: image.to_owned(),
+            what: "index.json".to_owned(),
+            source,
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        }
+        Err(e) => return Err(io_err(&index_path)(e)),
+    };
+    let entries = index
+        .get_mut("manifests")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| invalid("index.json", "no manifests array".to_owned()))?;
+    if let Some(tag) = tag {
+        entries.retain(|d| {
+            d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                .and_then(Value::as_str)
+                != Some(tag)
+        });
+    }
+    let mut descriptor = json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": manifest_digest.to_string(),
+        "size": manifest.len(),
+    });
+    if let Some(tag) = tag {
+        descriptor["annotations"] = json!({ REF_NAME: tag });
+    }
+    entries.push(descriptor);
+    let text = serde_json::to_vec(&index).map_err(|e| invalid("index.json", e.to_string()))?;
+    let temp = dir.join(format!(".index.json.{}.tmp", std::process::id()));
+    fs::write(&temp, &text).map_err(io_err(&temp))?;
+    fs::rename(&temp, &index_path).map_err(io_err(&index_path))?;
+    Ok(PushReport {
+        manifest_digest,
+        layers: layers
+            .iter()
+            .filter_map(|l| {
+                l["digest"]
+                    .as_str()
+                    .and_then(|d| Sha256Digest::parse(d).ok())
+            })
+            .collect(),
+        config_digest,
+    })
+}
+
+/// Stores `bytes` as a blob (write to a temp name, rename to the digest).
+fn put_blob(blobs: &Path, bytes: &[u8]) -> io::Result<Sha256Digest> {
+    let digest = Sha256Digest::of(bytes);
+    let path = blobs.join(digest.hex());
+    if !path.exists() {
+        let temp = blobs.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+        fs::write(&temp, bytes)?;
+        fs::rename(&temp, &path)?;
+    }
+    Ok(digest)
+}
+
+/// Hashes what passes through into a writer.
+struct Hashing<W: Write> {
+    inner: W,
+    hasher: Sha256Hasher,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn write_layer(
+    blobs: &Path,
+    whiteouts: &[Vec<u8>],
+    items: &[Item<'_>],
+) -> io::Result<(Sha256Digest, u64, Sha256Digest)> {
+    let temp: PathBuf = blobs.join(format!(".layer.{}.tmp", std::process::id()));
+    let file = File::create(&temp)?;
+    let compressed = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: Sha256Hasher::new(),
+    };
+    // A fixed header (no name, mtime 0) keeps the blob deterministic.
+    let gzip = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(compressed, flate2::Compression::default());
+    let mut tar = Hashing {
+        inner: gzip,
+        hasher: Sha256Hasher::new(),
+    };
+    let header_err = |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
+    let mut header = Vec::with_capacity(2048);
+    let mut put = |tar: &mut Hashing<_>, spec: &HeaderSpec<'_>, data: &[u8]| -> io::Result<()> {
+        header.clear();
+        encode_header(spec, &mut header).map_err(header_err)?;
+        tar.write_all(&header)?;
+        if !data.is_empty() {
+            tar.write_all(data)?;
+            let pad = (512 - data.len() % 512) % 512;
+            tar.write_all(&[0u8; 512][..pad])?;
+        }
+        Ok(())
+    };
+    for marker in whiteouts {
+        put(
+            &mut tar,
+            &HeaderSpec {
+                path: marker,
+                typeflag: TYPE_REGULAR,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: Timestamp::default(),
+                link: None,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &[],
+            },
+            &[],
+        )?;
+    }
+    for item in items {
+        let default_dir = Entry::new(Vec::new(), EntryKind::Directory).with_mode(0o755);
+        let e = item.entry.unwrap_or(&default_dir);
+        let mut xattrs = e.xattrs.clone();
+        xattrs.sort();
+        let typeflag = match item.kind {
+            EntryKind::Regular => TYPE_REGULAR,
+            EntryKind::Directory => TYPE_DIR,
+            EntryKind::Symlink => TYPE_SYMLINK,
+            EntryKind::HardLink => TYPE_HARDLINK,
+            EntryKind::CharDevice => TYPE_CHAR,
+            EntryKind::BlockDevice => TYPE_BLOCK,
+            EntryKind::Fifo => TYPE_FIFO,
+        };
+        let link = match item.kind {
+            EntryKind::HardLink => item.link.as_deref(),
+            EntryKind::Symlink => e.link_target.as_deref(),
+            _ => None,
+        };
+        let data = if item.kind == EntryKind::Regular {
+            item.data
+        } else {
+            &[]
+        };
+        put(
+            &mut tar,
+            &HeaderSpec {
+                path: &item.path,
+                typeflag,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                size: data.len() as u64,
+                mtime: e.mtime,
+                link,
+                dev_major: e.dev_major.into(),
+                dev_minor: e.dev_minor.into(),
+                xattrs: &xattrs,
+            },
+            data,
+        )?;
+    }
+    tar.write_all(&[0u8; 1024])?;
+    let diff_id = tar.hasher.finish();
+    let mut compressed = tar.inner.finish()?;
+    compressed.flush()?;
+    let size = compressed.hasher.len();
+    let digest = compressed.hasher.finish();
+    let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let path = blobs.join(digest.hex());
+    fs::rename(&temp, &path)?;
+    Ok((digest, size, diff_id))
+}
+
+/// The OCI config for the top image's app (the inverse of
+/// [`super::config::app_manifest`]).
+fn config_json(
+    image: &str,
+    list: &DependencyList,
+    diff_ids: Vec<String>,
+    history: Vec<Value>,
+) -> Result<String, OciError> {
+    let config_err = |problem: String| OciError::Config {
+        image: image.to_owned(),
+        problem,
+    };
+    let top = &list.images[0].image.manifest;
+    // The platform: the first image of the list that names one (an app
+    // image on top of a pulled chain, or the pulled app image below a
+    // build).
+    let platform = list.images.iter().find_map(|l| {
+        let m = &l.image.manifest;
+        Some((m.label("os")?.to_owned(), m.label("arch")?.to_owned()))
+    });
+    let (os, arch) = platform.ok_or_else(|| {
+        config_err(
+            "no image of the dependency list has os and arch labels; an OCI image needs a platform"
+                .to_owned(),
+        )
+    })?;
+    let (oci_os, oci_arch, variant) = oci_platform(&os, &arch)
+        .ok_or_else(|| config_err(format!("appc platform {os}/{arch} has no OCI name")))?;
+    let mut c = Map::new();
+    let annotation = |name: &str| top.annotations.get(name).map(str::to_owned);
+    if let Some(app) = &top.app {
+        let exec = app.exec.clone().unwrap_or_default();
+        let parse =
+            |name: &str| -> Option<Vec<String>> { serde_json::from_str(&annotation(name)?).ok() };
+        let entrypoint = parse(ENTRYPOINT_ANNOTATION).unwrap_or_default();
+        let cmd = parse(CMD_ANNOTATION).unwrap_or_default();
+        let split = entrypoint
+            .iter()
+            .chain(cmd.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            == exec;
+        if split {
+            if !entrypoint.is_empty() {
+                c.insert("Entrypoint".into(), json!(entrypoint));
+            }
+            if !cmd.is_empty() {
+                c.insert("Cmd".into(), json!(cmd));
+            }
+        } else if !exec.is_empty() {
+            // appc lets the executor append arguments, as Entrypoint does.
+            c.insert("Entrypoint".into(), json!(exec));
+        }
+        let user = match (app.user.as_str(), app.group.as_str()) {
+            ("0", "0") | ("", "") => String::new(),
+            (u, "") => u.to_owned(),
+            (u, g) => format!("{u}:{g}"),
+        };
+        if !user.is_empty() {
+            c.insert("User".into(), json!(user));
+        }
+        if !app.environment.is_empty() {
+            let env: Vec<String> = app
+                .environment
+                .iter()
+                .map(|v| format!("{}={}", v.name, v.value))
+                .collect();
+            c.insert("Env".into(), json!(env));
+        }
+        if !app.working_directory.is_empty() {
+            c.insert("WorkingDir".into(), json!(app.working_directory));
+        }
+        if !app.ports.is_empty() {
+            let mut ports = Map::new();
+            for p in &app.ports {
+                for n in 0..p.count.max(1) {
+                    ports.insert(format!("{}/{}", p.port + n, p.protocol), json!({}));
+                }
+            }
+            c.insert("ExposedPorts".into(), Value::Object(ports));
+        }
+        if !app.mount_points.is_empty() {
+            let volumes: Map<String, Value> = app
+                .mount_points
+                .iter()
+                .map(|m| (m.path.clone(), json!({})))
+                .collect();
+            c.insert("Volumes".into(), Value::Object(volumes));
+        }
+        if !app.user_labels.is_empty() {
+            c.insert("Labels".into(), json!(app.user_labels));
+        }
+    }
+    if let Some(signal) = annotation(STOP_SIGNAL_ANNOTATION) {
+        c.insert("StopSignal".into(), json!(signal));
+    }
+    let mut config = json!({
+        "architecture": oci_arch,
+        "os": oci_os,
+        "config": Value::Object(c),
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
+    });
+    if let Some(variant) = variant {
+        config["variant"] = json!(variant);
+    }
+    if let Some(created) = annotation("created") {
+        config["created"] = json!(created);
+    }
+    if let Some(author) = annotation("authors") {
+        config["author"] = json!(author);
+    }
+    serde_json::to_string(&config).map_err(|e| config_err(e.to_string()))
+}

@@ -1,0 +1,598 @@
+//! Pulling from an OCI distribution registry (`docker://HOST/REPO[:TAG|@DIGEST]`,
+//! oci-bridge §7) through the crate's one HTTP client ([`crate::http`]):
+//! the manifest (every manifest and index type accepted), platform
+//! selection, the config and the layers, each checked against its digest
+//! and size as it streams. Authentication answers the registry's
+//! challenges: anonymous, Basic (with credentials) and the Bearer token
+//! flow.
+
+use std::sync::{Arc, Mutex};
+
+use oci_spec::image::{ImageIndex, ImageManifest};
+
+use super::digest::{Sha256Digest, VerifyingReader};
+use super::source::{
+    choose_platform_pub, layer_compression_pub, LayerBlob, Location, Platform, SourceImage,
+};
+use super::OciError;
+use crate::http::{Auth, Client, HttpError, Request, Url};
+use crate::limits::{LimitExceeded, LimitKind, Limits};
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// A `docker://` reference, normalised as containers/image does: a first
+/// component without `.` or `:` (and not `localhost`) is docker.io's, a
+/// one-component docker.io name gets `library/`, the tag defaults to
+/// `latest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerReference {
+    /// The registry host (and port); `registry-1.docker.io` for docker.io.
+    pub host: String,
+    /// The repository.
+    pub repository: String,
+    /// The tag, when the reference is not by digest.
+    pub tag: Option<String>,
+    /// The manifest digest, when given.
+    pub digest: Option<Sha256Digest>,
+}
+
+impl DockerReference {
+    /// Parses what follows `docker://`.
+    pub fn parse(text: &str) -> Result<DockerReference, String> {
+        let (rest, digest) = match text.split_once('@') {
+            Some((rest, digest)) => (rest, Some(Sha256Digest::parse(digest)?)),
+            None => (text, None),
+        };
+        let (host, path) = match rest.split_once('/') {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_owned(), path.to_owned())
+            }
+            _ => ("docker.io".to_owned(), rest.to_owned()),
+        };
+        // A tag is after the last `:` of the last component.
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo.to_owned(), Some(tag.to_owned())),
+            _ => (path, None),
+        };
+        let valid_component = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.as_bytes()[0].is_ascii_alphanumeric()
+                && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
+        };
+        if !repository.split('/').all(valid_component) {
+            return Err(format!("repository {repository:?} is not a valid name"));
+        }
+        if let Some(tag) = &tag {
+            let ok = tag.len() <= 128
+                && tag
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !ok {
+                return Err(format!("tag {tag:?} is not a valid tag"));
+            }
+        }
+        let (host, repository) = if host == "docker.io" || host == "index.docker.io" {
+            let repo = if repository.contains('/') {
+                repository
+            } else {
+                format!("library/{repository}")
+            };
+            ("registry-1.docker.io".to_owned(), repo)
+        } else {
+            (host, repository)
+        };
+        let tag = match (&tag, &digest) {
+            (None, None) => Some("latest".to_owned()),
+            _ => tag,
+        };
+        Ok(DockerReference {
+            host,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// The tag or digest a manifest GET asks for.
+    fn reference(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_owned(),
+        }
+    }
+}
+
+/// Credentials and the token the registry granted.
+#[derive(Debug, Default)]
+pub struct RegistryAuth {
+    /// `user` and `password`, when given.
+    pub credentials: Option<(String, String)>,
+    state: Mutex<AuthState>,
+}
+
+#[derive(Debug, Default, Clone)]
+enum AuthState {
+    #[default]
+    None,
+    Basic,
+    Bearer(String),
+}
+
+impl RegistryAuth {
+    /// Auth with optional credentials.
+    pub fn new(credentials: Option<(String, String)>) -> RegistryAuth {
+        RegistryAuth {
+            credentials,
+            state: Mutex::new(AuthState::None),
+        }
+    }
+
+    fn basic(&self) -> Option<String> {
+        let (user, pass) = self.credentials.as_ref()?;
+        Some(format!(
+            "Basic {}",
+            base64(format!("{user}:{pass}").as_bytes())
+        ))
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One `WWW-Authenticate` challenge: the scheme and its parameters, read
+/// as RFC 7235 says (quoted values may hold commas).
+fn parse_challenge(value: &str) -> (String, Vec<(String, String)>) {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(next) = chars.next() {
+                            val.push(next);
+                        }
+                    }
+                    '"' => break,
+                    c => val.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek() {
+                if *c == ',' {
+                    break;
+                }
+                val.push(*c);
+                chars.next();
+            }
+        }
+        params.push((key.trim().to_ascii_lowercase(), val.trim().to_owned()));
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+impl Auth for RegistryAuth {
+    fn authorization(&self, _url: &Url) -> Option<String> {
+        // The client asks per hop and never sends this across hosts on a
+        // redirect (crate::http); the state is for this registry only.
+        match &*self.state.lock().ok()? {
+            AuthState::None => None,
+            AuthState::Basic => self.basic(),
+            AuthState::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
+
+    fn challenge(
+        &self,
+        client: &Client,
+        url: &Url,
+        www_authenticate: &[String],
+    ) -> Result<bool, HttpError> {
+        for value in www_authenticate {
+            let (scheme, params) = parse_challenge(value);
+            let get = |k: &str| {
+                params
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            };
+            match scheme.as_str() {
+                "basic" if self.credentials.is_some() => {
+                    if let Ok(mut state) = self.state.lock() {
+                        *state = AuthState::Basic;
+                    }
+                    return Ok(true);
+                }
+                "bearer" => {
+                    let Some(realm) = get("realm") else { continue };
+                    let mut token_url = crate::http::parse_url(&realm)?;
+                    {
+                        let mut query = token_url.query_pairs_mut();
+                        if let Some(service) = get("service") {
+                            query.append_pair("service", &service);
+                        }
+                        if let Some(scope) = get("scope") {
+                            query.append_pair("scope", &scope);
+                        }
+                    }
+                    let mut request = Request::get(token_url);
+                    let basic = self.basic();
+                    if let Some(basic) = &basic {
+                        request = request.header("Authorization", basic);
+                    }
+                    let response = client.send(request)?.error_for_status()?;
+                    let body =
+                        response.read_to_vec(client.config().max_page_size, LimitKind::PageSize)?;
+                    let reply: serde_json::Value =
+                        serde_json::from_slice(&body).map_err(|_| HttpError::Auth {
+                            url: url.to_string(),
+                            message: "the token server's reply is not JSON".to_owned(),
+                        })?;
+                    let token = reply
+                        .get("token")
+                        .or_else(|| reply.get("access_token"))
+                        .and_then(|t| t.as_str())
+                        .ok_or_else(|| HttpError::Auth {
+                            url: url.to_string(),
+                            message: "the token server gave no token".to_owned(),
+                        })?;
+                    if let Ok(mut state) = self.state.lock() {
+                        *state = AuthState::Bearer(token.to_owned());
+                    }
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The registry connection an image's layers are read through.
+pub struct Remote {
+    client: Client,
+    auth: RegistryAuth,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Remote")
+    }
+}
+
+impl Remote {
+    /// Opens `url` (a blob) for streaming, at most `max` bytes.
+    pub(super) fn open(&self, url: &Url, max: u64) -> Result<crate::http::BodyReader, HttpError> {
+        let response = self
+            .client
+            .send(Request::get(url.clone()).auth(&self.auth))?
+            .error_for_status()?;
+        response.into_reader(max, LimitKind::BlobSize)
+    }
+}
+
+/// Reads the image `reference` names from its registry.
+pub fn open_remote(
+    image: &str,
+    reference: &DockerReference,
+    client: Client,
+    auth: RegistryAuth,
+    platform: &Platform,
+    limits: &Limits,
+) -> Result<SourceImage, OciError> {
+    let remote = Arc::new(Remote { client, auth });
+    let scheme = if remote.client.config().allow_http {
+        "http"
+    } else {
+        "https"
+    };
+    let base = format!("{scheme}://{}/v2/{}/", reference.host, reference.repository);
+    let http_err = |source: HttpError| OciError::Invalid {
+        image: image.to_owned(),
+        what: "registry".to_owned(),
+        problem: source.to_string(),
+    };
+    let invalid = |what: &str, problem: String| OciError::Invalid {
+        image: image.to_owned(),
+        what: what.to_owned(),
+        problem,
+    };
+    let url = |path: &str| crate::http::parse_url(&format!("{base}{path}")).map_err(http_err);
+    let fetch_doc = |path: &str,
+                     what: &str,
+                     expected: Option<Sha256Digest>|
+     -> Result<(Vec<u8>, String, Sha256Digest), OciError> {
+        let response = remote
+            .client
+            .send(
+                Request::get(url(path)?)
+                    .header("Accept", ACCEPT)
+                    .auth(&remote.auth),
+            )
+            .map_err(http_err)?
+            .error_for_status()
+            .map_err(http_err)?;
+        let media = response
+            .header("content-type")
+            .map(|t| t.split(';').next().unwrap_or("").trim().to_owned())
+            .unwrap_or_default();
+        let bytes = response
+            .read_to_vec(limits.max_oci_document_size, LimitKind::OciDocumentSize)
+            .map_err(|source| match crate::limit_kind(&source) {
+                Some(_) => OciError::LimitExceeded {
+                    image: image.to_owned(),
+                    what: what.to_owned(),
+                    limit: LimitExceeded::new(LimitKind::OciDocumentSize),
+                    value: limits.max_oci_document_size + 1,
+                    max: limits.max_oci_document_size,
+                },
+                None => http_err(source),
+            })?;
+        let found = Sha256Digest::of(&bytes);
+        if let Some(expected) = expected {
+            if found != expected {
+                return Err(OciError::DigestMismatch {
+                    image: image.to_owned(),
+                    what: what.to_owned(),
+                    expected: expected.to_string(),
+                    found: found.to_string(),
+                });
+            }
+        }
+        Ok((bytes, media, found))
+    };
+    let json = |what: &str, bytes: &[u8]| -> Result<serde_json::Value, OciError> {
+        serde_json::from_slice(bytes).map_err(|source| OciError::Json {
+            image: image.to_owned(),
+            what: what.to_owned(),
+            source,
+        })
+    };
+
+    let (mut bytes, mut media, mut digest) = fetch_doc(
+        &format!("manifests/{}", reference.reference()),
+        "manifest",
+        reference.digest,
+    )?;
+    let mut depth = 0;
+    loop {
+        let doc = json("manifest", &bytes)?;
+        // The body's own mediaType wins over a missing or generic header.
+        if let Some(own) = doc.get("mediaType").and_then(|m| m.as_str()) {
+            media = own.to_owned();
+        } else if doc.get("manifests").is_some() {
+            media = "application/vnd.oci.image.index.v1+json".to_owned();
+        }
+        match media.as_str() {
+            "application/vnd.oci.image.index.v1+json"
+            | "application/vnd.docker.distribution.manifest.list.v2+json" => {
+                depth += 1;
+                if depth > MAX_INDEX_DEPTH {
+                    return Err(invalid("index", "indexes nested too deeply".to_owned()));
+                }
+                let index: ImageIndex =
+                    serde_json::from_slice(&bytes).map_err(|source| OciError::Json {
+                        image: image.to_owned(),
+                        what: "index".to_owned(),
+                        source,
+                    })?;
+                let chosen = choose_platform_pub(image, limits, index.manifests(), platform)?;
+                let want = Sha256Digest::parse(chosen.digest().as_ref())
+                    .map_err(|p| invalid("index", p))?;
+                (bytes, media, digest) =
+                    fetch_doc(&format!("manifests/{want}"), "manifest", Some(want))?;
+            }
+            _ => break,
+        }
+    }
+    let manifest: ImageManifest =
+        serde_json::from_slice(&bytes).map_err(|source| OciError::Json {
+            image: image.to_owned(),
+            what: "manifest".to_owned(),
+            source,
+        })?;
+    if manifest.layers().len() > limits.max_layer_count {
+        return Err(OciError::LimitExceeded {
+            image: image.to_owned(),
+            what: "manifest".to_owned(),
+            limit: LimitExceeded::new(LimitKind::LayerCount),
+            value: manifest.layers().len() as u64,
+            max: limits.max_layer_count as u64,
+        });
+    }
+    let config_d = manifest.config();
+    let config_digest =
+        Sha256Digest::parse(config_d.digest().as_ref()).map_err(|p| invalid("config", p))?;
+    if config_d.size() > limits.max_oci_document_size {
+        return Err(OciError::LimitExceeded {
+            image: image.to_owned(),
+            what: "config".to_owned(),
+            limit: LimitExceeded::new(LimitKind::OciDocumentSize),
+            value: config_d.size(),
+            max: limits.max_oci_document_size,
+        });
+    }
+    let (config_bytes, _, _) = fetch_doc(
+        &format!("blobs/{config_digest}"),
+        "config",
+        Some(config_digest),
+    )?;
+    if config_bytes.len() as u64 != config_d.size() {
+        return Err(OciError::SizeMismatch {
+            image: image.to_owned(),
+            what: "config".to_owned(),
+            expected: config_d.size(),
+            found: config_bytes.len() as u64,
+        });
+    }
+    let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
+        .map_err(|source| OciError::Json {
+            image: image.to_owned(),
+            what: "config".to_owned(),
+            source,
+        })?;
+    if config.rootfs().typ() != "layers" {
+        return Err(invalid(
+            "config",
+            format!("rootfs type {:?} is not \"layers\"", config.rootfs().typ()),
+        ));
+    }
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| Sha256Digest::parse(d).map_err(|p| invalid("config diff_ids", p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(invalid(
+            "config",
+            format!(
+                "{} diff ids for {} layers",
+                diff_ids.len(),
+                manifest.layers().len()
+            ),
+        ));
+    }
+    let mut layers = Vec::new();
+    for (n, (d, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
+        let what = format!("layer {}", n + 1);
+        let compression = layer_compression_pub(image, &what, d.media_type().as_ref())?;
+        if d.size() > limits.max_blob_size {
+            return Err(OciError::LimitExceeded {
+                image: image.to_owned(),
+                what,
+                limit: LimitExceeded::new(LimitKind::BlobSize),
+                value: d.size(),
+                max: limits.max_blob_size,
+            });
+        }
+        let layer_digest =
+            Sha256Digest::parse(d.digest().as_ref()).map_err(|p| invalid(&what, p))?;
+        layers.push(LayerBlob {
+            digest: Some(layer_digest),
+            size: Some(d.size()),
+            diff_id,
+            compression,
+            location: Location::Remote {
+                remote: Arc::clone(&remote),
+                url: url(&format!("blobs/{layer_digest}"))?,
+            },
+        });
+    }
+    let name = match reference.host.as_str() {
+        "registry-1.docker.io" => format!("docker.io/{}", reference.repository),
+        host => format!("{host}/{}", reference.repository),
+    };
+    Ok(SourceImage {
+        image: image.to_owned(),
+        manifest_digest: Some(digest),
+        annotations: manifest.annotations().clone().unwrap_or_default(),
+        config_bytes,
+        config_digest,
+        config,
+        layers,
+        name_hint: (name, reference.tag.clone()),
+    })
+}
+
+/// A layer blob from the registry, checked as it streams.
+pub(super) fn open_remote_layer(
+    remote: &Remote,
+    url: &Url,
+    layer: &LayerBlob,
+) -> Result<Box<dyn std::io::Read + Send>, HttpError> {
+    let max = layer.size.unwrap_or(u64::MAX);
+    let reader = remote.open(url, max)?;
+    Ok(Box::new(VerifyingReader::new(
+        reader,
+        layer.digest,
+        layer.size,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_normalise_as_containers_image_does() {
+        let r = DockerReference::parse("alpine").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("registry-1.docker.io", "library/alpine", Some("latest"))
+        );
+        let r = DockerReference::parse("myreg/x").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str()),
+            ("registry-1.docker.io", "myreg/x")
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = DockerReference::parse(&format!("localhost:5000/a/b@{d}")).unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost:5000", "a/b", None)
+        );
+        assert_eq!(r.digest.unwrap().to_string(), d);
+        let r = DockerReference::parse("127.0.0.1:5000/app:1.0").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "app", Some("1.0"))
+        );
+        assert!(DockerReference::parse("localhost/UPPER").is_err());
+    }
+
+    #[test]
+    fn challenges_keep_quoted_commas() {
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push",error="insufficient_scope""#,
+        );
+        assert_eq!(scheme, "bearer");
+        assert_eq!(
+            params[2],
+            ("scope".to_owned(), "repository:a/b:pull,push".to_owned())
+        );
+        assert_eq!(params[3].1, "insufficient_scope");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+}

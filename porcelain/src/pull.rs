@@ -1,0 +1,281 @@
+//! `pull`: an OCI or Docker image into the store as a chain of ACIs (one
+//! per layer, plus the app image on top), DESIGN §11.
+//!
+//! Every layer is read, checked (digest, size, diff id) and converted into
+//! a scratch file in the store's `tmp/` before anything is stored; only
+//! then are the ACIs imported, bottom first. An import that fails removes
+//! what this pull stored, so a failed pull leaves the store as it was.
+//! A chain whose top layer is already stored (found by its name, which
+//! holds the chain id) is not read again, so a second pull of the same
+//! image reads no layer and writes nothing.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use acido_plumbing::entry::EntryKind;
+use acido_plumbing::http::{Client, HttpConfig};
+use acido_plumbing::id::ImageId;
+use acido_plumbing::manifest::AcIdentifier;
+use acido_plumbing::oci::config::{app_manifest, AppSource};
+use acido_plumbing::oci::convert::{
+    layer_name, unpack_layer, write_manifest_aci, Converter, ScratchFile,
+};
+use acido_plumbing::oci::digest::Sha256Digest;
+use acido_plumbing::oci::reference::Reference;
+use acido_plumbing::oci::registry::{open_remote, RegistryAuth};
+use acido_plumbing::oci::source::{self, Platform};
+use acido_plumbing::oci::OciError;
+use acido_plumbing::render::{self, RenderError, Supplier};
+use acido_plumbing::store::{Store, StoreError};
+
+use crate::progress::Progress;
+
+/// Why a pull failed. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The source could not be read, or holds something acido refuses.
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// The store could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored chain could not be read back (its `/etc/passwd`).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The pull was interrupted.
+    #[error("{image}: interrupted")]
+    Interrupted {
+        /// The source.
+        image: String,
+    },
+}
+
+/// How to pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// The platform to pick from an index; the host's when `None`.
+    pub platform: Option<Platform>,
+    /// Registry sources: allow plain HTTP (`--tls-verify=false`).
+    pub allow_http: bool,
+    /// Registry sources: PEM files of trusted CAs (empty: the built-in
+    /// roots).
+    pub ca_files: Vec<std::path::PathBuf>,
+    /// Registry sources: `user` and `password`.
+    pub credentials: Option<(String, String)>,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The app image (the top of the chain).
+    pub top: ImageId,
+    /// Its name.
+    pub name: AcIdentifier,
+    /// The layer ACIs, base first.
+    pub layers: Vec<ImageId>,
+    /// How many images were newly stored (0 when all were there).
+    pub newly_stored: usize,
+}
+
+/// Pulls `source` (`oci:DIR[:TAG]`, `docker-archive:FILE[:NAME:TAG]`) into
+/// `store`; see the module docs.
+pub fn pull(
+    store: &Store,
+    source: &str,
+    options: &PullOptions,
+    progress: Arc<dyn Progress>,
+    interrupt: Arc<AtomicBool>,
+) -> Result<PullReport, PullError> {
+    let reference = Reference::parse(source)?;
+    let image = reference.to_string();
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let limits = store.limits().clone();
+    let src = match &reference {
+        Reference::Docker(docker) => {
+            let mut config = HttpConfig::new(&limits);
+            config.allow_http = options.allow_http;
+            config.ca_roots.files = options.ca_files.clone();
+            let client = Client::new(config).map_err(|e| OciError::Invalid {
+                image: image.clone(),
+                what: "registry".to_owned(),
+                problem: e.to_string(),
+            })?;
+            let auth = RegistryAuth::new(options.credentials.clone());
+            open_remote(&image, docker, client, auth, &platform, &limits)?
+        }
+        _ => source::open(&reference, &platform, &limits)?,
+    };
+    let stopped = || PullError::Interrupted {
+        image: image.clone(),
+    };
+
+    let mut chain = None;
+    let mut chain_ids = Vec::with_capacity(src.layers.len());
+    for layer in &src.layers {
+        let id = Sha256Digest::chain(chain, layer.diff_id);
+        chain_ids.push(id);
+        chain = Some(id);
+    }
+    if src.layers.is_empty() {
+        return Err(OciError::Invalid {
+            image: image.clone(),
+            what: "manifest".to_owned(),
+            problem: "the image has no layers".to_owned(),
+        }
+        .into());
+    }
+
+    store.ensure_layout()?;
+    let scratch = store.tmp_dir();
+    // The ACIs to import, bottom first, and the ids of the layers.
+    let mut pending: Vec<(ScratchFile, ImageId)> = Vec::new();
+    let mut layer_ids = Vec::with_capacity(src.layers.len());
+    let top_name = layer_name(chain_ids.last().expect("checked non-empty"));
+    let (top, passwd, group, root) = match stored_layer(store, &top_name)? {
+        Some(top_id) => {
+            progress.note(&format!("{image}: layers already stored"));
+            let passwd = read_stored_file(store, &top_id, b"rootfs/etc/passwd")?;
+            let group = read_stored_file(store, &top_id, b"rootfs/etc/group")?;
+            layer_ids = stored_chain(store, &top_id, src.layers.len())?;
+            // Every layer ACI's rootfs carries the root as it stands.
+            let root = store
+                .open(&top_id)?
+                .entries()
+                .iter()
+                .find(|e| e.path == b"rootfs")
+                .cloned();
+            ((top_id, top_name), passwd, group, root)
+        }
+        None => {
+            let mut converter = Converter::new(image.clone(), limits.clone());
+            let count = src.layers.len();
+            for (index, layer) in src.layers.iter().enumerate() {
+                if interrupt.load(Ordering::SeqCst) {
+                    return Err(stopped());
+                }
+                progress.begin(&format!("layer {}/{count}", index + 1), layer.size);
+                let reader = src.open_layer(index)?;
+                let tar = unpack_layer(
+                    &image,
+                    index + 1,
+                    reader,
+                    layer.compression,
+                    layer.diff_id,
+                    &limits,
+                    &scratch,
+                    Some(&interrupt),
+                    &mut |n| progress.advance(n),
+                );
+                progress.end();
+                let converted = converter.add_layer(tar?, layer.diff_id, &scratch)?;
+                layer_ids.push(converted.id);
+                pending.push((converted.file, converted.id));
+            }
+            let passwd = converter.read_file(b"etc/passwd");
+            let group = converter.read_file(b"etc/group");
+            let top = converter
+                .top()
+                .cloned()
+                .expect("a chain with layers has a top");
+            let root = converter.root().cloned();
+            (top, passwd, group, root)
+        }
+    };
+
+    let (name, version) = &src.name_hint;
+    let manifest = app_manifest(
+        &AppSource {
+            image: &image,
+            name,
+            version: version.as_deref(),
+            config: &src.config,
+            config_digest: src.config_digest,
+            manifest_digest: src.manifest_digest,
+            passwd: passwd.as_deref(),
+            group: group.as_deref(),
+        },
+        &top,
+    )?;
+    let (app_file, app_id) = write_manifest_aci(&image, &manifest, root.as_ref(), &scratch)?;
+    pending.push((app_file, app_id));
+
+    if interrupt.load(Ordering::SeqCst) {
+        return Err(stopped());
+    }
+    let mut stored: Vec<ImageId> = Vec::new();
+    for (file, id) in &pending {
+        if store.contains(id) {
+            continue;
+        }
+        let result = File::open(file.path())
+            .map_err(|source| StoreError::Io {
+                path: file.path().to_owned(),
+                source,
+            })
+            .and_then(|f| store.import(f, &image));
+        match result {
+            Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
+            Ok(_) => {}
+            Err(e) => {
+                // Leave the store as it was: take back what this pull added.
+                for id in stored.iter().rev() {
+                    let _ = store.remove(id);
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(PullReport {
+        top: app_id,
+        name: manifest.name,
+        layers: layer_ids,
+        newly_stored: stored.len(),
+    })
+}
+
+/// The stored layer ACI called `name`, if its blob is there.
+fn stored_layer(store: &Store, name: &AcIdentifier) -> Result<Option<ImageId>, PullError> {
+    Ok(store
+        .records()?
+        .into_iter()
+        .filter(|r| r.name == name.as_str() && store.contains(&r.id))
+        .map(|r| r.id)
+        .next())
+}
+
+/// The ids of a stored chain, base first, by following its dependencies.
+fn stored_chain(store: &Store, top: &ImageId, count: usize) -> Result<Vec<ImageId>, PullError> {
+    let list = render::dependency_list(store, *top)?;
+    let mut ids: Vec<ImageId> = list.images.iter().map(|l| l.id).collect();
+    ids.truncate(count);
+    ids.reverse();
+    Ok(ids)
+}
+
+/// The content of `path` (an archive path, `rootfs/...`) in the rendering
+/// of the stored image `top`, if it is a regular file there.
+fn read_stored_file(
+    store: &Store,
+    top: &ImageId,
+    path: &[u8],
+) -> Result<Option<Vec<u8>>, PullError> {
+    let list = render::dependency_list(store, *top)?;
+    let map = render::file_map(&list)?;
+    let Some(Supplier::Entry { element, entry, .. }) = map.paths.get(path) else {
+        return Ok(None);
+    };
+    let image = &list.images[*element].image.image;
+    let mut found = &image.entries()[*entry];
+    if found.kind == EntryKind::HardLink {
+        let target = found.link_target.clone().unwrap_or_default();
+        match image.entries().iter().find(|e| e.path == target) {
+            Some(t) => found = t,
+            None => return Ok(None),
+        }
+    }
+    if found.kind != EntryKind::Regular {
+        return Ok(None);
+    }
+    Ok(Some(image.data(found).to_vec()))
+}
