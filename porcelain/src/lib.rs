@@ -13,6 +13,7 @@
 //! - [`extract`]: rendering an image with its dependencies into a directory.
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
+//! - [`overlay`]: overlay build trees: `startbuild --overlay`, `--resume`, `endbuild`.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
 //! - [`trust`]: trusting OpenPGP keys for image name prefixes (review, add, list, remove).
 //! - [`run`]: running a command inside a build tree, in Linux namespaces.
@@ -28,6 +29,7 @@ pub mod fsck;
 pub mod gc;
 pub mod images;
 pub mod import;
+pub mod overlay;
 pub mod progress;
 pub mod rm;
 pub mod run;

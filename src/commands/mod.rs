@@ -8,6 +8,7 @@ pub mod build;
 pub mod cat_manifest;
 pub mod copy;
 pub mod diff_tree;
+pub mod endbuild;
 pub mod export;
 pub mod extract;
 pub mod fsck;

@@ -8,7 +8,12 @@
 //! that supplies it and its content from the mmapped blob. A path whose
 //! stat is the one a [`Snapshot`] recorded right after `startbuild`
 //! rendered it is untouched and is not compared at all.
+//!
+//! An overlay build tree (DESIGN §13) is compared by reading only its
+//! upper directory ([`overlay`]); [`mount`] mounts and checks the overlay.
 
+pub mod mount;
+pub mod overlay;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
