@@ -269,8 +269,10 @@ pub fn endbuild(store: &Store, dir: &Path) -> Result<EndReport, OverlayError> {
         mount::unmount(&rootfs)?;
         unmounted = true;
     }
-    remove_tree(&state.tree)?;
+    // The state first: its key is the tree's canonical path, which is
+    // gone with the tree.
     store.remove_build_state(dir)?;
+    remove_tree(&state.tree)?;
     Ok(EndReport {
         unmounted,
         overlay: true,
