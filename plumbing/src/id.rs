@@ -1,6 +1,7 @@
 //! Image ids: `sha512-` followed by the hex SHA-512 of the uncompressed tar
 //! (aci-format §3), in full and prefix forms, and the streaming hasher that
-//! produces them.
+//! produces them; beside them the BLAKE3 [`FastDigest`] a render checks
+//! a stored blob with (DESIGN §13).
 
 use std::fmt;
 use std::str::FromStr;
@@ -216,6 +217,78 @@ impl IdHasher {
     /// The id of everything fed so far.
     pub fn finish(self) -> ImageId {
         ImageId(self.inner.finalize().into())
+    }
+}
+
+/// The BLAKE3 digest of a stored blob: the fast integrity check a render
+/// makes instead of re-hashing SHA-512 (DESIGN §13). It is computed at
+/// import from the same bytes as the id, kept in the blob's entry index,
+/// and never names an image: ids stay SHA-512 (aci-format §3).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FastDigest([u8; 32]);
+
+impl FastDigest {
+    /// The name of the algorithm, as messages and `fsck` print it.
+    pub const ALGORITHM: &'static str = "blake3";
+
+    /// Wraps raw digest bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        FastDigest(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64 lower-case hex digits.
+    pub fn hex(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for byte in self.0 {
+            out.push(hex_digit(byte >> 4));
+            out.push(hex_digit(byte & 0xf));
+        }
+        out
+    }
+}
+
+impl fmt::Display for FastDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", Self::ALGORITHM, self.hex())
+    }
+}
+
+impl fmt::Debug for FastDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Streaming BLAKE3 for [`FastDigest`]s. Feed it large pieces (a MiB or
+/// so): BLAKE3 hashes several chunks of one piece at once with SIMD.
+#[derive(Default, Clone)]
+pub struct FastHasher(blake3::Hasher);
+
+impl FastHasher {
+    /// A hasher that has seen no bytes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything fed so far.
+    pub fn finish(&self) -> FastDigest {
+        FastDigest(*self.0.finalize().as_bytes())
+    }
+}
+
+impl std::fmt::Debug for FastHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FastHasher")
     }
 }
 

@@ -116,7 +116,12 @@ impl OpenImage {
             id,
             path: path.to_owned(),
             map,
-            index: EntryIndex { entries },
+            // Scanned from the map without re-hashing it: no fast digest
+            // (index.rs says when one may be recorded).
+            index: EntryIndex {
+                entries,
+                fast_digest: None,
+            },
         })
     }
 
@@ -155,6 +160,7 @@ impl OpenImage {
             map,
             index: EntryIndex {
                 entries: scanned.entries,
+                fast_digest: None,
             },
         })
     }

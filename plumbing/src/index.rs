@@ -4,10 +4,12 @@
 //! (DESIGN §2). It is derived data: when it is missing or fails to decode,
 //! rebuild it with [`crate::archive::scan_blob`].
 //!
-//! Format (version 1), all integers unsigned LEB128 unless noted:
+//! Format (version 2), all integers unsigned LEB128 unless noted:
 //!
 //! ```text
-//! magic "ACIDOIDX" · version (u32 little-endian) · entry count
+//! magic "ACIDOIDX" · version (u32 little-endian)
+//! fast digest flag (0/1) [· 32 bytes: BLAKE3 of the blob]
+//! entry count
 //! per entry:
 //!   path (length + bytes) · kind (one byte, EntryKind::code) · mode · uid · gid
 //!   mtime (zigzag secs, nanos) · atime flag (0/1) [· zigzag secs · nanos]
@@ -17,13 +19,23 @@
 //! ```
 //!
 //! Nothing may follow the last entry.
+//!
+//! Version 1, written before issue 12, is the same without the fast
+//! digest flag and digest; it is still read (as an index without a fast
+//! digest, which renders check by SHA-512 instead). The digest is present
+//! only when it was computed from the same bytes that were hashed to the
+//! id (at import, or by `fsck --repair` after re-hashing the blob): an
+//! index rebuilt from a blob that was not re-hashed has none.
 
 use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::id::FastDigest;
 
 /// The first bytes of every index.
 pub const MAGIC: &[u8; 8] = b"ACIDOIDX";
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes.
+pub const VERSION: u32 = 2;
+/// The oldest version this code reads (no fast digest).
+pub const OLDEST_VERSION: u32 = 1;
 
 /// Why bytes are not an entry index this code can read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +44,9 @@ pub enum IndexError {
     #[error("not an entry index (bad magic)")]
     BadMagic,
     /// A version this code does not know.
-    #[error("entry index version {found} is not supported (expected {VERSION})")]
+    #[error(
+        "entry index version {found} is not supported (expected {OLDEST_VERSION} to {VERSION})"
+    )]
     UnsupportedVersion {
         /// The version found.
         found: u32,
@@ -66,6 +80,10 @@ pub enum IndexError {
 pub struct EntryIndex {
     /// The entries, as [`crate::archive::scan`] returned them.
     pub entries: Vec<Entry>,
+    /// The BLAKE3 digest of the whole blob, taken from the bytes that were
+    /// hashed to its id; `None` in an index from before issue 12 or one
+    /// rebuilt without re-hashing the blob.
+    pub fast_digest: Option<FastDigest>,
 }
 
 impl EntryIndex {
@@ -74,6 +92,13 @@ impl EntryIndex {
         let mut out = Vec::with_capacity(16 + self.entries.len() * 64);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
+        match &self.fast_digest {
+            Some(digest) => {
+                out.push(1);
+                out.extend_from_slice(digest.bytes());
+            }
+            None => out.push(0),
+        }
         put_u64(&mut out, self.entries.len() as u64);
         for e in &self.entries {
             put_bytes(&mut out, &e.path);
@@ -119,9 +144,14 @@ impl EntryIndex {
             pos: bytes.len() - rest.len(),
         };
         let version = u32::from_le_bytes(r.array::<4>("version")?);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(IndexError::UnsupportedVersion { found: version });
         }
+        let fast_digest = if version >= 2 && r.flag("fast digest flag")? {
+            Some(FastDigest::from_bytes(r.array::<32>("fast digest")?))
+        } else {
+            None
+        };
         let count = r.u64("entry count")?;
         // Every entry takes at least 15 bytes, so a count beyond that is
         // corrupt; checking first keeps garbage from reserving memory.
@@ -140,7 +170,10 @@ impl EntryIndex {
                 extra: r.remaining(),
             });
         }
-        Ok(EntryIndex { entries })
+        Ok(EntryIndex {
+            entries,
+            fast_digest,
+        })
     }
 
     /// The entry at cleaned `path` (`manifest`, `rootfs/etc/passwd`), if any.
@@ -334,6 +367,7 @@ mod tests {
 
     fn sample() -> EntryIndex {
         EntryIndex {
+            fast_digest: Some(FastDigest::from_bytes([0xa5; 32])),
             entries: vec![
                 Entry::new("manifest", EntryKind::Regular)
                     .with_mtime(1_600_000_000, 0)
@@ -378,21 +412,68 @@ mod tests {
             EntryIndex::decode(&bytes),
             Err(IndexError::TrailingBytes { extra: 1 })
         );
-        let mut v2 = sample().encode();
-        v2[8] = 2;
+        let mut v3 = sample().encode();
+        v3[8] = 3;
         assert_eq!(
-            EntryIndex::decode(&v2),
-            Err(IndexError::UnsupportedVersion { found: 2 })
+            EntryIndex::decode(&v3),
+            Err(IndexError::UnsupportedVersion { found: 3 })
+        );
+        let mut v0 = sample().encode();
+        v0[8] = 0;
+        assert_eq!(
+            EntryIndex::decode(&v0),
+            Err(IndexError::UnsupportedVersion { found: 0 })
         );
         assert_eq!(EntryIndex::decode(b"garbage!"), Err(IndexError::BadMagic));
         // A huge entry count with no entries behind it.
         let mut huge = MAGIC.to_vec();
         huge.extend_from_slice(&VERSION.to_le_bytes());
+        huge.push(0);
         huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(matches!(
             EntryIndex::decode(&huge),
             Err(IndexError::Corrupt {
                 field: "entry count",
+                ..
+            })
+        ));
+    }
+
+    /// A version 1 index, as acido wrote it before issue 12: the version-2
+    /// encoding without the digest flag.
+    fn as_version_1(index: &EntryIndex) -> Vec<u8> {
+        let v2 = EntryIndex {
+            fast_digest: None,
+            ..index.clone()
+        }
+        .encode();
+        let mut v1 = v2[..8].to_vec();
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&v2[13..]);
+        v1
+    }
+
+    #[test]
+    fn reads_version_1_without_a_digest() {
+        let index = sample();
+        let v1 = as_version_1(&index);
+        let back = EntryIndex::decode(&v1).unwrap();
+        assert_eq!(back.fast_digest, None);
+        assert_eq!(back.entries, index.entries);
+        // Rewritten, it becomes version 2 and keeps reading the same.
+        let v2 = back.encode();
+        assert_eq!(u32::from_le_bytes(v2[8..12].try_into().unwrap()), VERSION);
+        assert_eq!(EntryIndex::decode(&v2).unwrap(), back);
+    }
+
+    #[test]
+    fn a_bad_digest_flag_is_corrupt() {
+        let mut bytes = sample().encode();
+        bytes[12] = 2;
+        assert!(matches!(
+            EntryIndex::decode(&bytes),
+            Err(IndexError::Corrupt {
+                field: "fast digest flag",
                 ..
             })
         ));
@@ -465,8 +546,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_index_round_trips(entries in proptest::collection::vec(arb_entry(), 0..8)) {
-            let index = EntryIndex { entries };
+        fn any_index_round_trips(
+            entries in proptest::collection::vec(arb_entry(), 0..8),
+            digest in proptest::option::of(any::<[u8; 32]>()),
+        ) {
+            let index = EntryIndex { entries, fast_digest: digest.map(FastDigest::from_bytes) };
+            prop_assert_eq!(EntryIndex::decode(&as_version_1(&index)).map(|i| i.entries), Ok(index.entries.clone()));
             prop_assert_eq!(EntryIndex::decode(&index.encode()), Ok(index));
         }
 
@@ -475,7 +560,7 @@ mod tests {
             entries in proptest::collection::vec(arb_entry(), 1..4),
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
         ) {
-            let mut bytes = EntryIndex { entries }.encode();
+            let mut bytes = EntryIndex { entries, fast_digest: None }.encode();
             for (at, value) in flips {
                 let len = bytes.len();
                 bytes[at % len] = value;

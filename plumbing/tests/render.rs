@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 
 use acido_plumbing::compression::Compression;
 use acido_plumbing::id::ImageId;
+use acido_plumbing::index::EntryIndex;
 use acido_plumbing::pack::{pack_selected, PackOptions};
 use acido_plumbing::render::{
     self, dependency_list, file_map, write_file_map, RenderError, RenderOptions, RenderReport,
@@ -815,8 +816,9 @@ fn case38_missing_dependency_leaves_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-#[test]
-fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
+/// Flips one bit of the data of `ex.com/b`'s blob (the index still
+/// matches the layout); returns the render's top image and the base's id.
+fn world_with_flipped_bit() -> (World, ImageId, ImageId) {
     let mut w = World::new();
     let base_id = w.add(&spec("ex.com/b", vec![File("big", "contents", 0o644)]));
     let mut a = spec("ex.com/a", vec![]);
@@ -825,17 +827,14 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
     let blob = w.store.blob_path(&base_id);
     fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
     let mut bytes = fs::read(&blob).unwrap();
-    // Flip a bit of the data (the index still matches the layout).
     let at = bytes.windows(8).position(|x| x == b"contents").unwrap();
     bytes[at] ^= 1;
     fs::write(&blob, bytes).unwrap();
-    let err = w.render(top, "out").unwrap_err();
-    assert!(
-        matches!(&err, RenderError::HashMismatch { chain, expected, .. } if chain == "ex.com/a -> ex.com/b" && **expected == base_id),
-        "{err}"
-    );
-    assert!(!w.path("out").exists());
-    let leftovers = fs::read_dir(w.tmp.path())
+    (w, top, base_id)
+}
+
+fn render_leftovers(w: &World) -> usize {
+    fs::read_dir(w.tmp.path())
         .unwrap()
         .filter(|e| {
             e.as_ref()
@@ -844,8 +843,24 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
                 .as_bytes()
                 .starts_with(b".acido-render-")
         })
-        .count();
-    assert_eq!(leftovers, 0);
+        .count()
+}
+
+#[test]
+fn bit_flipped_blob_fails_the_fast_digest_and_leaves_nothing() {
+    let (w, top, base_id) = world_with_flipped_bit();
+    // Imported now, so its index records the BLAKE3 digest.
+    let index = EntryIndex::decode(&fs::read(w.store.index_path(&base_id)).unwrap()).unwrap();
+    assert!(index.fast_digest.is_some());
+    let err = w.render(top, "out").unwrap_err();
+    assert!(
+        matches!(&err, RenderError::DigestMismatch { chain, id, expected, found }
+            if chain == "ex.com/a -> ex.com/b" && **id == base_id
+                && Some(**expected) == index.fast_digest && expected != found),
+        "{err}"
+    );
+    assert!(!w.path("out").exists());
+    assert_eq!(render_leftovers(&w), 0);
     // Without verification the damaged data is written (the caller asked).
     let report = render::render(
         &w.store,
@@ -861,6 +876,52 @@ fn bit_flipped_blob_is_a_hash_mismatch_and_leaves_nothing() {
     .unwrap();
     assert!(report.bytes > 8);
     assert_eq!(read(&w.path("unverified"), "rootfs/big"), "bontents");
+}
+
+#[test]
+fn bit_flipped_blob_with_an_old_index_is_a_hash_mismatch() {
+    let (w, top, base_id) = world_with_flipped_bit();
+    // An index as acido wrote it before the fast digest: version 1.
+    let path = w.store.index_path(&base_id);
+    let v2 = EntryIndex {
+        fast_digest: None,
+        ..EntryIndex::decode(&fs::read(&path).unwrap()).unwrap()
+    }
+    .encode();
+    let mut v1 = v2[..8].to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&v2[13..]);
+    fs::write(&path, v1).unwrap();
+    let err = w.render(top, "out").unwrap_err();
+    assert!(
+        matches!(&err, RenderError::HashMismatch { chain, expected, .. } if chain == "ex.com/a -> ex.com/b" && **expected == base_id),
+        "{err}"
+    );
+    assert!(!w.path("out").exists());
+    assert_eq!(render_leftovers(&w), 0);
+}
+
+#[test]
+fn a_bit_flip_anywhere_in_a_blob_fails_the_render() {
+    // Headers, padding, the manifest and the end-of-archive blocks too:
+    // the fast digest covers every byte, as the id does.
+    let mut w = World::new();
+    let top = w.add(&spec("ex.com/one", vec![File("f", "data", 0o644)]));
+    let blob = w.store.blob_path(&top);
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+    let good = fs::read(&blob).unwrap();
+    for at in (0..good.len()).step_by(good.len() / 23) {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x20;
+        fs::write(&blob, &bytes).unwrap();
+        let out = format!("out-{at}");
+        // A flip in a header may also make the index point elsewhere;
+        // either way nothing may be published.
+        assert!(w.render(top, &out).is_err(), "flip at {at} was rendered");
+        assert!(!w.path(&out).exists());
+    }
+    fs::write(&blob, &good).unwrap();
+    w.render(top, "out-good").unwrap();
 }
 
 #[test]

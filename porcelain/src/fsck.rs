@@ -1,11 +1,14 @@
 //! `fsck`: verify the whole store like `git fsck`: re-hash every blob,
-//! check each has a matching index and a record consistent with its
-//! manifest, and find orphans, leftover temps and unknown files. With
-//! repair, rebuild what is derivable and set the damaged aside.
+//! check each has a matching index (with the blob's fast digest) and a
+//! record consistent with its manifest, check every cached tree against
+//! its seal and its images, and find orphans, leftover temps and unknown
+//! files. With repair, rebuild what is derivable (indexes get the fast
+//! digest an older acido did not record) and set the damaged aside.
 
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::id::ImageId;
+use acido_plumbing::render::{self, TreeState};
 use acido_plumbing::store::{
     BlobState, FileKind, IndexState, RecordState, Store, StoreError, TempSweep,
 };
@@ -40,6 +43,12 @@ pub enum ProblemKind {
     StaleTemp,
     /// A file the layout does not name.
     Stray,
+    /// An index records a fast digest that is not its intact blob's.
+    BadDigest,
+    /// A cached tree changed since it was sealed, or its entry is damaged.
+    BadTree,
+    /// A cached tree holds an image that is no longer stored.
+    OrphanTree,
 }
 
 impl ProblemKind {
@@ -59,6 +68,9 @@ impl ProblemKind {
             ProblemKind::OrphanRecord => "orphan-record",
             ProblemKind::StaleTemp => "stale-temp",
             ProblemKind::Stray => "stray",
+            ProblemKind::BadDigest => "bad-digest",
+            ProblemKind::BadTree => "bad-tree",
+            ProblemKind::OrphanTree => "orphan-tree",
         }
     }
 }
@@ -99,6 +111,14 @@ pub struct Problem {
 pub struct FsckReport {
     /// Blobs re-hashed.
     pub blobs_checked: usize,
+    /// Intact blobs whose index has no fast digest (written before
+    /// issue 12): not a problem, their renders check SHA-512 instead.
+    /// Without repair they are only counted.
+    pub without_fast_digest: usize,
+    /// With repair: indexes given their blob's fast digest.
+    pub fast_digests_added: usize,
+    /// Cached trees checked against their seals.
+    pub trees_checked: usize,
     /// Every problem, in the order found: store, blobs by id, orphans,
     /// temps, strays.
     pub problems: Vec<Problem>,
@@ -166,8 +186,8 @@ impl Checker<'_> {
             return;
         }
         self.report.blobs_checked += 1;
-        match store.verify_blob(&id) {
-            Ok(BlobState::Intact { .. }) => {}
+        let fast_digest = match store.verify_blob(&id) {
+            Ok(BlobState::Intact { fast_digest, .. }) => fast_digest,
             // Removed since the listing (by rm): nothing to check.
             Ok(BlobState::Missing) => return,
             Ok(BlobState::NotRegular { kind }) => {
@@ -194,7 +214,7 @@ impl Checker<'_> {
                 self.problem(ProblemKind::Unreadable, subject(), e.to_string(), None);
                 return;
             }
-        }
+        };
         let fresh = match store.scan_image(&id) {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -203,11 +223,30 @@ impl Checker<'_> {
             }
         };
         let rebuild_index = || {
-            store.repair_index(&fresh)?;
+            store.repair_index(&fresh, fast_digest)?;
             Ok("index rebuilt".to_owned())
         };
-        let index_problem = match store.check_index(&fresh) {
+        let index_problem = match store.check_index(&fresh, fast_digest) {
             Ok(IndexState::Current) => None,
+            Ok(IndexState::NoFastDigest) => {
+                self.report.without_fast_digest += 1;
+                if self.repair {
+                    match store.repair_index(&fresh, fast_digest) {
+                        Ok(()) => self.report.fast_digests_added += 1,
+                        Err(e) => self.problem(
+                            ProblemKind::BadIndex,
+                            subject(),
+                            format!("adding the fast digest: {e}"),
+                            None,
+                        ),
+                    }
+                }
+                None
+            }
+            Ok(IndexState::WrongFastDigest { recorded }) => Some((
+                ProblemKind::BadDigest,
+                format!("index records {recorded}, the blob digests to {fast_digest}"),
+            )),
             Ok(IndexState::Missing) => Some((ProblemKind::MissingIndex, "no index".to_owned())),
             Ok(IndexState::NotRegular { kind }) => Some((
                 ProblemKind::BadIndex,
@@ -365,7 +404,133 @@ pub fn fsck(store: &Store, repair: bool) -> Result<FsckReport, StoreError> {
             Some(&fix),
         );
     }
+    checker.check_trees();
     Ok(checker.report)
+}
+
+impl Checker<'_> {
+    /// Checks the tree cache: every complete entry's images are stored
+    /// and its seal holds; damaged entries, leftover temps and strays in
+    /// `trees/` are reported. Entries are derivable, so repair removes them.
+    fn check_trees(&mut self) {
+        let store = self.store;
+        let inv = match store.tree_inventory() {
+            Ok(inv) => inv,
+            Err(e) => {
+                let path = relative(store, &store.trees_dir());
+                self.problem(
+                    ProblemKind::BadTree,
+                    Subject::Path(path),
+                    e.to_string(),
+                    None,
+                );
+                return;
+            }
+        };
+        let remove = |path: &Path| -> Result<String, StoreError> {
+            store.remove_tree_entry(path)?;
+            Ok("removed".to_owned())
+        };
+        for info in &inv.trees {
+            let entry = info.tree.entry();
+            let path = relative(store, entry);
+            let missing: Vec<_> = info
+                .tree
+                .key()
+                .ids()
+                .iter()
+                .filter(|id| !store.contains(id))
+                .collect();
+            if let Some(id) = missing.first() {
+                let detail = format!(
+                    "cached tree of {} holds {}, which is not stored",
+                    info.tree.key().ids()[0].abbrev(12),
+                    id.abbrev(12)
+                );
+                self.problem(
+                    ProblemKind::OrphanTree,
+                    Subject::Path(path),
+                    detail,
+                    Some(&|| remove(entry)),
+                );
+                continue;
+            }
+            self.report.trees_checked += 1;
+            match render::check_cached_tree(&info.tree) {
+                Ok(TreeState::Intact) => {}
+                Ok(TreeState::Changed) => {
+                    let detail =
+                        "cached tree changed since it was rendered (written through?)".to_owned();
+                    self.problem(
+                        ProblemKind::BadTree,
+                        Subject::Path(path),
+                        detail,
+                        Some(&|| remove(entry)),
+                    );
+                }
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::BadTree,
+                        Subject::Path(path),
+                        e.to_string(),
+                        Some(&|| remove(entry)),
+                    );
+                }
+            }
+        }
+        for entry in &inv.damaged {
+            let detail = "cached tree entry without a readable ids file".to_owned();
+            self.problem(
+                ProblemKind::BadTree,
+                Subject::Path(relative(store, entry)),
+                detail,
+                Some(&|| remove(entry)),
+            );
+        }
+        for temp in &inv.temps {
+            match store.tree_temp_in_use(temp) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::StaleTemp,
+                        Subject::Path(relative(store, temp)),
+                        e.to_string(),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            let sweep = || -> Result<String, StoreError> {
+                store.sweep_tree_temps();
+                Ok(if fs_gone(temp) {
+                    "removed"
+                } else {
+                    "left: could not be removed"
+                }
+                .to_owned())
+            };
+            let detail = "leftover of an interrupted tree render or removal".to_owned();
+            self.problem(
+                ProblemKind::StaleTemp,
+                Subject::Path(relative(store, temp)),
+                detail,
+                Some(&sweep),
+            );
+        }
+        for stray in &inv.strays {
+            let fix = || {
+                let moved = store.quarantine_path(stray)?;
+                Ok(format!("moved to {}", relative(store, &moved).display()))
+            };
+            self.problem(
+                ProblemKind::Stray,
+                Subject::Path(relative(store, stray)),
+                "unexpected file in trees/".to_owned(),
+                Some(&fix),
+            );
+        }
+    }
 }
 
 /// Moves a damaged image to `quarantine/`, saying where it went.

@@ -1,6 +1,8 @@
 //! `gc`: delete what no image needs: leftovers of interrupted writes in
-//! `tmp/`, and indexes and records whose blob is gone. Never touches a
-//! live write (its temp is locked) or a blob.
+//! `tmp/` and `trees/`, indexes and records whose blob is gone, and cached
+//! trees no build tree uses (as `rkt image gc` removes unused tree
+//! stores). Never touches a live write (its temp is locked), a blob, or a
+//! cached tree a build tree still uses.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,9 @@ pub enum Garbage {
     OrphanIndex,
     /// A record without a blob.
     OrphanRecord,
+    /// A cached tree no existing build tree uses (or that holds an image
+    /// no longer stored, or whose entry is damaged).
+    Tree,
 }
 
 impl Garbage {
@@ -24,6 +29,7 @@ impl Garbage {
             Garbage::Temp => "temp",
             Garbage::OrphanIndex => "orphan-index",
             Garbage::OrphanRecord => "orphan-record",
+            Garbage::Tree => "tree",
         }
     }
 }
@@ -46,6 +52,8 @@ pub struct GcReport {
     pub removed: Vec<Removed>,
     /// Temps left alone because a live process holds them.
     pub in_use: usize,
+    /// Cached trees kept because a build tree uses them.
+    pub trees_in_use: usize,
 }
 
 impl GcReport {
@@ -98,5 +106,62 @@ pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
             });
         }
     }
+    collect_trees(store, &mut report)?;
     Ok(report)
+}
+
+/// Removes the cached trees nothing uses, damaged entries, and the temps
+/// of killed tree renders.
+fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.tree_inventory()?;
+    for temp in &inv.temps {
+        if store.tree_temp_in_use(temp)? {
+            report.in_use += 1;
+            continue;
+        }
+        let bytes = tree_bytes(temp);
+        store.sweep_tree_temps();
+        if std::fs::symlink_metadata(temp).is_err() {
+            report.removed.push(Removed {
+                kind: Garbage::Temp,
+                path: relative(store, temp),
+                bytes,
+            });
+        }
+    }
+    let unused = inv.trees.iter().filter_map(|info| {
+        let orphan = info.tree.key().ids().iter().any(|id| !store.contains(id));
+        if info.live_users.is_empty() || orphan {
+            Some(info.tree.entry().to_owned())
+        } else {
+            report.trees_in_use += 1;
+            None
+        }
+    });
+    let doomed: Vec<PathBuf> = unused.chain(inv.damaged.iter().cloned()).collect();
+    for entry in doomed {
+        let bytes = tree_bytes(&entry);
+        if store.remove_tree_entry(&entry)? {
+            report.removed.push(Removed {
+                kind: Garbage::Tree,
+                path: relative(store, &entry),
+                bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the regular files under `dir`, each inode once (a cached
+/// tree's hard links share their data).
+fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && seen.insert(m.ino()))
+        .map(|m| m.len())
+        .sum()
 }

@@ -30,6 +30,16 @@ pub enum RmError {
         /// Why it could not be read.
         source: Box<StoreError>,
     },
+    /// A cached tree holding an image to remove is used by a build tree
+    /// (an overlay's lower dir): removing it would pull the files from
+    /// under that build.
+    #[error("{image}: its cached tree is used by the build tree {}; end that build first, or use --force", .user.display())]
+    TreeInUse {
+        /// The image that was to be removed.
+        image: ImageId,
+        /// A build tree using a cached tree that holds it.
+        user: std::path::PathBuf,
+    },
     /// Reading or changing the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -124,8 +134,10 @@ pub fn dependents(
 
 /// Removes the images `names` (ids, prefixes or app strings). All names
 /// are resolved and all dependents checked before anything is removed, so
-/// a refusal removes nothing. Each image goes record first, then index,
-/// then blob, under the store lock ([`Store::remove`]).
+/// a refusal removes nothing. Each image goes with the cached trees that
+/// hold it, then record, index and blob, under the store lock
+/// ([`Store::remove`]); a cached tree a build tree uses is refused
+/// unless forced.
 pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmError> {
     let mut targets = Vec::new();
     for name in names {
@@ -136,6 +148,15 @@ pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmEr
     }
     let mut report = RmReport::default();
     if !force {
+        for info in store.tree_inventory()?.trees {
+            let held = targets.iter().find(|id| info.tree.key().contains(id));
+            if let (Some(image), Some(user)) = (held, info.live_users.first()) {
+                return Err(RmError::TreeInUse {
+                    image: *image,
+                    user: user.clone(),
+                });
+            }
+        }
         for (image, users) in dependents(store, &targets)? {
             if !users.is_empty() {
                 return Err(RmError::HasDependents {

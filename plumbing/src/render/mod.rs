@@ -12,10 +12,14 @@
 //!   (hard-link groups), `write` (the tree writer), `verify` (blob hashes)
 //!   and `publish` (temp dir → rename, and the entry points).
 //!
+//! [`ensure_cached_tree`] renders into the store's tree cache (`cache`)
+//! and [`check_cached_tree`] checks an entry's seal.
+//!
 //! Every error that can be known from the images (a missing dependency, a
 //! cycle, a bad manifest) is found before anything is written; a failure
 //! or interrupt later leaves no target and no temp dir.
 
+mod cache;
 pub mod deps;
 pub mod filemap;
 mod plan;
@@ -26,10 +30,11 @@ mod write;
 use std::io;
 use std::path::PathBuf;
 
-use crate::id::ImageId;
+use crate::id::{FastDigest, ImageId};
 use crate::limits::LimitExceeded;
 use crate::quote::quote_path;
 
+pub use cache::{check_cached_tree, ensure_cached_tree, tree_key, EnsuredTree, TreeState};
 pub use deps::{
     dependency_list, dependency_list_for, DependencyList, ImageSource, ListedImage, SharedImage,
     MAX_DEPTH, MAX_IMAGES,
@@ -146,6 +151,37 @@ pub enum RenderError {
         op: &'static str,
         /// The cause.
         source: io::Error,
+    },
+    /// A stored blob no longer matches the BLAKE3 digest its index
+    /// recorded at import; nothing was published.
+    #[error("{chain}: stored data of {id} no longer matches its digest {expected} (blob damaged; see acido fsck)")]
+    DigestMismatch {
+        /// The chain ending in the damaged image.
+        chain: String,
+        /// The image whose blob is damaged.
+        id: Box<ImageId>,
+        /// The digest recorded at import.
+        expected: Box<FastDigest>,
+        /// What the blob digests to now.
+        found: Box<FastDigest>,
+    },
+    /// Only stored images can be rendered into the tree cache.
+    #[error("{chain}: not a stored image, so its render cannot be cached (import it first)")]
+    NotStored {
+        /// The chain ending in the image read from a file.
+        chain: String,
+    },
+    /// Reading or changing the store's tree cache failed.
+    #[error("tree cache: {source}")]
+    Cache {
+        /// The cause.
+        source: Box<crate::store::StoreError>,
+    },
+    /// Walking a cached tree to seal or check it failed.
+    #[error("tree cache: {source}")]
+    CacheWalk {
+        /// The cause.
+        source: Box<crate::diff::DiffError>,
     },
     /// The interrupt flag was raised; nothing was published.
     #[error("interrupted")]

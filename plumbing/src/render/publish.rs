@@ -33,8 +33,10 @@ use super::RenderError;
 /// How to render.
 #[derive(Clone)]
 pub struct RenderOptions {
-    /// Re-hash every stored blob (on a second thread, while the tree is
-    /// written) and publish only when each still matches its id. Default on.
+    /// Check every stored blob (on a second thread, while the tree is
+    /// written) against the BLAKE3 digest its index recorded at import, or
+    /// its SHA-512 id when the index has none, and publish only when each
+    /// still matches. Default on.
     pub verify: bool,
     /// Called with the number of data bytes written, as they are written.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
@@ -163,7 +165,8 @@ pub fn render_list(
         };
         // A damaged blob explains a write failure better than the failure.
         match (written, verified) {
-            (_, Err(e @ RenderError::HashMismatch { .. })) => Err(e),
+            (_, Err(e @ RenderError::HashMismatch { .. }))
+            | (_, Err(e @ RenderError::DigestMismatch { .. })) => Err(e),
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => Err(e),
             (Ok(report), Ok(())) => Ok(report),

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::archive::{self};
-use crate::id::ImageId;
+use crate::id::{FastHasher, ImageId};
 use crate::index::EntryIndex;
 use crate::interrupt::Interruptible;
 use crate::manifest::ImageManifest;
@@ -99,6 +99,25 @@ impl<W: Write> Write for MidStreamHook<'_, W> {
     }
 }
 
+/// Writes through to the blob's temp file and feeds the same bytes to the
+/// fast digest.
+struct FastHashing<'h, W: Write> {
+    inner: W,
+    hasher: &'h mut FastHasher,
+}
+
+impl<W: Write> Write for FastHashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 impl Store {
     /// Imports one ACI read from `input` (any supported compression).
     ///
@@ -117,8 +136,18 @@ impl Store {
         let (temp, in_flight) = create_locked_temp(&self.tmp_dir(), "import-")?;
         self.hook.call(ImportStep::AfterTempCreate);
 
+        // The fast digest is taken from exactly the bytes the blob gets
+        // (which the scan hashes to the id), after the buffer, so BLAKE3
+        // sees MiB-sized pieces it can hash with SIMD.
+        let mut fast = FastHasher::new();
         let mut writer = MidStreamHook {
-            inner: BufWriter::with_capacity(1 << 20, temp.as_file()),
+            inner: BufWriter::with_capacity(
+                1 << 20,
+                FastHashing {
+                    inner: temp.as_file(),
+                    hasher: &mut fast,
+                },
+            ),
             hook: &self.hook,
             fired: false,
         };
@@ -174,10 +203,13 @@ impl Store {
         drop(in_flight);
         self.hook.call(ImportStep::AfterLinkBeforeRecord);
 
+        // When the blob was already stored, its bytes are these bytes
+        // (the same id), so the digest holds for it too.
         self.write_index(
             &id,
             &EntryIndex {
                 entries: scanned.entries,
+                fast_digest: Some(fast.finish()),
             },
         )?;
         let record = self.record_or_insert(ImageRecord::from_manifest(

@@ -10,6 +10,7 @@
 //! tmp/                            in-flight writes; anything here is garbage once unlocked
 //! lock                            flock(2) target serialising record updates
 //! quarantine/                     damaged blobs and unknown files set aside by `fsck --repair`
+//! trees/                          the rendered-tree cache (see `trees.rs`; derivable)
 //! ```
 //!
 //! Write protocol of [`Store::import`]: the input streams through the
@@ -34,8 +35,8 @@
 //! lock. The jobs live beside it: `import` (the write protocol),
 //! `records` (image records), `build_state` (what `startbuild` leaves for
 //! `build`), `verify` (inventory, verification, repair and quarantine),
-//! `export` (writing an image out) and `files` (the file helpers they
-//! share).
+//! `export` (writing an image out), `trees` (the rendered-tree cache)
+//! and `files` (the file helpers they share).
 
 mod build_state;
 mod export;
@@ -44,6 +45,7 @@ mod import;
 mod records;
 #[cfg(test)]
 mod tests;
+mod trees;
 mod verify;
 
 use std::fs::{self, File, OpenOptions};
@@ -67,6 +69,7 @@ use files::*;
 use import::Hook;
 pub use import::{ImportHook, ImportOutcome, ImportStep};
 pub use records::{ImageRecord, RecordLabel};
+pub use trees::{CachedTree, TreeInfo, TreeInventory, TreeKey, TreeStaging, TREE_NAME_LEN};
 pub use verify::{
     BlobState, FileKind, IdFile, IndexState, Inventory, RecordState, StoreFile, TempSweep,
 };
@@ -350,8 +353,10 @@ impl Store {
     }
 
     /// Removes the blob, index and record of `id` (no dependency checks:
-    /// that is porcelain's job).
+    /// that is porcelain's job), and every cached tree holding it.
     pub fn remove(&self, id: &ImageId) -> Result<(), StoreError> {
+        // Trees first: a tree must never outlive one of its images.
+        self.remove_trees_of(id)?;
         let _guard = self.lock()?;
         let record = self.record_path(id);
         remove_if_exists(&record)?;

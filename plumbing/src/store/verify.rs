@@ -21,14 +21,15 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::id::{IdHasher, ImageId};
+use crate::id::{FastDigest, FastHasher, IdHasher, ImageId};
 use crate::image::OpenImage;
 use crate::index::EntryIndex;
 use crate::manifest::ImageManifest;
 
 /// The top-level names of the layout; anything else at the root is a stray.
-const TOP_LEVEL: [&str; 8] = [
+const TOP_LEVEL: [&str; 9] = [
     "builds",
+    "trees",
     "version",
     "lock",
     "blobs",
@@ -157,6 +158,9 @@ pub enum BlobState {
     Intact {
         /// Its size in bytes.
         size: u64,
+        /// Its BLAKE3 digest, taken in the same read as the id's hash (so
+        /// it may be recorded in the index: see [`Store::repair_index`]).
+        fast_digest: FastDigest,
     },
     /// There is no blob for this id.
     Missing,
@@ -178,8 +182,19 @@ pub enum BlobState {
 /// What [`Store::check_index`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexState {
-    /// The index equals a fresh scan of the blob.
+    /// The index equals a fresh scan of the blob and records the blob's
+    /// fast digest.
     Current,
+    /// The entries equal a fresh scan, but the index has no fast digest
+    /// (written before issue 12, or rebuilt without re-hashing): not
+    /// damage, renders check this blob by SHA-512; `fsck --repair` adds it.
+    NoFastDigest,
+    /// The entries equal a fresh scan, but the recorded fast digest is
+    /// not the blob's: renders would refuse the intact blob.
+    WrongFastDigest {
+        /// The digest the index records.
+        recorded: FastDigest,
+    },
     /// There is no index file.
     Missing,
     /// The index path is not a regular file.
@@ -282,7 +297,8 @@ impl Store {
                     }
                 }
                 // version, lock, builds/ (derivable build states) and
-                // quarantine/ hold nothing to list.
+                // quarantine/ hold nothing to list; trees/ has its own
+                // inventory (Store::tree_inventory).
                 _ => {}
             }
         }
@@ -290,7 +306,8 @@ impl Store {
         Ok(inv)
     }
 
-    /// Re-hashes the blob of `id`. The path is checked with `lstat` and
+    /// Re-hashes the blob of `id` (SHA-512, and BLAKE3 from the same
+    /// read for the index's fast digest). The path is checked with `lstat` and
     /// opened without following links or blocking, so a symlink or fifo in
     /// its place is reported, never read.
     pub fn verify_blob(&self, id: &ImageId) -> Result<BlobState, StoreError> {
@@ -302,6 +319,7 @@ impl Store {
             Err(e) => return Err(e),
         };
         let mut hasher = IdHasher::new();
+        let mut fast = FastHasher::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match file.read(&mut buf) {
@@ -311,11 +329,15 @@ impl Store {
                 Err(source) => return Err(StoreError::Io { path, source }),
             };
             hasher.update(&buf[..n]);
+            fast.update(&buf[..n]);
         }
         let size = hasher.len();
         let found = hasher.finish();
         Ok(if found == *id {
-            BlobState::Intact { size }
+            BlobState::Intact {
+                size,
+                fast_digest: fast.finish(),
+            }
         } else {
             BlobState::HashMismatch { found, size }
         })
@@ -333,8 +355,13 @@ impl Store {
     }
 
     /// Compares the stored index of `fresh`'s image with `fresh` (from
-    /// [`Store::scan_image`]).
-    pub fn check_index(&self, fresh: &OpenImage) -> Result<IndexState, StoreError> {
+    /// [`Store::scan_image`]) and its fast digest with `fast_digest` (from
+    /// [`Store::verify_blob`]).
+    pub fn check_index(
+        &self,
+        fresh: &OpenImage,
+        fast_digest: FastDigest,
+    ) -> Result<IndexState, StoreError> {
         let path = self.index_path(&fresh.id());
         let bytes = match read_regular(&path, u64::MAX) {
             Ok(Some(bytes)) => bytes,
@@ -346,8 +373,12 @@ impl Store {
             Err(e) => IndexState::Unreadable {
                 reason: e.to_string(),
             },
-            Ok(index) if &index == fresh.index() => IndexState::Current,
-            Ok(_) => IndexState::Stale,
+            Ok(index) if index.entries != fresh.index().entries => IndexState::Stale,
+            Ok(index) => match index.fast_digest {
+                Some(recorded) if recorded == fast_digest => IndexState::Current,
+                Some(recorded) => IndexState::WrongFastDigest { recorded },
+                None => IndexState::NoFastDigest,
+            },
         })
     }
 
@@ -393,12 +424,23 @@ impl Store {
         )
     }
 
-    /// Rewrites the index of `fresh`'s image from `fresh`. Something other
-    /// than a regular file at the index path is moved to `quarantine/` first.
-    pub fn repair_index(&self, fresh: &OpenImage) -> Result<(), StoreError> {
+    /// Rewrites the index of `fresh`'s image from `fresh`, with
+    /// `fast_digest`, which must come from the read that found the blob
+    /// intact ([`BlobState::Intact`]): a digest of damaged bytes would let
+    /// renders publish them. Something other than a regular file at the
+    /// index path is moved to `quarantine/` first.
+    pub fn repair_index(
+        &self,
+        fresh: &OpenImage,
+        fast_digest: FastDigest,
+    ) -> Result<(), StoreError> {
         let path = self.index_path(&fresh.id());
         self.set_aside_non_regular(&path)?;
-        self.write_index(&fresh.id(), fresh.index())
+        let index = EntryIndex {
+            entries: fresh.index().entries.clone(),
+            fast_digest: Some(fast_digest),
+        };
+        self.write_index(&fresh.id(), &index)
     }
 
     /// Rewrites the record of `id` from its blob's manifest (see
