@@ -131,8 +131,30 @@ fn same_id_both_ways(env: &Env, base: &str, edit: &dyn Fn(&Path), touched: &[&st
     run.ok();
     let _guard = Unmount(over.join("rootfs"));
     assert!(is_mounted(&over.join("rootfs")), "no overlay mounted");
+    assert!(
+        run.stderr().contains("rendered into the cache"),
+        "{}",
+        run.stderr()
+    );
     let lower = lower_of(env, &over);
     let lower_before = listing(&lower);
+    // A second tree on the same base uses the cached tree as it is.
+    let again = env.path("O2");
+    let run = env.run(["startbuild", "--overlay", base, s(&again)]);
+    run.ok();
+    let _guard2 = Unmount(again.join("rootfs"));
+    assert!(
+        run.stderr().contains("overlay on its cached tree"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(lower_of(env, &again), lower);
+    assert_eq!(
+        listing(&lower),
+        lower_before,
+        "the second startbuild wrote the tree"
+    );
+    env.run(["endbuild", s(&again)]).ok();
 
     for tree in [&plain, &over] {
         let root = tree.join("rootfs");
@@ -470,12 +492,25 @@ fn a_killed_startbuild_leaves_no_mount() {
     let env = Env::new();
     let layout = env.layout("base", &manifest_json("example.com/k"), &[("f", "f\n")]);
     let base = import(&env, &layout);
-    let tree = env.path("T");
-    let marker = env.path("paused");
+    // Killed while the cached tree is written, then just before the mount.
+    for (round, step) in ["render-mid-write", "overlay-before-mount"]
+        .into_iter()
+        .enumerate()
+    {
+        killed_at(&env, &base, step, &env.path(&format!("T{round}")));
+    }
+    // The cache holds one complete entry: the killed render left none.
+    let run = env.run(["fsck"]);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout(), run.stderr());
+}
+
+fn killed_at(env: &Env, base: &str, step: &str, tree: &Path) {
+    let tree = tree.to_owned();
+    let marker = env.path(&format!("paused-{step}"));
     let mut child = env
         .command()
-        .args(["startbuild", "--overlay", &base, s(&tree)])
-        .env("ACIDO_TEST_PAUSE_AT", "overlay-before-mount")
+        .args(["startbuild", "--overlay", base, s(&tree)])
+        .env("ACIDO_TEST_PAUSE_AT", step)
         .env("ACIDO_TEST_PAUSE_FILE", &marker)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -491,7 +526,7 @@ fn a_killed_startbuild_leaves_no_mount() {
     let _guard = Unmount(tree.join("rootfs"));
     assert!(
         !is_mounted(&tree.join("rootfs")),
-        "a killed startbuild left a mount"
+        "a startbuild killed at {step} left a mount"
     );
     let run = env.run(["build", "--import", s(&tree)]);
     assert_eq!(run.code(), 128, "{}", run.stderr());
@@ -502,7 +537,17 @@ fn a_killed_startbuild_leaves_no_mount() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(leftovers.is_empty(), "state left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "state left after {step}: {leftovers:?}"
+    );
+    // A new start on the same base works and mounts.
+    let again = env.path("again");
+    env.run(["-q", "startbuild", "--overlay", base, s(&again)])
+        .ok();
+    let _guard2 = Unmount(again.join("rootfs"));
+    assert!(is_mounted(&again.join("rootfs")));
+    env.run(["endbuild", s(&again)]).ok();
 }
 
 #[test]

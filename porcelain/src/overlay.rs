@@ -20,12 +20,12 @@ use acido_plumbing::build::overlay::copy_root_attrs;
 use acido_plumbing::build::BuildError;
 use acido_plumbing::id::ImageId;
 use acido_plumbing::naming::{self, ImageRef, NamingError};
-use acido_plumbing::render::{self, RenderError};
+use acido_plumbing::render::{self, RenderError, RenderOptions};
 use acido_plumbing::store::{
-    image_list, OverlayDirs, OverlayState, Store, StoreError, OVERLAY_STATE_VERSION,
+    image_list, OverlayDirs, OverlayState, Store, StoreError, TreeKey, OVERLAY_STATE_VERSION,
 };
 
-use crate::extract::render_with_progress;
+use crate::extract::data_bytes;
 use crate::progress::Progress;
 use crate::startbuild::manifest_on_top_of;
 
@@ -101,23 +101,37 @@ pub struct OverlayReport {
     pub was_mounted: bool,
 }
 
-/// The rendering of `list` that an overlay's lower directory is: the
-/// rendered `rootfs` directory, rendered now when `rendered` is set.
-///
-/// Until the store keeps rendered trees, the rendering lives in the
-/// tree's own state directory (`lower/`).
+/// The cached rendering of `list` (the store's tree cache, rendered into
+/// it first when it has none) that an overlay's lower directory is, with
+/// `user` recorded as using it so `gc` keeps it; returns its `rootfs` and
+/// whether it had to be rendered.
 fn lower_tree(
-    dirs: &OverlayDirs,
-    image: &str,
+    store: &Store,
+    user: &Path,
     list: &render::DependencyList,
+    image: &str,
     matches: usize,
     progress: &Arc<dyn Progress>,
     interrupt: &AtomicBool,
 ) -> Result<(PathBuf, bool), OverlayError> {
-    let target = dirs.root.join("lower");
     let map = render::file_map(list)?;
-    render_with_progress(image, list, &map, matches, &target, progress, interrupt)?;
-    Ok((target.join("rootfs"), true))
+    if matches > 1 {
+        progress.note(&format!(
+            "{image}: {matches} images match, using the most recently imported {}",
+            list.images[0].id
+        ));
+    }
+    progress.begin(image, Some(data_bytes(list, &map)));
+    let sink = Arc::clone(progress);
+    let opts = RenderOptions {
+        verify: true,
+        progress: Some(Arc::new(move |n| sink.advance(n))),
+        hook: crate::test_hooks::render_pause_hook(),
+    };
+    let ensured = render::ensure_cached_tree(store, list, &map, Some(user), &opts, interrupt);
+    progress.end();
+    let ensured = ensured?;
+    Ok((ensured.tree.rootfs(), ensured.rendered.is_some()))
 }
 
 /// Starts an overlay build of `image` in `dir` (created; it must not exist
@@ -139,6 +153,7 @@ pub fn startbuild_overlay(
     let mut cleanup = Cleanup {
         store,
         dir: dir.clone(),
+        key: None,
         created,
         armed: true,
     };
@@ -154,12 +169,9 @@ pub fn startbuild_overlay(
         images: image_list(&ids),
     };
     let dirs = store.create_overlay_state(&dir, &state)?;
-    let (lower, rendered) =
-        lower_tree(&dirs, image, &list, resolved.matches, &progress, interrupt)?;
-    state.lower = lower.clone();
-    store.save_overlay_state(&dirs, &state)?;
-    copy_root_attrs(&lower, &dirs.upper)?;
-
+    cleanup.key = tree_key_of(&state);
+    // The tree's own files first, so a start killed from here on leaves a
+    // tree that `build` reports as unmounted and `endbuild` removes.
     let manifest = manifest_on_top_of(&base_manifest, resolved.id);
     let manifest_path = dir.join("manifest");
     let mut text = manifest.to_json_pretty();
@@ -167,6 +179,18 @@ pub fn startbuild_overlay(
     fs::write(&manifest_path, text).map_err(io_err(&manifest_path))?;
     let rootfs = dir.join("rootfs");
     fs::create_dir(&rootfs).map_err(io_err(&rootfs))?;
+    let (lower, rendered) = lower_tree(
+        store,
+        &dir,
+        &list,
+        image,
+        resolved.matches,
+        &progress,
+        interrupt,
+    )?;
+    state.lower = lower.clone();
+    store.save_overlay_state(&dirs, &state)?;
+    copy_root_attrs(&lower, &dirs.upper)?;
 
     crate::test_hooks::overlay_pause(crate::test_hooks::OverlayStep::BeforeMount);
     mount_state(&dirs, &state, &rootfs)?;
@@ -272,6 +296,9 @@ pub fn endbuild(store: &Store, dir: &Path) -> Result<EndReport, OverlayError> {
     // The state first: its key is the tree's canonical path, which is
     // gone with the tree.
     store.remove_build_state(dir)?;
+    if let Some(key) = tree_key_of(&state) {
+        store.release_cached_tree(&key, &state.tree)?;
+    }
     remove_tree(&state.tree)?;
     Ok(EndReport {
         unmounted,
@@ -310,6 +337,12 @@ fn remove_tree(tree: &Path) -> Result<(), OverlayError> {
     // A directory with other files in it stays.
     let _ = fs::remove_dir(tree);
     Ok(())
+}
+
+/// The tree-cache key of the lower directory `state` names.
+fn tree_key_of(state: &OverlayState) -> Option<TreeKey> {
+    let ids: Option<Vec<ImageId>> = state.images.iter().map(|id| id.parse().ok()).collect();
+    ids.filter(|ids| !ids.is_empty()).map(TreeKey::new)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OverlayError + '_ {
@@ -361,6 +394,8 @@ fn make_tree_dir(dir: Option<&Path>, temp_parent: &Path) -> Result<(PathBuf, boo
 struct Cleanup<'a> {
     store: &'a Store,
     dir: PathBuf,
+    /// The cached tree this start recorded itself as a user of.
+    key: Option<TreeKey>,
     created: bool,
     armed: bool,
 }
@@ -371,6 +406,9 @@ impl Drop for Cleanup<'_> {
             return;
         }
         // Best effort: the error that got us here is the one to report.
+        if let Some(key) = &self.key {
+            let _ = self.store.release_cached_tree(key, &self.dir);
+        }
         let _ = self.store.remove_build_state(&self.dir);
         let _ = fs::remove_file(self.dir.join("manifest"));
         let _ = fs::remove_dir(self.dir.join("rootfs"));

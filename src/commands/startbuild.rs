@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, args: StartbuildArgs) -> anyhow::Result<Outcome> {
     };
     let interrupt = crate::interrupt::flag();
     let progress = Arc::new(Bar::new(ctx.quiet));
-    let (dir, base, entries) = if args.overlay {
+    let (dir, base, what) = if args.overlay {
         let report = overlay::startbuild_overlay(
             &store,
             image,
@@ -67,7 +67,12 @@ pub fn run(ctx: &Context, args: StartbuildArgs) -> anyhow::Result<Outcome> {
             progress,
             &interrupt,
         )?;
-        (report.dir, report.base, None)
+        let how = if report.rendered {
+            "overlay on its tree, rendered into the cache"
+        } else {
+            "overlay on its cached tree"
+        };
+        (report.dir, report.base, how.to_owned())
     } else {
         let report = startbuild::startbuild(
             &store,
@@ -77,13 +82,10 @@ pub fn run(ctx: &Context, args: StartbuildArgs) -> anyhow::Result<Outcome> {
             progress,
             &interrupt,
         )?;
-        (report.dir, report.base, Some(report.render.entries))
+        let entries = format!("{} entries", report.render.entries);
+        (report.dir, report.base, entries)
     };
     if !ctx.quiet {
-        let what = match entries {
-            Some(n) => format!("{n} entries"),
-            None => "overlay".to_owned(),
-        };
         writeln!(
             std::io::stderr(),
             "acido: build tree {} on {} ({what}); edit rootfs/ and manifest, then 'acido build {} OUT.aci'",
