@@ -465,3 +465,92 @@ fn eight_concurrent_imports_of_one_image_store_it_once() {
     assert!(tmp_files(&env).is_empty(), "{:?}", tmp_files(&env));
     assert_eq!(env.run(["fsck"]).code(), 0);
 }
+
+/// Rewrites the index of `id` as acido wrote it before the fast digest
+/// (index version 1: no digest flag, no digest).
+fn as_old_index(env: &Env, id: &str) {
+    let path = index(env, id);
+    let v2 = fs::read(&path).unwrap();
+    assert_eq!(
+        &v2[8..13],
+        &[2, 0, 0, 0, 1],
+        "a version 2 index with a digest"
+    );
+    let mut v1 = v2[..8].to_vec();
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&v2[13 + 32..]);
+    fs::write(&path, v1).unwrap();
+}
+
+fn flip_a_data_bit(env: &Env, id: &str, content: &[u8]) {
+    let path = blob(env, id);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let at = bytes
+        .windows(content.len())
+        .position(|w| w == content)
+        .unwrap();
+    bytes[at] ^= 0x01;
+    fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_bit_flip_fails_extract_by_the_fast_digest_and_old_indexes_by_sha512() {
+    let env = Env::new();
+    let (base, mid, _) = family(&env);
+    // Imported now: the index has the digest, and it catches the flip.
+    flip_a_data_bit(&env, &base, b"base\n");
+    let fast = env.run(["extract", "example.com/mid", "out-fast"]);
+    snap!("extract_bit_flip_fast_digest", env, fast);
+    assert_eq!(fast.code(), 128);
+    assert!(!env.path("out-fast").exists());
+    // An old index without it: the render re-hashes SHA-512 and refuses too.
+    as_old_index(&env, &base);
+    let slow = env.run(["extract", "example.com/mid", "out-slow"]);
+    snap!("extract_bit_flip_old_index", env, slow);
+    assert_eq!(slow.code(), 128);
+    assert!(!env.path("out-slow").exists());
+    let _ = mid;
+}
+
+#[test]
+fn old_indexes_are_clean_and_fsck_repair_adds_the_fast_digest() {
+    let env = Env::new();
+    let (base, mid, top) = family(&env);
+    for id in [&base, &mid, &top] {
+        as_old_index(&env, id);
+    }
+    // Not damage: a store written by an older acido is clean, and says how
+    // to make its renders fast.
+    let old = env.run(["fsck"]);
+    snap!("fsck_old_indexes", env, old);
+    assert_eq!(old.code(), 0);
+    assert!(env.run(["extract", "example.com/top", "out-old"]).code() == 0);
+    let repair = env.run(["fsck", "--repair"]);
+    snap!("fsck_repair_old_indexes", env, repair);
+    assert_eq!(repair.code(), 0);
+    for id in [&base, &mid, &top] {
+        assert_eq!(&fs::read(index(&env, id)).unwrap()[8..13], &[2, 0, 0, 0, 1]);
+    }
+    assert_eq!(
+        env.run(["fsck"]).stderr(),
+        "fsck: checked 3 blobs, 0 problems, 0 left\n"
+    );
+    // A digest that lies about an intact blob is a problem fsck repairs.
+    let path = index(&env, &mid);
+    let mut lying = fs::read(&path).unwrap();
+    lying[13] ^= 0xff;
+    fs::write(&path, lying).unwrap();
+    let found = env.run(["fsck"]);
+    assert_eq!(found.code(), 1);
+    assert!(
+        found
+            .stdout()
+            .starts_with(&format!("bad-digest\t{mid}\tindex records blake3-")),
+        "{}",
+        found.stdout()
+    );
+    assert_eq!(env.run(["fsck", "--repair"]).code(), 0);
+    assert_eq!(env.run(["fsck"]).code(), 0);
+    assert_eq!(env.run(["extract", "example.com/mid", "out-new"]).code(), 0);
+}

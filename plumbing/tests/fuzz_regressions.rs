@@ -86,9 +86,19 @@ fn check_clean_path(name: &str, bytes: &[u8]) {
 /// The `index_decode` target's property.
 fn check_index(name: &str, bytes: &[u8]) {
     if let Ok(index) = EntryIndex::decode(bytes) {
+        // A version 1 index comes back as version 2 with a 0 digest flag.
+        let canonical = if bytes[8..12] == 1u32.to_le_bytes() {
+            let mut v2 = bytes[..8].to_vec();
+            v2.extend_from_slice(&2u32.to_le_bytes());
+            v2.push(0);
+            v2.extend_from_slice(&bytes[12..]);
+            v2
+        } else {
+            bytes.to_vec()
+        };
         assert_eq!(
             index.encode(),
-            bytes,
+            canonical,
             "{name}: non-canonical index accepted"
         );
     }

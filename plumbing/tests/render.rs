@@ -15,11 +15,13 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use acido_plumbing::compression::Compression;
+use acido_plumbing::diff::{self, DiffOptions};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::index::EntryIndex;
 use acido_plumbing::pack::{pack_selected, PackOptions};
 use acido_plumbing::render::{
-    self, dependency_list, file_map, write_file_map, RenderError, RenderOptions, RenderReport,
+    self, dependency_list, file_map, write_file_map, EnsuredTree, RenderError, RenderOptions,
+    RenderReport, TreeState,
 };
 use acido_plumbing::store::Store;
 use nix::sys::stat::{utimensat, UtimensatFlags};
@@ -979,4 +981,159 @@ fn interrupt_leaves_nothing() {
             .any(|n| n.as_bytes().starts_with(b".acido-render")),
         "{names:?}"
     );
+}
+
+// The rendered-tree cache (issue 12, item 2).
+
+fn cache_world() -> (World, ImageId, ImageId) {
+    let mut w = World::new();
+    let base = w.add(&spec(
+        "ex.com/base",
+        vec![
+            Dir("etc", 0o755),
+            File("etc/os", "base\n", 0o644),
+            Link("etc/link", "os"),
+            Hard("etc/hard", "etc/os"),
+        ],
+    ));
+    let mut app = spec("ex.com/app", vec![File("app", "app\n", 0o755)]);
+    app.deps = vec![dep("ex.com/base", &[])];
+    let top = w.add(&app);
+    (w, top, base)
+}
+
+fn ensure(w: &World, top: ImageId, user: Option<&Path>) -> Result<EnsuredTree, RenderError> {
+    let list = render::dependency_list(&w.store, top).unwrap();
+    let map = render::file_map(&list).unwrap();
+    render::ensure_cached_tree(
+        &w.store,
+        &list,
+        &map,
+        user,
+        &RenderOptions::default(),
+        &AtomicBool::new(false),
+    )
+}
+
+fn no_changes(a: &Path, b: &Path) {
+    let changes = diff::diff_trees(a, b, &DiffOptions::default()).unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+}
+
+#[test]
+fn a_cached_tree_is_rendered_once_sealed_and_then_reused() {
+    let (w, top, base) = cache_world();
+    let first = ensure(&w, top, None).unwrap();
+    assert!(first.rendered.is_some());
+    let tree = first.tree;
+    assert_eq!(tree.key().ids(), [top, base]);
+    assert_eq!(tree.key().name().len(), 64);
+    assert_eq!(tree.entry(), w.store.trees_dir().join(tree.key().name()));
+    assert_eq!(
+        fs::symlink_metadata(tree.entry()).unwrap().mode() & 0o7777,
+        0o555
+    );
+    // The same tree a plain render writes.
+    w.render(top, "plain").unwrap();
+    no_changes(&w.path("plain"), &tree.path());
+    assert_eq!(
+        fs::read(tree.path().join("manifest")).unwrap(),
+        fs::read(w.path("plain/manifest")).unwrap()
+    );
+    assert_eq!(render::check_cached_tree(&tree).unwrap(), TreeState::Intact);
+    // Used, not written again: same inodes.
+    let ino = fs::metadata(tree.rootfs().join("app")).unwrap().ino();
+    let second = ensure(&w, top, None).unwrap();
+    assert!(second.rendered.is_none());
+    assert_eq!(second.tree, tree);
+    assert_eq!(fs::metadata(tree.rootfs().join("app")).unwrap().ino(), ino);
+    assert_eq!(w.store.cached_tree(tree.key()).unwrap(), Some(tree.clone()));
+    // The base alone is another key.
+    let base_tree = ensure(&w, base, None).unwrap().tree;
+    assert_ne!(base_tree.key(), tree.key());
+    assert_eq!(w.store.tree_inventory().unwrap().trees.len(), 2);
+}
+
+#[test]
+fn a_write_into_a_cached_tree_breaks_its_seal_and_it_is_rendered_again() {
+    let (w, top, _) = cache_world();
+    let tree = ensure(&w, top, None).unwrap().tree;
+    let os = tree.rootfs().join("etc/os");
+    fs::set_permissions(&os, fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(
+        render::check_cached_tree(&tree).unwrap(),
+        TreeState::Changed
+    );
+    fs::write(&os, "written through\n").unwrap();
+    let again = ensure(&w, top, None).unwrap();
+    assert!(again.rendered.is_some());
+    assert_eq!(
+        fs::read(again.tree.rootfs().join("etc/os")).unwrap(),
+        b"base\n"
+    );
+    assert_eq!(
+        render::check_cached_tree(&again.tree).unwrap(),
+        TreeState::Intact
+    );
+    let inv = w.store.tree_inventory().unwrap();
+    assert_eq!((inv.trees.len(), inv.temps.len()), (1, 0), "{inv:?}");
+}
+
+#[test]
+fn users_are_recorded_and_rm_of_any_image_removes_the_tree() {
+    let (w, top, base) = cache_world();
+    let user = w.path("build");
+    fs::create_dir(&user).unwrap();
+    let tree = ensure(&w, top, Some(&user)).unwrap().tree;
+    let inv = w.store.tree_inventory().unwrap();
+    assert_eq!(inv.trees[0].live_users, [fs::canonicalize(&user).unwrap()]);
+    // A second use by the same build is one user.
+    assert!(ensure(&w, top, Some(&user)).unwrap().rendered.is_none());
+    assert_eq!(
+        w.store.tree_inventory().unwrap().trees[0].live_users.len(),
+        1
+    );
+    // A user whose directory is gone is stale.
+    fs::remove_dir(&user).unwrap();
+    let info = &w.store.tree_inventory().unwrap().trees[0];
+    assert_eq!((info.live_users.len(), info.stale_users), (0, 1));
+    fs::create_dir(&user).unwrap();
+    assert!(w.store.release_cached_tree(tree.key(), &user).unwrap());
+    assert!(!w.store.release_cached_tree(tree.key(), &user).unwrap());
+    // Removing the base (a dependency) removes the tree holding it.
+    w.store.remove(&base).unwrap();
+    assert_eq!(w.store.cached_tree(tree.key()).unwrap(), None);
+    let inv = w.store.tree_inventory().unwrap();
+    assert!(inv.trees.is_empty() && inv.temps.is_empty(), "{inv:?}");
+}
+
+#[test]
+fn a_killed_or_failed_render_never_leaves_an_entry_under_the_key() {
+    let (w, top, base) = cache_world();
+    let list = render::dependency_list(&w.store, top).unwrap();
+    let key = render::tree_key(&list);
+    // A writer killed mid-render: its staging dir stays, unlocked.
+    let staging = w.store.stage_tree(&key).unwrap();
+    fs::create_dir(staging.tree_path()).unwrap();
+    fs::write(staging.tree_path().join("manifest"), b"{}").unwrap();
+    drop(staging);
+    assert_eq!(w.store.cached_tree(&key).unwrap(), None);
+    assert_eq!(w.store.tree_inventory().unwrap().temps.len(), 1);
+    // The next render sweeps it and completes its own.
+    let tree = ensure(&w, top, None).unwrap().tree;
+    let inv = w.store.tree_inventory().unwrap();
+    assert_eq!((inv.trees.len(), inv.temps.len()), (1, 0), "{inv:?}");
+    w.store.remove_tree_entry(tree.entry()).unwrap();
+    // A damaged blob: the render is refused and no entry appears.
+    let blob = w.store.blob_path(&base);
+    fs::set_permissions(&blob, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&blob).unwrap();
+    let at = bytes.windows(5).position(|x| x == b"base\n").unwrap();
+    bytes[at] ^= 4;
+    fs::write(&blob, bytes).unwrap();
+    let err = ensure(&w, top, None).unwrap_err();
+    assert!(matches!(err, RenderError::DigestMismatch { .. }), "{err}");
+    assert_eq!(w.store.cached_tree(&key).unwrap(), None);
+    let inv = w.store.tree_inventory().unwrap();
+    assert!(inv.trees.is_empty() && inv.temps.is_empty(), "{inv:?}");
 }

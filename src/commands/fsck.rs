@@ -13,8 +13,9 @@ use crate::output::{self, Outcome};
 /// Arguments of `acido fsck`.
 #[derive(Debug, Args)]
 pub struct FsckArgs {
-    /// Fix what can be fixed: rebuild indexes and records, move damaged
-    /// blobs and unknown files to quarantine/, delete orphans and stale temps
+    /// Fix what can be fixed: rebuild indexes and records (adding the fast
+    /// digest older indexes lack), move damaged blobs and unknown files to
+    /// quarantine/, delete orphans, stale temps and damaged cached trees
     #[arg(long)]
     pub repair: bool,
 }
@@ -45,9 +46,37 @@ pub fn run(ctx: &Context, args: FsckArgs) -> anyhow::Result<Outcome> {
     output::finish(out)?;
     if !ctx.quiet {
         let (blobs, problems) = (report.blobs_checked, report.problems.len());
+        let mut extra = String::new();
+        if report.trees_checked > 0 {
+            let n = report.trees_checked;
+            extra += &format!("; {n} cached {}", if n == 1 { "tree" } else { "trees" });
+        }
+        // Old indexes are no problem (renders check SHA-512 for them),
+        // but only --repair makes their renders fast.
+        if report.fast_digests_added > 0 {
+            extra += &format!(
+                "; fast digest added to {} {}",
+                report.fast_digests_added,
+                if report.fast_digests_added == 1 {
+                    "index"
+                } else {
+                    "indexes"
+                }
+            );
+        } else if report.without_fast_digest > 0 {
+            extra += &format!(
+                "; {} {} without the fast digest (fsck --repair adds it)",
+                report.without_fast_digest,
+                if report.without_fast_digest == 1 {
+                    "index"
+                } else {
+                    "indexes"
+                }
+            );
+        }
         writeln!(
             io::stderr(),
-            "fsck: checked {blobs} {}, {problems} {}, {} left",
+            "fsck: checked {blobs} {}, {problems} {}, {} left{extra}",
             if blobs == 1 { "blob" } else { "blobs" },
             if problems == 1 { "problem" } else { "problems" },
             report.unrepaired()

@@ -51,6 +51,14 @@ pub fn run(ctx: &Context, _args: GcArgs) -> anyhow::Result<Outcome> {
             plural(n, "temp file", "temp files")
         )?;
     }
+    if report.trees_in_use > 0 {
+        let n = report.trees_in_use;
+        writeln!(
+            out,
+            "gc: kept {n} cached {} used by build trees",
+            plural(n, "tree", "trees")
+        )?;
+    }
     output::finish(out)?;
     Ok(Outcome::Success)
 }

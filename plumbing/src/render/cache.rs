@@ -112,9 +112,20 @@ pub fn ensure_cached_tree(
             store.remove_tree_entry(tree.entry()).map_err(cache_err)?;
         }
         let staging = store.stage_tree(&key).map_err(cache_err)?;
-        let report = render_list(list, map, &staging.tree_path(), opts, interrupt)?;
-        let seal = seal_of(&staging.tree_path())?;
-        write_seal(&staging.seal_path(), seal)?;
+        let written =
+            render_list(list, map, &staging.tree_path(), opts, interrupt).and_then(|report| {
+                write_seal(&staging.seal_path(), seal_of(&staging.tree_path())?)?;
+                Ok(report)
+            });
+        let report = match written {
+            Ok(report) => report,
+            Err(e) => {
+                // Unlocked, the staged entry is a leftover: swept now.
+                drop(staging);
+                store.sweep_tree_temps();
+                return Err(e);
+            }
+        };
         store.publish_tree(staging).map_err(cache_err)?;
         // Looked up again: with a user, to record it under the lock; and a
         // concurrent writer may have published the same key first.

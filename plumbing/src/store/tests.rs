@@ -2,6 +2,7 @@ use super::*;
 use crate::archive;
 use crate::archive::tar::tests::{header, push};
 use crate::compression::Compression;
+use crate::id::FastDigest;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 
@@ -184,9 +185,16 @@ fn inventory_finds_images_temps_and_strays() {
 fn verify_blob_finds_bit_flips_fifos_and_symlinks_without_opening_them() {
     let (_dir, store, ids) = store_with(&[aci("example.com/a", b"a"), aci("example.com/b", b"b")]);
     let size = fs::metadata(store.blob_path(&ids[0])).unwrap().len();
+    let recorded = EntryIndex::decode(&fs::read(store.index_path(&ids[0])).unwrap())
+        .unwrap()
+        .fast_digest
+        .expect("import records the fast digest");
     assert_eq!(
         store.verify_blob(&ids[0]).unwrap(),
-        BlobState::Intact { size }
+        BlobState::Intact {
+            size,
+            fast_digest: recorded
+        }
     );
     flip_a_bit(&store.blob_path(&ids[0]));
     assert!(matches!(
@@ -225,35 +233,78 @@ fn index_problems_are_found_and_repaired() {
     let (_dir, store, ids) = store_with(&[aci("example.com/a", b"a")]);
     let id = ids[0];
     let fresh = store.scan_image(&id).unwrap();
-    assert_eq!(store.check_index(&fresh).unwrap(), IndexState::Current);
+    let BlobState::Intact { fast_digest, .. } = store.verify_blob(&id).unwrap() else {
+        panic!("intact blob");
+    };
+    assert_eq!(
+        store.check_index(&fresh, fast_digest).unwrap(),
+        IndexState::Current
+    );
     let path = store.index_path(&id);
 
     fs::remove_file(&path).unwrap();
-    assert_eq!(store.check_index(&fresh).unwrap(), IndexState::Missing);
+    assert_eq!(
+        store.check_index(&fresh, fast_digest).unwrap(),
+        IndexState::Missing
+    );
 
     fs::write(&path, b"garbage").unwrap();
     assert!(matches!(
-        store.check_index(&fresh).unwrap(),
+        store.check_index(&fresh, fast_digest).unwrap(),
         IndexState::Unreadable { .. }
     ));
 
     let mut other = fresh.index().clone();
     other.entries.pop();
     fs::write(&path, other.encode()).unwrap();
-    assert_eq!(store.check_index(&fresh).unwrap(), IndexState::Stale);
+    assert_eq!(
+        store.check_index(&fresh, fast_digest).unwrap(),
+        IndexState::Stale
+    );
+
+    // Entries right, no digest (an index from before the fast digest).
+    fs::write(&path, fresh.index().encode()).unwrap();
+    assert_eq!(
+        store.check_index(&fresh, fast_digest).unwrap(),
+        IndexState::NoFastDigest
+    );
+    // Entries right, a digest that is not the blob's.
+    let wrong = FastDigest::from_bytes([7; 32]);
+    let mut lying = fresh.index().clone();
+    lying.fast_digest = Some(wrong);
+    fs::write(&path, lying.encode()).unwrap();
+    assert_eq!(
+        store.check_index(&fresh, fast_digest).unwrap(),
+        IndexState::WrongFastDigest { recorded: wrong }
+    );
 
     fs::remove_file(&path).unwrap();
     fs::create_dir(&path).unwrap();
     assert_eq!(
-        store.check_index(&fresh).unwrap(),
+        store.check_index(&fresh, fast_digest).unwrap(),
         IndexState::NotRegular {
             kind: FileKind::Directory
         }
     );
-    store.repair_index(&fresh).unwrap();
-    assert_eq!(store.check_index(&fresh).unwrap(), IndexState::Current);
+    store.repair_index(&fresh, fast_digest).unwrap();
+    assert_eq!(
+        store.check_index(&fresh, fast_digest).unwrap(),
+        IndexState::Current
+    );
     // The directory was set aside, not deleted.
     assert!(store.quarantine_dir().join(id.hex()).is_dir());
+}
+
+#[test]
+fn an_index_rebuilt_on_open_has_no_fast_digest() {
+    // Rebuilt from a blob nobody re-hashed, a digest could vouch for
+    // damaged bytes; renders then check SHA-512 instead.
+    let (_dir, store, ids) = store_with(&[aci("example.com/a", b"a")]);
+    fs::remove_file(store.index_path(&ids[0])).unwrap();
+    let image = store.open(&ids[0]).unwrap();
+    assert_eq!(image.index().fast_digest, None);
+    let saved = EntryIndex::decode(&fs::read(store.index_path(&ids[0])).unwrap()).unwrap();
+    assert_eq!(saved.fast_digest, None);
 }
 
 #[test]
