@@ -198,6 +198,24 @@ pub fn build(
         Some(sel) => sel.paths.contains(path),
         None => true,
     };
+    // On an overlay tree only the changed paths are visited (the walk of
+    // the whole mounted tree would cost O(tree)); the archive is the same.
+    let listed: Option<Vec<Vec<u8>>> = match (&selection, used_overlay) {
+        (Some(sel), true) => Some(sel.paths.iter().cloned().collect()),
+        _ => None,
+    };
+    let source = || match &listed {
+        Some(paths) => pack::Source::Listed {
+            manifest: &packed_manifest,
+            rootfs: &rootfs,
+            paths,
+        },
+        None => pack::Source::Selected {
+            manifest: &packed_manifest,
+            rootfs: &rootfs,
+            select: &select,
+        },
+    };
     let io_err = |path: &Path| {
         let path = path.to_owned();
         move |source| BuildCmdError::Io { path, source }
@@ -206,14 +224,11 @@ pub fn build(
     let name = dir.display().to_string();
     let (report, imported) = match &opts.output {
         Some(out) => {
-            let report = pack::pack_selected_to_file(
-                &packed_manifest,
-                &rootfs,
-                &select,
-                out,
-                opts.overwrite,
-                &opts.pack,
-            )?;
+            let sink = pack::Sink::File {
+                path: out,
+                overwrite: opts.overwrite,
+            };
+            let report = pack::pack(source(), sink, &opts.pack)?;
             let imported = if opts.import {
                 let file = File::open(out).map_err(io_err(out))?;
                 Some(store.import(file, &name)?.record)
@@ -226,13 +241,8 @@ pub fn build(
             // Import only: the ACI lives in the store's tmp/ until
             // imported, locked so a `gc` beside the build leaves it alone.
             let (mut temp, _in_flight) = store.create_temp("build-")?;
-            let report = pack::pack_selected(
-                &packed_manifest,
-                &rootfs,
-                &select,
-                temp.as_file_mut(),
-                &opts.pack,
-            )?;
+            let sink = pack::Sink::Writer(temp.as_file_mut());
+            let report = pack::pack(source(), sink, &opts.pack)?;
             let file = File::open(temp.path()).map_err(io_err(temp.path()))?;
             (report, Some(store.import(file, &name)?.record))
         }
