@@ -157,13 +157,17 @@ pub fn mount(paths: OverlayPaths<'_>, target: &Path) -> Result<(), MountError> {
         ("upperdir", paths.upper),
         ("workdir", paths.work),
     ] {
+        // Absolute and without symlinks, as mountinfo shows them, so that
+        // [`is_mounted`] recognises the mount from any working directory.
+        let path = fs::canonicalize(path).map_err(|source| MountError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let bytes = path.as_os_str().as_bytes();
         // overlayfs splits its options at ',' and lowerdir at ':', with
         // '\' as the escape; such a path is refused rather than escaped.
         if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
-            return Err(MountError::UnusablePath {
-                path: path.to_owned(),
-            });
+            return Err(MountError::UnusablePath { path });
         }
         data.extend_from_slice(key.as_bytes());
         data.push(b'=');
@@ -313,6 +317,9 @@ fn unescape(field: &[u8]) -> Vec<u8> {
 /// Whether `target` has an overlay mounted on it whose upper directory is
 /// `upper`.
 pub fn is_mounted(target: &Path, upper: &Path) -> Result<bool, MountError> {
+    let Ok(upper) = fs::canonicalize(upper) else {
+        return Ok(false);
+    };
     Ok(overlay_options(target)?
         .and_then(|o| o.get("upperdir").cloned())
         .is_some_and(|u| Path::new(&u) == upper))
