@@ -482,6 +482,19 @@ fn unmounted_trees_are_reported_resumed_and_ended() {
     assert!(!state_dir.exists(), "endbuild left the build state");
     let run = env.run(["endbuild", s(&env.path("base"))]);
     insta::assert_snapshot!("overlay_endbuild_not_a_build", env.snap(&run));
+
+    // A tree unmounted and removed by hand can still be ended.
+    let gone = env.path("gone");
+    env.run(["-q", "startbuild", "--overlay", &base, s(&gone)])
+        .ok();
+    let (state_dir, _) = state_of(&env, &gone);
+    sh("umount", &[s(&gone.join("rootfs"))]);
+    fs::remove_dir_all(&gone).unwrap();
+    env.run(["endbuild", s(&gone)]).ok();
+    assert!(
+        !state_dir.exists(),
+        "endbuild left the state of a removed tree"
+    );
 }
 
 #[test]

@@ -54,7 +54,16 @@ impl Store {
     /// Outside the tree, so it can never end up in an image.
     pub fn build_state_path(&self, dir: &Path) -> Result<PathBuf, StoreError> {
         use std::os::unix::ffi::OsStrExt;
-        let canonical = fs::canonicalize(dir).map_err(io_err(dir))?;
+        // A tree removed by hand still finds its state (to be ended) under
+        // its absolute path, which is its canonical one when it was given
+        // without symlinks.
+        let canonical = match fs::canonicalize(dir) {
+            Ok(path) => path,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::path::absolute(dir).map_err(io_err(dir))?
+            }
+            Err(source) => return Err(io_err(dir)(source)),
+        };
         let mut hasher = crate::id::IdHasher::new();
         hasher.update(canonical.as_os_str().as_bytes());
         let key = hasher.finish().hex();
