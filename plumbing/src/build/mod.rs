@@ -62,6 +62,15 @@ pub enum BuildError {
         /// The path, C-quoted.
         path: String,
     },
+    /// The upper directory of an overlay tree could not be given the
+    /// attributes of the lower root.
+    #[error("{}: preparing the overlay's upper directory: {reason}", path.display())]
+    UpperRoot {
+        /// The directory concerned.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A hard link of a dependency does not end in a file of its image.
     #[error("{image}: hard link {path:?} does not lead to a file of the same image")]
     BrokenLink {

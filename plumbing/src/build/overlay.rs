@@ -185,31 +185,22 @@ pub fn copy_root_attrs(lower: &Path, upper: &Path) -> Result<(), BuildError> {
     use nix::sys::stat::Mode;
     use nix::sys::time::TimeSpec;
     use nix::unistd::{Gid, Uid};
-    let err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BuildError::Scratch { path, source }
+    let fail = |path: &Path, reason: String| BuildError::UpperRoot {
+        path: path.to_owned(),
+        reason,
     };
     let meta = FileMeta::from_path(lower)
-        .map_err(err(lower))?
+        .map_err(|e| fail(lower, e.to_string()))?
         .filter(|m| m.kind == EntryKind::Directory)
-        .ok_or_else(|| BuildError::Scratch {
-            path: lower.to_owned(),
-            source: std::io::Error::other("the lower root is not a directory"),
-        })?;
+        .ok_or_else(|| fail(lower, "the lower root is not a directory".to_owned()))?;
     let xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
         .xattrs
         .iter()
         .filter(|(k, _)| !k.starts_with(OVERLAY_XATTRS))
         .cloned()
         .collect();
-    let (uid, gid) = match (u32::try_from(meta.uid), u32::try_from(meta.gid)) {
-        (Ok(uid), Ok(gid)) => (uid, gid),
-        _ => {
-            return Err(BuildError::Scratch {
-                path: lower.to_owned(),
-                source: std::io::Error::other("owner out of range"),
-            })
-        }
+    let (Ok(uid), Ok(gid)) = (u32::try_from(meta.uid), u32::try_from(meta.gid)) else {
+        return Err(fail(lower, "owner out of range".to_owned()));
     };
     let attrs = crate::fs::Attrs {
         owner: Some((Uid::from_raw(uid), Gid::from_raw(gid))),
@@ -218,16 +209,14 @@ pub fn copy_root_attrs(lower: &Path, upper: &Path) -> Result<(), BuildError> {
         atime: TimeSpec::UTIME_OMIT,
         mtime: crate::fs::timespec(meta.mtime),
     };
-    let dir = std::fs::File::open(upper).map_err(err(upper))?;
-    let missed = crate::fs::set_attrs(&dir, &attrs).map_err(|e| BuildError::Scratch {
-        path: upper.to_owned(),
-        source: std::io::Error::other(format!("cannot {} it: {}", e.op, e.errno)),
-    })?;
+    let dir = std::fs::File::open(upper).map_err(|e| fail(upper, e.to_string()))?;
+    let missed = crate::fs::set_attrs(&dir, &attrs)
+        .map_err(|e| fail(upper, format!("cannot {} it: {}", e.op, e.errno)))?;
     if missed.owner || missed.xattrs > 0 {
-        return Err(BuildError::Scratch {
-            path: upper.to_owned(),
-            source: std::io::Error::other("the lower root's owner or xattrs could not be copied"),
-        });
+        return Err(fail(
+            upper,
+            "the lower root's owner or xattrs could not be copied".to_owned(),
+        ));
     }
     Ok(())
 }
