@@ -564,6 +564,57 @@ fn killed_at(env: &Env, base: &str, step: &str, tree: &Path) {
 }
 
 #[test]
+fn a_killed_build_leaves_the_overlay_as_it_was() {
+    if !can_mount_overlays("a_killed_build_leaves_the_overlay_as_it_was") {
+        return;
+    }
+    let env = Env::new();
+    let layout = env.layout("base", &manifest_json("example.com/kb"), &[("f", "f\n")]);
+    let base = import(&env, &layout);
+    let tree = env.path("T");
+    env.run(["-q", "startbuild", "--overlay", &base, s(&tree)])
+        .ok();
+    let rootfs = tree.join("rootfs");
+    let _guard = Unmount(rootfs.clone());
+    write(&rootfs.join("new"), "new\n");
+    let upper = upper_of(&env, &tree);
+    let before = listing(&upper);
+    let marker = env.path("paused");
+    let mut child = env
+        .command()
+        .args(["build", "--import", s(&tree)])
+        .env("ACIDO_TEST_PAUSE_AT", "pack-mid-write")
+        .env("ACIDO_TEST_PAUSE_FILE", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "never paused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Exactly the one overlay mount, and its changes untouched.
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let canonical = fs::canonicalize(&rootfs).unwrap();
+    let on_tree = mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(s(&canonical)))
+        .count();
+    assert_eq!(on_tree, 1, "a killed build changed the mounts on the tree");
+    assert_eq!(
+        listing(&upper),
+        before,
+        "a killed build changed the upper directory"
+    );
+    let (id, _) = build(&env, &tree, "after.aci");
+    assert!(id.starts_with("sha512-"));
+    env.run(["endbuild", s(&tree)]).ok();
+}
+
+#[test]
 fn overlay_without_root_fails_clearly_and_creates_nothing() {
     if !is_root() {
         // As a normal user the test is this very case.
