@@ -76,7 +76,8 @@ change() { # ROOTFS
     mapfile -t files < <(cd "$r" && find usr -type f -links 1 -name 'f*' | sort | awk 'NR % 997 == 1' | head -10)
     for i in 0 1 2 3 4; do
         mkdir -p "$r/opt/new"
-        yes "added $i" | head -c $((4096 * (i + 1))) >"$r/opt/new/added$i"
+        # (yes in a process substitution: its SIGPIPE must not fail the script)
+        head -c $((4096 * (i + 1))) < <(yes "added $i") >"$r/opt/new/added$i"
         printf 'changed %s\n' "$i" >>"$r/${files[$i]}"
         rm "$r/${files[$((i + 5))]}"
     done

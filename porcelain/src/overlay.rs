@@ -114,6 +114,13 @@ fn lower_tree(
     progress: &Arc<dyn Progress>,
     interrupt: &AtomicBool,
 ) -> Result<(PathBuf, bool), OverlayError> {
+    // An entry the cache holds is used as it is: an overlay never writes
+    // to its lower directory, so the tree is not walked to check its seal
+    // again (that walk would make every start cost O(tree); `fsck` checks
+    // seals). Only a missing entry is rendered, sealed and checked.
+    if let Some(tree) = store.use_cached_tree(&render::tree_key(list), user)? {
+        return Ok((tree.rootfs(), false));
+    }
     let map = render::file_map(list)?;
     if matches > 1 {
         progress.note(&format!(

@@ -115,13 +115,15 @@ pub fn dependency_rendering(
         compression: crate::compression::Compression::None,
         ..PackOptions::default()
     };
-    pack::pack_selected(
-        top.to_json().as_bytes(),
+    // Only the manifest and the `rootfs` entry: listing no path (rather
+    // than selecting none of a walk) keeps this O(1) in the tree's size.
+    let json = top.to_json();
+    let stand_in = pack::Source::Listed {
+        manifest: json.as_bytes(),
         rootfs,
-        &|_| false,
-        tar.as_file_mut(),
-        &opts,
-    )?;
+        paths: &[],
+    };
+    pack::pack(stand_in, pack::Sink::Writer(tar.as_file_mut()), &opts)?;
     let image = OpenImage::open_archive(tar.path(), scratch, &Limits::default())?;
     let list = render::dependency_list_for(store, image, ImageSource::Archive)?;
     let map = render::file_map(&list)?;
