@@ -42,6 +42,54 @@ PY
     touch "$tree.done"
 }
 
+# bench_minbase_tree DIR: a layout dir shaped like a Debian minbase root
+# (issue 12): about 200 MiB in about 6,800 entries, most of the bytes in a
+# few large files (shared libraries, locale archives, the package lists),
+# many small config and doc files, symlinks and a few hard links. Made
+# once, deterministically (a fixed seed, no network), and reused: DIR.done
+# marks a complete one.
+bench_minbase_tree() {
+    local tree=$1
+    [ -f "$tree.done" ] && return 0
+    rm -rf "$tree"
+    mkdir -p "$tree/rootfs"
+    printf '{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/minbase"}' >"$tree/manifest"
+    python3 - "$tree/rootfs" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(12)
+def write(path, size):
+    full = os.path.join(root, path)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, "wb") as f:
+        # Half random, half repeated: like binaries, partly compressible.
+        half = size // 2
+        f.write(rng.randbytes(half))
+        f.write(bytes(size - half))
+    return full
+# 40 large files: 150 MiB in all (libc, libstdc++, systemd, perl, locales,
+# apt's lists).
+for i in range(40):
+    write(f"usr/lib/x86_64-linux-gnu/big{i}.so.{i % 7}", (150 << 20) // 40)
+# 600 middling files of 16-160 KiB: ~50 MiB (binaries in /usr/bin, ...).
+for i in range(600):
+    d = rng.choice(["usr/bin", "usr/sbin", "usr/lib/x86_64-linux-gnu", "usr/libexec"])
+    write(f"{d}/tool{i}", rng.randrange(16 << 10, 160 << 10))
+# 4,600 small files of under 4 KiB in ~700 directories (/etc, /usr/share/doc,
+# man pages, perl modules), one symlink for every 10 and a hard link for
+# every 300.
+dirs = [f"usr/share/{top}/pkg{i}" for top in ("doc", "man/man1", "perl5", "locale")
+        for i in range(150)] + [f"etc/conf{i}.d" for i in range(100)]
+for i in range(4600):
+    path = write(f"{rng.choice(dirs)}/f{i}", rng.randrange(0, 4 << 10))
+    if i % 10 == 0:
+        os.symlink(f"f{i}", path + ".link")
+    if i % 300 == 0:
+        os.link(path, path + ".hard")
+PY
+    touch "$tree.done"
+}
+
 # oci_last_layer OCI TAG: the path of the newest layer blob of OCI:TAG.
 oci_last_layer() {
     python3 - "$1" "$2" <<'PY'

@@ -1137,3 +1137,18 @@ fn a_killed_or_failed_render_never_leaves_an_entry_under_the_key() {
     let inv = w.store.tree_inventory().unwrap();
     assert!(inv.trees.is_empty() && inv.temps.is_empty(), "{inv:?}");
 }
+
+#[test]
+fn an_entry_that_lost_its_tree_is_rendered_again() {
+    let (w, top, _) = cache_world();
+    let tree = ensure(&w, top, None).unwrap().tree;
+    fs::set_permissions(tree.entry(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(tree.path(), w.path("moved")).unwrap();
+    assert_eq!(
+        render::check_cached_tree(&tree).unwrap(),
+        TreeState::Changed
+    );
+    let again = ensure(&w, top, None).unwrap();
+    assert!(again.rendered.is_some());
+    no_changes(&w.path("moved"), &again.tree.path());
+}

@@ -114,13 +114,19 @@ pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
 /// of killed tree renders.
 fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
     let inv = store.tree_inventory()?;
+    let mut leftovers = Vec::new();
     for temp in &inv.temps {
         if store.tree_temp_in_use(temp)? {
             report.in_use += 1;
-            continue;
+        } else {
+            leftovers.push((temp, tree_bytes(temp)));
         }
-        let bytes = tree_bytes(temp);
+    }
+    // One sweep takes every unlocked temp (and leaves the locked ones).
+    if !leftovers.is_empty() {
         store.sweep_tree_temps();
+    }
+    for (temp, bytes) in leftovers {
         if std::fs::symlink_metadata(temp).is_err() {
             report.removed.push(Removed {
                 kind: Garbage::Temp,

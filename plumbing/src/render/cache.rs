@@ -146,8 +146,15 @@ pub fn ensure_cached_tree(
 
 /// Whether `tree` is still what was rendered and sealed: the stamps of
 /// every path are walked again (no file is read) and digested like the
-/// seal. A missing or unreadable seal counts as [`TreeState::Changed`].
+/// seal. A missing or unreadable seal, or a missing `tree/`, counts as
+/// [`TreeState::Changed`].
 pub fn check_cached_tree(tree: &CachedTree) -> Result<TreeState, RenderError> {
+    let is_dir = fs::symlink_metadata(tree.path()).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        // Nothing to walk: the entry lost its tree (or it was replaced by
+        // something that must not be followed).
+        return Ok(TreeState::Changed);
+    }
     let recorded = fs::read_to_string(tree.seal_path()).ok();
     let now = seal_of(&tree.path())?;
     Ok(

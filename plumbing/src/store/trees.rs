@@ -277,7 +277,11 @@ impl Store {
     }
 
     /// Forgets that `user` uses the entry of `key` (when the build tree is
-    /// ended). Returns whether it was recorded. A missing entry is fine.
+    /// ended). `user` is the directory given to
+    /// [`Store::use_cached_tree`], or any path to it while it exists; once
+    /// it is gone, pass its canonical (absolute, symlink-free) path, or
+    /// leave it: an entry whose users are all gone is unused for `gc`.
+    /// Returns whether it was recorded. A missing entry is fine.
     pub fn release_cached_tree(&self, key: &TreeKey, user: &Path) -> Result<bool, StoreError> {
         // The user may already be gone: then its recorded path is its
         // absolute form, as canonicalize gave it when it was recorded.
@@ -414,6 +418,9 @@ impl Store {
     /// existed. Callers decide whether it may go (see [`TreeInfo`]).
     pub fn remove_tree_entry(&self, entry: &Path) -> Result<bool, StoreError> {
         let trees = self.trees_dir();
+        // A removal killed before its delete left its temp name taken:
+        // swept first, so the rename below finds the name free.
+        temp::sweep_leftovers(&trees, TempKind::Render);
         {
             let _guard = self.lock()?;
             if fs::symlink_metadata(entry).is_err() {
