@@ -16,6 +16,15 @@
 # printing the medians and build / rsync ratios (target with the snapshot:
 # <= 1.5). Both builds must give the same id.
 #
+# Then, as root with overlayfs, overlay build trees (issue 12): interleaved
+#   acido startbuild --overlay BASE O   (the base's tree already cached)
+#   tar -xf TREE.tar                    (the same tree)
+# and, after the same change in an overlay tree O,
+#   acido build --compression none O OUT
+#   rsync -rlptgoDn --delete R/rootfs/ O/rootfs/
+# with the ratios (targets <= 0.05 and <= 0.3); the overlay build's id must
+# be the plain build's.
+#
 # When umoci is installed (Debian's umoci package), the same change is also
 # packed by `umoci repack` after `umoci unpack` of the same base as an OCI
 # image, against `acido build --compression gzip` (target <= 0.5), and the
@@ -32,7 +41,16 @@ cache=${ACIDO_BENCH_CACHE:-$root/target/bench-cache}
 tree="$cache/render-tree-${size_mb}m"
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/build-run.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Overlay trees still mounted (an interrupted run) are unmounted first, so
+# rm never walks into a mount.
+cleanup() {
+    local m
+    for m in $(awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo 2>/dev/null); do
+        umount "$m" || umount -l "$m" || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
 for tool in rsync python3; do
     command -v "$tool" >/dev/null || { echo "bench/build.sh: needs $tool (apt-get install $tool)" >&2; exit 1; }
@@ -51,15 +69,23 @@ rm "$work/base.aci"
 "$acido" -q startbuild "$base" "$work/T"
 
 # The small change: the same picks every run of this script.
+# The content and the times are fixed, so that the same change made in two
+# trees (plain and overlay) builds the same image.
 change() { # ROOTFS
     local r=$1 i
     mapfile -t files < <(cd "$r" && find usr -type f -links 1 -name 'f*' | sort | awk 'NR % 997 == 1' | head -10)
     for i in 0 1 2 3 4; do
         mkdir -p "$r/opt/new"
-        head -c $((4096 * (i + 1))) /dev/urandom >"$r/opt/new/added$i"
+        # (yes in a process substitution: its SIGPIPE must not fail the script)
+        head -c $((4096 * (i + 1))) < <(yes "added $i") >"$r/opt/new/added$i"
         printf 'changed %s\n' "$i" >>"$r/${files[$i]}"
         rm "$r/${files[$((i + 5))]}"
     done
+    for f in "${files[@]}"; do
+        [ -e "$r/$f" ] && touch -d @1700000000 "$r/$f"
+        touch -d @1700000000 "$r/$(dirname "$f")"
+    done
+    touch -d @1700000000 "$r" "$r/opt" "$r/opt/new" "$r"/opt/new/added*
 }
 change "$work/T/rootfs"
 sed -i 's/"name": "example.com\/bench"/"name": "example.com\/bench-next"/' "$work/T/manifest"
@@ -93,6 +119,55 @@ echo "rsync -n --delete:    ${r[*]} ms (median $mr)"
 echo "build (no snapshot):  ${n[*]} ms (median $mn)"
 awk -v b="$mb" -v r="$mr" -v n="$mn" 'BEGIN {
     printf "ratio build / rsync: %.2f with the snapshot (target <= 1.5), %.2f without\n", b / r, n / r }'
+
+# Overlay build trees (issue 12, items 3 and 4): `startbuild --overlay` of
+# the base, whose tree the store has cached, against `tar -xf` of the same
+# tree (target <= 0.05); then the same change in an overlay tree, `build`
+# on it against the rsync dry run (target <= 0.3). Its id must be the plain
+# build's. Needs root and overlayfs.
+overlay_bench() {
+    if [ "$(id -u)" != 0 ] || ! grep -qw overlay /proc/filesystems; then
+        echo "overlay: needs root and overlayfs, skipped"
+        return 0
+    fi
+    # Fills the tree cache, as the first overlay start of an image does.
+    "$acido" -q startbuild --overlay "$base" "$work/warm"
+    "$acido" -q endbuild "$work/warm"
+    tar -cf "$work/tree.tar" -C "$work/R" rootfs
+    local i s e os=() ox=() ob=() orr=() id_over
+    settle_disk
+    for i in $(seq "$runs"); do
+        s=$(now); "$acido" -q startbuild --overlay "$base" "$work/O$i"; e=$(now)
+        os+=($(ms "$s" "$e"))
+        mkdir "$work/x$i"
+        s=$(now); tar -xf "$work/tree.tar" -C "$work/x$i"; e=$(now)
+        ox+=($(ms "$s" "$e"))
+        "$acido" -q endbuild "$work/O$i"
+        rm -rf "$work/x$i"
+    done
+    "$acido" -q startbuild --overlay "$base" "$work/O"
+    change "$work/O/rootfs"
+    sed -i 's/"name": "example.com\/bench"/"name": "example.com\/bench-next"/' "$work/O/manifest"
+    for i in $(seq "$runs"); do
+        s=$(now); id_over=$("$acido" -q build --overwrite --compression none "$work/O" "$work/out-o.aci"); e=$(now)
+        ob+=($(ms "$s" "$e"))
+        s=$(now); rsync -rlptgoDn --delete "$work/R/rootfs/" "$work/O/rootfs/" >/dev/null; e=$(now)
+        orr+=($(ms "$s" "$e"))
+    done
+    "$acido" -q endbuild "$work/O"
+    [ "$id_over" = "$id_snap" ] || { echo "bench/build.sh: the overlay build gave $id_over, the plain one $id_snap" >&2; exit 1; }
+    local mos mox mob mor
+    mos=$(median "${os[@]}") mox=$(median "${ox[@]}") mob=$(median "${ob[@]}") mor=$(median "${orr[@]}")
+    echo "startbuild --overlay (cached tree): ${os[*]} ms (median $mos)"
+    echo "tar -xf of the tree:                ${ox[*]} ms (median $mox)"
+    echo "build (overlay tree):               ${ob[*]} ms (median $mob)"
+    echo "rsync -n --delete (overlay tree):   ${orr[*]} ms (median $mor)"
+    awk -v a="$mos" -v t="$mox" -v b="$mob" -v r="$mor" -v p="$mb" -v pr="$mr" 'BEGIN {
+        printf "ratio startbuild --overlay / tar -xf: %.3f (target <= 0.05)\n", a / t
+        printf "ratio build / rsync: %.2f on the overlay tree (target <= 0.3), %.2f on the plain tree\n", b / r, p / pr }'
+    echo "overlay build id = plain build id: $id_over"
+}
+overlay_bench
 
 if ! command -v umoci >/dev/null; then
     echo "umoci: not installed (apt-get install umoci), comparison skipped"

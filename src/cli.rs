@@ -297,10 +297,12 @@ pub enum Command {
     Verify(crate::commands::verify::VerifyArgs),
     /// Store ACI files in the image store (porcelain)
     Import(ImportArgs),
-    /// Render an image into a build tree that depends on it (porcelain)
+    /// Render (or overlay-mount) an image into a build tree that depends on it (porcelain)
     Startbuild(StartbuildArgs),
     /// Pack a build tree into an image holding only what differs from its dependencies (porcelain)
     Build(BuildArgs),
+    /// End a build: unmount an overlay build tree and remove its build state (porcelain)
+    Endbuild(crate::commands::endbuild::EndbuildArgs),
     /// List the stored images (porcelain)
     Images(ImagesArgs),
     /// Remove stored images that no other stored image depends on (porcelain)

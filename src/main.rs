@@ -81,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Import(args) => commands::import::run(&ctx, args),
         Command::Startbuild(args) => commands::startbuild::run(&ctx, args),
         Command::Build(args) => commands::build::run(&ctx, args),
+        Command::Endbuild(args) => commands::endbuild::run(&ctx, args),
         Command::Images(args) => commands::images::run(&ctx, args),
         Command::Rm(args) => commands::rm::run(&ctx, args),
         Command::Gc(args) => commands::gc::run(&ctx, args),

@@ -145,6 +145,12 @@ const PAGES: &[(&str, Option<&str>, &str, &str)] = &[
         include_str!("../man/prose/acido-build.roff"),
     ),
     (
+        "acido-endbuild",
+        Some("endbuild"),
+        "1",
+        include_str!("../man/prose/acido-endbuild.roff"),
+    ),
+    (
         "acido-run",
         Some("run"),
         "1",

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use acido_plumbing::build::mount::{self, MountError};
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::compression::Compression;
@@ -57,6 +58,18 @@ pub enum BuildCmdError {
     /// Importing the result failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The tree is an overlay build tree whose overlay is not mounted (a
+    /// reboot, an `umount`): its `rootfs` is an empty mount point.
+    #[error("{}: the overlay of this build tree is not mounted (after a reboot?); mount it again with 'acido startbuild --resume {}' or end it with 'acido endbuild {}'", rootfs.display(), dir.display(), dir.display())]
+    NotMounted {
+        /// The tree.
+        dir: PathBuf,
+        /// Its mount point.
+        rootfs: PathBuf,
+    },
+    /// Checking the overlay mount failed.
+    #[error(transparent)]
+    Mount(#[from] MountError),
 }
 
 /// How to build.
@@ -84,6 +97,8 @@ pub struct BuildReport {
     pub whitelisted: bool,
     /// Whether the stat snapshot from `startbuild` was used.
     pub used_snapshot: bool,
+    /// Whether only the upper directory of an overlay build tree was read.
+    pub used_overlay: bool,
     /// The stored image, with `--import`.
     pub imported: Option<ImageRecord>,
     /// Other stored images with the new image's name and exactly its
@@ -133,17 +148,42 @@ pub fn build(
         })?;
     let rootfs = dir.join("rootfs");
 
-    let (packed_manifest, selection, whitelisted, used_snapshot) =
+    let overlay = store.load_overlay_state(dir)?;
+    if let Some((dirs, state)) = &overlay {
+        let mounted_on = state.tree.join("rootfs");
+        if !mount::is_mounted(&mounted_on, &dirs.upper)? {
+            return Err(BuildCmdError::NotMounted {
+                dir: dir.to_owned(),
+                rootfs,
+            });
+        }
+    }
+    let (packed_manifest, selection, whitelisted, used_snapshot, used_overlay) =
         if manifest.dependencies.is_empty() {
-            (manifest_bytes, None, false, false)
+            (manifest_bytes, None, false, false, false)
         } else {
             progress.note("comparing the tree with its dependencies");
             let rendering = build::dependency_rendering(store, &manifest, &rootfs, scratch)?;
-            let snapshot = store
-                .load_build_state(dir)?
-                .and_then(|bytes| Snapshot::decode(&bytes).ok());
-            let (changes, tree) =
-                build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?;
+            // The upper directory is the diff only against the rendering
+            // the lower directory holds; a manifest whose dependencies were
+            // edited since is compared in full through the mount.
+            let upper = overlay.as_ref().and_then(|(dirs, state)| {
+                let deps: Vec<String> = rendering.list.images[1..]
+                    .iter()
+                    .map(|l| l.id.to_string())
+                    .collect();
+                (deps == state.images).then_some(&dirs.upper)
+            });
+            let snapshot = match (&overlay, upper) {
+                (None, _) => store
+                    .load_build_state(dir)?
+                    .and_then(|bytes| Snapshot::decode(&bytes).ok()),
+                _ => None,
+            };
+            let (changes, tree) = match upper {
+                Some(upper) => build::overlay::diff_upper(&rendering, upper)?,
+                None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
+            };
             let selection = build::select(&changes);
             let (bytes, whitelisted) = if selection.deleted > 0 {
                 let mut with_list = manifest.clone();
@@ -152,12 +192,36 @@ pub fn build(
             } else {
                 (manifest_bytes, false)
             };
-            (bytes, Some(selection), whitelisted, snapshot.is_some())
+            (
+                bytes,
+                Some(selection),
+                whitelisted,
+                snapshot.is_some(),
+                upper.is_some(),
+            )
         };
 
     let select = |path: &[u8]| match &selection {
         Some(sel) => sel.paths.contains(path),
         None => true,
+    };
+    // On an overlay tree only the changed paths are visited (the walk of
+    // the whole mounted tree would cost O(tree)); the archive is the same.
+    let listed: Option<Vec<Vec<u8>>> = match (&selection, used_overlay) {
+        (Some(sel), true) => Some(sel.paths.iter().cloned().collect()),
+        _ => None,
+    };
+    let source = || match &listed {
+        Some(paths) => pack::Source::Listed {
+            manifest: &packed_manifest,
+            rootfs: &rootfs,
+            paths,
+        },
+        None => pack::Source::Selected {
+            manifest: &packed_manifest,
+            rootfs: &rootfs,
+            select: &select,
+        },
     };
     let io_err = |path: &Path| {
         let path = path.to_owned();
@@ -169,14 +233,11 @@ pub fn build(
     let others_named = |id: &ImageId| same_name_and_labels(store, &manifest, id);
     let (report, imported, same_name) = match &opts.output {
         Some(out) => {
-            let report = pack::pack_selected_to_file(
-                &packed_manifest,
-                &rootfs,
-                &select,
-                out,
-                opts.overwrite,
-                &opts.pack,
-            );
+            let sink = pack::Sink::File {
+                path: out,
+                overwrite: opts.overwrite,
+            };
+            let report = pack::pack(source(), sink, &opts.pack);
             progress.end();
             let report = report?;
             let same_name = others_named(&report.id);
@@ -198,13 +259,8 @@ pub fn build(
                 compression: Compression::None,
                 ..opts.pack.clone()
             };
-            let report = pack::pack_selected(
-                &packed_manifest,
-                &rootfs,
-                &select,
-                temp.as_file_mut(),
-                &uncompressed,
-            );
+            let sink = pack::Sink::Writer(temp.as_file_mut());
+            let report = pack::pack(source(), sink, &uncompressed);
             progress.end();
             let report = report?;
             let same_name = others_named(&report.id);
@@ -217,6 +273,7 @@ pub fn build(
         selection,
         whitelisted,
         used_snapshot,
+        used_overlay,
         imported,
         same_name,
     })

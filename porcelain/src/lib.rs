@@ -13,6 +13,7 @@
 //! - [`extract`]: rendering an image with its dependencies into a directory.
 //! - [`startbuild`]: rendering a base image into a build tree with a stat snapshot.
 //! - [`build`]: packing a build tree into a diff image over its dependencies.
+//! - [`overlay`]: overlay build trees: `startbuild --overlay`, `--resume`, `endbuild`.
 //! - [`copy`]: copying host files (and unpacking tar archives) into a build tree.
 //! - [`fetch`]: fetching images by name (appc discovery), URL or file, checked before they are stored.
 //! - [`pull`]: OCI and Docker images into the store as chains of ACIs.
@@ -32,6 +33,7 @@ pub mod fsck;
 pub mod gc;
 pub mod images;
 pub mod import;
+pub mod overlay;
 pub mod progress;
 pub mod pull;
 pub mod push;

@@ -7,7 +7,8 @@
 //! interrupt it there. The steps are those of an import (after-temp-create,
 //! mid-stream, before-link, after-link-before-record), of a render
 //! (render-after-temp-create, render-mid-write, render-before-rename) and
-//! of a pack (pack-after-temp-create, pack-mid-write).
+//! of a pack (pack-after-temp-create, pack-mid-write) and of an overlay
+//! startbuild (overlay-before-mount).
 //!
 //! Without the feature every function here returns `None` and the
 //! variables are never read, so a release binary carries no hook. The
@@ -75,6 +76,24 @@ pub fn pack_pause_hook() -> Option<PackHook> {
     }
     #[cfg(not(feature = "test-hooks"))]
     None
+}
+
+/// The steps of `startbuild --overlay` a test can pause at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayStep {
+    /// The state and the tree's files are written; nothing is mounted.
+    BeforeMount,
+}
+
+/// Pauses at `step` when `ACIDO_TEST_PAUSE_AT` names it; does nothing
+/// without the feature.
+pub fn overlay_pause(step: OverlayStep) {
+    #[cfg(feature = "test-hooks")]
+    if let Some(hook) = enabled::pause_at(&[("overlay-before-mount", OverlayStep::BeforeMount)]) {
+        hook(step);
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = step;
 }
 
 #[cfg(feature = "test-hooks")]

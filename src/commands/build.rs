@@ -174,7 +174,9 @@ fn summarize(ctx: &Context, report: &BuildReport) -> anyhow::Result<()> {
                 } else {
                     ""
                 },
-                if report.used_snapshot {
+                if report.used_overlay {
+                    "; overlay tree, only its changes read"
+                } else if report.used_snapshot {
                     ""
                 } else {
                     "; no startbuild snapshot, every file compared"

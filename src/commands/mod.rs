@@ -9,6 +9,7 @@ pub mod cat_manifest;
 pub mod completions;
 pub mod copy;
 pub mod diff_tree;
+pub mod endbuild;
 pub mod export;
 pub mod extract;
 pub mod fetch;

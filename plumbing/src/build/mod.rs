@@ -8,7 +8,12 @@
 //! that supplies it and its content from the mmapped blob. A path whose
 //! stat is the one a [`Snapshot`] recorded right after `startbuild`
 //! rendered it is untouched and is not compared at all.
+//!
+//! An overlay build tree (DESIGN §13) is compared by reading only its
+//! upper directory ([`overlay`]); [`mount`] mounts and checks the overlay.
 
+pub mod mount;
+pub mod overlay;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -57,6 +62,15 @@ pub enum BuildError {
         /// The path, C-quoted.
         path: String,
     },
+    /// The upper directory of an overlay tree could not be given the
+    /// attributes of the lower root.
+    #[error("{}: preparing the overlay's upper directory: {reason}", path.display())]
+    UpperRoot {
+        /// The directory concerned.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A hard link of a dependency does not end in a file of its image.
     #[error("{image}: hard link {path:?} does not lead to a file of the same image")]
     BrokenLink {
@@ -101,13 +115,15 @@ pub fn dependency_rendering(
         compression: crate::compression::Compression::None,
         ..PackOptions::default()
     };
-    pack::pack_selected(
-        top.to_json().as_bytes(),
+    // Only the manifest and the `rootfs` entry: listing no path (rather
+    // than selecting none of a walk) keeps this O(1) in the tree's size.
+    let json = top.to_json();
+    let stand_in = pack::Source::Listed {
+        manifest: json.as_bytes(),
         rootfs,
-        &|_| false,
-        tar.as_file_mut(),
-        &opts,
-    )?;
+        paths: &[],
+    };
+    pack::pack(stand_in, pack::Sink::Writer(tar.as_file_mut()), &opts)?;
     let image = OpenImage::open_archive(tar.path(), scratch, &Limits::default())?;
     let list = render::dependency_list_for(store, image, ImageSource::Archive)?;
     let map = render::file_map(&list)?;

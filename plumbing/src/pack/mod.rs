@@ -291,6 +291,20 @@ pub enum Source<'a> {
         /// Which paths to pack.
         select: &'a dyn Fn(&[u8]) -> bool,
     },
+    /// `manifest` plus exactly the listed paths under `rootfs`, without
+    /// walking the rest of the tree: the same archive as
+    /// [`Source::Selected`] with a `select` that keeps the listed paths
+    /// (entries in the same walk order, hard links grouped among them),
+    /// at a cost that depends on the list, not on the tree (an overlay
+    /// build tree's changes). A listed path that is missing is an error.
+    Listed {
+        /// The manifest's bytes.
+        manifest: &'a [u8],
+        /// The rootfs directory.
+        rootfs: &'a Path,
+        /// Rootfs-relative paths (`etc/passwd`), in any order.
+        paths: &'a [Vec<u8>],
+    },
 }
 
 /// Where [`pack`] writes the archive.

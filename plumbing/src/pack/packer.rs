@@ -37,21 +37,53 @@ pub(super) fn pack_source(
     match source {
         Source::Layout(dir) => {
             let manifest = check_layout(dir, guard)?;
-            pack_tree(&manifest, &dir.join("rootfs"), &|_| true, out, opts, guard)
+            let all = |_: &[u8]| true;
+            pack_tree(
+                &manifest,
+                &dir.join("rootfs"),
+                Walk::Select(&all),
+                out,
+                opts,
+                guard,
+            )
         }
         Source::Selected {
             manifest,
             rootfs,
             select,
-        } => pack_tree(manifest, rootfs, *select, out, opts, guard),
+        } => pack_tree(manifest, rootfs, Walk::Select(*select), out, opts, guard),
+        Source::Listed {
+            manifest,
+            rootfs,
+            paths,
+        } => pack_tree(manifest, rootfs, Walk::Listed(paths), out, opts, guard),
     }
+}
+
+/// Which paths below the root [`pack_tree`] packs.
+#[derive(Clone, Copy)]
+enum Walk<'a> {
+    /// The whole tree is walked; the paths `select` keeps are packed.
+    Select(&'a dyn Fn(&[u8]) -> bool),
+    /// Only these paths are visited, in walk order.
+    Listed(&'a [Vec<u8>]),
+}
+
+/// `paths` in the order [`pack_tree`]'s walk visits them: depth first,
+/// siblings by name bytes, a directory before what is in it; that is,
+/// ordered by their lists of components.
+fn walk_order(paths: &[Vec<u8>]) -> Vec<&[u8]> {
+    let mut sorted: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+    sorted.sort_by(|a, b| a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/')));
+    sorted.dedup();
+    sorted
 }
 
 /// The packer proper: writes the manifest, `rootfs` and the selected tree.
 fn pack_tree(
     manifest: &[u8],
     rootfs: &Path,
-    select: &dyn Fn(&[u8]) -> bool,
+    walk: Walk<'_>,
     out: &mut dyn Write,
     opts: &PackOptions,
     guard: Option<(u64, u64)>,
@@ -101,34 +133,53 @@ fn pack_tree(
     packer.add(rootfs, b"rootfs".to_vec(), &root_meta)?;
 
     let mut mid_write_hook = opts.hook.as_ref();
-    let walk = walkdir::WalkDir::new(rootfs)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by(|a, b| a.file_name().cmp(b.file_name()));
-    for item in walk {
-        let item = item.map_err(|err| PackError::Read {
-            path: err.path().unwrap_or(rootfs).to_owned(),
-            source: err.into(),
-        })?;
-        let rel = item
-            .path()
-            .strip_prefix(rootfs)
-            .expect("walkdir yields paths under its root")
-            .as_os_str()
-            .as_bytes();
-        if !select(rel) {
-            continue;
-        }
-        let meta = item.metadata().map_err(|err| PackError::Read {
-            path: item.path().to_owned(),
-            source: err.into(),
-        })?;
+    // Each visited path: (its full path, its rootfs-relative bytes, its lstat).
+    let mut visit = |path: &Path, rel: &[u8], meta: &Metadata| -> Result<(), PackError> {
         packer.check_interrupt()?;
         let mut name = b"rootfs/".to_vec();
         name.extend_from_slice(rel);
-        packer.add(item.path(), name, &meta)?;
+        packer.add(path, name, meta)?;
         if let Some(hook) = mid_write_hook.take() {
             hook(PackStep::MidWrite);
+        }
+        Ok(())
+    };
+    match walk {
+        Walk::Listed(paths) => {
+            for rel in walk_order(paths) {
+                let path = rootfs.join(OsStr::from_bytes(rel));
+                let meta = fs::symlink_metadata(&path).map_err(|source| PackError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                visit(&path, rel, &meta)?;
+            }
+        }
+        Walk::Select(select) => {
+            let walk = walkdir::WalkDir::new(rootfs)
+                .min_depth(1)
+                .follow_links(false)
+                .sort_by(|a, b| a.file_name().cmp(b.file_name()));
+            for item in walk {
+                let item = item.map_err(|err| PackError::Read {
+                    path: err.path().unwrap_or(rootfs).to_owned(),
+                    source: err.into(),
+                })?;
+                let rel = item
+                    .path()
+                    .strip_prefix(rootfs)
+                    .expect("walkdir yields paths under its root")
+                    .as_os_str()
+                    .as_bytes();
+                if !select(rel) {
+                    continue;
+                }
+                let meta = item.metadata().map_err(|err| PackError::Read {
+                    path: item.path().to_owned(),
+                    source: err.into(),
+                })?;
+                visit(item.path(), rel, &meta)?;
+            }
         }
     }
     packer.check_interrupt()?;

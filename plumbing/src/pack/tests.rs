@@ -356,3 +356,53 @@ fn progress_counts_every_byte_of_file_data() {
     assert_eq!(total.load(Ordering::SeqCst), 600 * 1024 + 3);
     assert!(calls.load(Ordering::SeqCst) >= 4, "one call per buffer");
 }
+
+#[test]
+fn a_listed_pack_is_the_selected_pack_of_the_same_paths() {
+    let dir = layout(b"{}");
+    let r = dir.path().join("rootfs");
+    // "a-c" sorts before "a/" by bytes but after "a"'s subtree in a walk.
+    fs::create_dir_all(r.join("a/b")).unwrap();
+    fs::write(r.join("a/b/f"), b"f").unwrap();
+    fs::write(r.join("a-c"), b"ac").unwrap();
+    fs::hard_link(r.join("a-c"), r.join("a/link")).unwrap();
+    fs::write(r.join("z"), b"not listed").unwrap();
+    symlink("a-c", r.join("s")).unwrap();
+    let listed: Vec<Vec<u8>> = ["s", "a-c", "a/link", "a/b/f", "a", "a/b"]
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+    let mut selected = Vec::new();
+    pack_selected(
+        b"{}",
+        &r,
+        &|p| listed.iter().any(|l| l == p),
+        &mut selected,
+        &opts(Compression::None),
+    )
+    .unwrap();
+    let mut by_list = Vec::new();
+    let source = Source::Listed {
+        manifest: b"{}",
+        rootfs: &r,
+        paths: &listed,
+    };
+    pack(source, Sink::Writer(&mut by_list), &opts(Compression::None)).unwrap();
+    assert_eq!(
+        names(&by_list)[2..4],
+        [b"rootfs/a".to_vec(), b"rootfs/a/b".to_vec()]
+    );
+    assert!(by_list == selected, "listed and selected packs differ");
+    let missing = [b"nope".to_vec()];
+    let source = Source::Listed {
+        manifest: b"{}",
+        rootfs: &r,
+        paths: &missing,
+    };
+    let err = pack(
+        source,
+        Sink::Writer(&mut Vec::new()),
+        &opts(Compression::None),
+    );
+    assert!(matches!(err, Err(PackError::Read { .. })));
+}

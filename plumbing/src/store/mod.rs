@@ -63,6 +63,7 @@ use crate::image::{ImageError, OpenImage};
 use crate::index::EntryIndex;
 use crate::manifest::ManifestError;
 
+pub use build_state::{image_list, OverlayDirs, OverlayState, OVERLAY_STATE_VERSION};
 pub use export::{ExportOptions, ExportReport};
 use files::*;
 use import::Hook;

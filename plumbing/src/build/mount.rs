@@ -1,0 +1,372 @@
+//! Mounting the overlay of an overlay build tree (DESIGN §13) and checking
+//! what the kernel gave.
+//!
+//! The upper directory alone must be a correct diff of the tree against
+//! the lower one, so three overlayfs features stay off:
+//! - `redirect_dir`: a renamed directory would be recorded as a redirect
+//!   xattr pointing into the lower directory instead of as its contents;
+//!   with it off, renaming a lower directory fails with `EXDEV` and `mv`
+//!   copies instead;
+//! - `metacopy`: a chmod/chown would copy up only metadata, leaving an
+//!   upper file without its data;
+//! - `index`: a copied-up hard link would stay linked to lower aliases
+//!   that have no upper entry of their own.
+//!
+//! `mountinfo` shows an overlay feature only when it differs from the
+//! module's default, so a feature missing from the mount's options has
+//! the value of `/sys/module/overlay/parameters/<feature>`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+/// The features [`mount`] turns off and [`check`] verifies.
+const FEATURES_OFF: [&str; 3] = ["redirect_dir", "metacopy", "index"];
+
+/// Why an overlay could not be mounted, checked or unmounted.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// Mounting needs `CAP_SYS_ADMIN` (root).
+    #[error(
+        "overlay build trees need root (CAP_SYS_ADMIN) to mount overlayfs; use a plain startbuild"
+    )]
+    NotRoot,
+    /// The kernel has no overlayfs.
+    #[error("overlay build trees need overlayfs, which this kernel does not offer (not in /proc/filesystems); use a plain startbuild")]
+    NoOverlayfs,
+    /// A directory's path cannot be passed in overlayfs mount options.
+    #[error("{}: a path with ',', ':' or '\\' cannot be used as an overlay directory", path.display())]
+    UnusablePath {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// mount(2) failed.
+    #[error("{}: mounting the overlay (lower {}, upper {}) failed: {source}{hint}", target.display(), lower.display(), upper.display())]
+    Mount {
+        /// The mount point.
+        target: PathBuf,
+        /// The lower directory.
+        lower: PathBuf,
+        /// The upper directory.
+        upper: PathBuf,
+        /// The kernel's answer.
+        source: Errno,
+        /// What the answer usually means.
+        hint: &'static str,
+    },
+    /// The kernel mounted the overlay with a feature on that must be off.
+    #[error("{}: the kernel mounted the overlay with {feature}={value}, but a build tree needs it off (unmounted again)", target.display())]
+    FeatureOn {
+        /// The mount point.
+        target: PathBuf,
+        /// The feature.
+        feature: &'static str,
+        /// What the kernel gave.
+        value: String,
+    },
+    /// The mount did not show up in `/proc/self/mountinfo`.
+    #[error("{}: the overlay mount is not listed in /proc/self/mountinfo", target.display())]
+    NotListed {
+        /// The mount point.
+        target: PathBuf,
+    },
+    /// umount(2) failed.
+    #[error("{}: unmounting the overlay failed: {source}{hint}", target.display())]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// The kernel's answer.
+        source: Errno,
+        /// What the answer usually means.
+        hint: &'static str,
+    },
+    /// Reading a `/proc` or `/sys` file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+/// Fails with a reason when this process cannot mount an overlay:
+/// without `CAP_SYS_ADMIN`, or on a kernel without overlayfs.
+pub fn check_support() -> Result<(), MountError> {
+    if !has_sys_admin() {
+        return Err(MountError::NotRoot);
+    }
+    let path = Path::new("/proc/filesystems");
+    let list = fs::read_to_string(path).map_err(|source| MountError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if lists_overlay(&list) {
+        Ok(())
+    } else {
+        Err(MountError::NoOverlayfs)
+    }
+}
+
+/// Whether a `/proc/filesystems` text lists overlayfs.
+fn lists_overlay(list: &str) -> bool {
+    list.lines()
+        .any(|line| line.split_whitespace().last() == Some("overlay"))
+}
+
+/// Whether the effective capability set holds `CAP_SYS_ADMIN` (bit 21 of
+/// `CapEff` in `/proc/self/status`); the effective uid decides when the
+/// file cannot be read.
+fn has_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    match caps {
+        Some(caps) => caps & (1 << CAP_SYS_ADMIN) != 0,
+        None => nix::unistd::geteuid().is_root(),
+    }
+}
+
+/// The overlay's three directories.
+#[derive(Debug, Clone, Copy)]
+pub struct OverlayPaths<'a> {
+    /// The read-only lower directory (the cached rendering).
+    pub lower: &'a Path,
+    /// The upper directory (the tree's changes).
+    pub upper: &'a Path,
+    /// The work directory (same file system as `upper`).
+    pub work: &'a Path,
+}
+
+/// Mounts the overlay of `paths` on `target` with the features of
+/// [`FEATURES_OFF`] off, then [`check`]s the mount; when the check fails
+/// the overlay is unmounted again.
+pub fn mount(paths: OverlayPaths<'_>, target: &Path) -> Result<(), MountError> {
+    let mut data = Vec::new();
+    for (key, path) in [
+        ("lowerdir", paths.lower),
+        ("upperdir", paths.upper),
+        ("workdir", paths.work),
+    ] {
+        // Absolute and without symlinks, as mountinfo shows them, so that
+        // [`is_mounted`] recognises the mount from any working directory.
+        let path = fs::canonicalize(path).map_err(|source| MountError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let bytes = path.as_os_str().as_bytes();
+        // overlayfs splits its options at ',' and lowerdir at ':', with
+        // '\' as the escape; such a path is refused rather than escaped.
+        if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
+            return Err(MountError::UnusablePath { path });
+        }
+        data.extend_from_slice(key.as_bytes());
+        data.push(b'=');
+        data.extend_from_slice(bytes);
+        data.push(b',');
+    }
+    data.extend_from_slice(b"redirect_dir=off,metacopy=off,index=off");
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(OsStr::from_bytes(&data)),
+    )
+    .map_err(|source| MountError::Mount {
+        target: target.to_owned(),
+        lower: paths.lower.to_owned(),
+        upper: paths.upper.to_owned(),
+        source,
+        hint: match source {
+            Errno::EPERM => " (root is needed)",
+            Errno::ENODEV => " (no overlayfs in this kernel)",
+            Errno::EINVAL => {
+                " (the upper directory's file system may lack xattrs or d_type, see dmesg)"
+            }
+            _ => "",
+        },
+    })?;
+    if let Err(e) = check(target) {
+        // Best effort: the check's error says more than a failed unmount.
+        let _ = unmount(target);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Checks that the overlay mounted on `target` has every feature of
+/// [`FEATURES_OFF`] off.
+pub fn check(target: &Path) -> Result<(), MountError> {
+    let Some(options) = overlay_options(target)? else {
+        return Err(MountError::NotListed {
+            target: target.to_owned(),
+        });
+    };
+    for feature in FEATURES_OFF {
+        let value = match options.get(feature) {
+            Some(value) => value.clone(),
+            None => module_default(feature),
+        };
+        // redirect_dir=follow and =nofollow create no redirects either.
+        let off = matches!(value.as_str(), "off" | "follow" | "nofollow");
+        if !off {
+            return Err(MountError::FeatureOn {
+                target: target.to_owned(),
+                feature,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The module default of an overlay feature as a mount option value:
+/// `on`/`off` from `/sys/module/overlay/parameters/<feature>` (`Y`/`N`),
+/// `off` when the parameter is not there (a kernel without the feature).
+fn module_default(feature: &str) -> String {
+    let path = Path::new("/sys/module/overlay/parameters").join(feature);
+    match fs::read_to_string(path).map(|s| s.trim().to_owned()) {
+        Ok(v) if v == "Y" => "on".to_owned(),
+        _ => "off".to_owned(),
+    }
+}
+
+/// The superblock options of the overlay mounted on `target`, when
+/// `/proc/self/mountinfo` lists one there (the last one listed: the one on
+/// top).
+pub fn overlay_options(target: &Path) -> Result<Option<BTreeMap<String, String>>, MountError> {
+    // mountinfo lists absolute paths without symlinks; a target that cannot
+    // be resolved has nothing mounted on it.
+    let Ok(target) = fs::canonicalize(target) else {
+        return Ok(None);
+    };
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read(path).map_err(|source| MountError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(overlay_options_in(&text, target.as_os_str().as_bytes()))
+}
+
+/// [`overlay_options`] on a given `mountinfo` text.
+fn overlay_options_in(mountinfo: &[u8], target: &[u8]) -> Option<BTreeMap<String, String>> {
+    let mut found = None;
+    for line in mountinfo.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        // Field 5 is the mount point; after the optional fields, a lone
+        // "-" is followed by the type, the source and the super options.
+        let Some(point) = fields.get(4) else { continue };
+        if unescape(point) != target {
+            continue;
+        }
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        if fields.get(dash + 1) != Some(&&b"overlay"[..]) {
+            // Something else mounted on top hides the overlay.
+            found = None;
+            continue;
+        }
+        let options = fields.get(dash + 3).copied().unwrap_or_default();
+        let mut map = BTreeMap::new();
+        for option in options.split(|&b| b == b',') {
+            let option = String::from_utf8_lossy(&unescape(option)).into_owned();
+            match option.split_once('=') {
+                Some((k, v)) => map.insert(k.to_owned(), v.to_owned()),
+                None => map.insert(option, String::new()),
+            };
+        }
+        found = Some(map);
+    }
+    found
+}
+
+/// Undoes the octal escapes (`\040` for a space) of `mountinfo` fields.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let value = d.iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether `target` has an overlay mounted on it whose upper directory is
+/// `upper`.
+pub fn is_mounted(target: &Path, upper: &Path) -> Result<bool, MountError> {
+    let Ok(upper) = fs::canonicalize(upper) else {
+        return Ok(false);
+    };
+    Ok(overlay_options(target)?
+        .and_then(|o| o.get("upperdir").cloned())
+        .is_some_and(|u| Path::new(&u) == upper))
+}
+
+/// Unmounts the overlay on `target` (never following a symlink there).
+pub fn unmount(target: &Path) -> Result<(), MountError> {
+    nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW).map_err(|source| MountError::Unmount {
+        target: target.to_owned(),
+        source,
+        hint: match source {
+            Errno::EBUSY => " (a process has a file open or its working directory in the tree)",
+            Errno::EPERM => " (root is needed)",
+            _ => "",
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_overlayfs_in_proc_filesystems() {
+        assert!(lists_overlay("nodev\tsysfs\nnodev\toverlay\n\text4\n"));
+        assert!(!lists_overlay("nodev\tsysfs\n\text4\n"));
+        assert!(!lists_overlay("nodev\toverlayfoo\n"));
+    }
+
+    #[test]
+    fn reads_the_options_of_the_topmost_overlay() {
+        let info = b"22 27 0:21 / /proc rw - proc proc rw\n\
+47 27 0:40 / /t/my\\040tree/rootfs rw,relatime shared:1 - overlay overlay rw,lowerdir=/l,upperdir=/s/up,workdir=/s/w,redirect_dir=on\n";
+        let opts = overlay_options_in(info, b"/t/my tree/rootfs").unwrap();
+        assert_eq!(opts["upperdir"], "/s/up");
+        assert_eq!(opts["redirect_dir"], "on");
+        assert!(overlay_options_in(info, b"/t/other").is_none());
+        let hidden = [
+            &info[..],
+            b"48 47 0:41 / /t/my\\040tree/rootfs rw - tmpfs tmpfs rw\n",
+        ]
+        .concat();
+        assert!(overlay_options_in(&hidden, b"/t/my tree/rootfs").is_none());
+    }
+
+    #[test]
+    fn unescapes_octal_only() {
+        assert_eq!(unescape(b"a\\040b\\134c\\9"), b"a b\\c\\9");
+    }
+}

@@ -1,0 +1,222 @@
+//! Reading an overlay build tree's upper directory as the diff against its
+//! dependencies (DESIGN §13), so that a build costs what changed.
+//!
+//! The tree a user sees in `DIR/rootfs` is the lower directory (the cached
+//! rendering of the dependencies, which the expected [`Tree`] describes
+//! without reading it) with the upper directory laid over it:
+//! - an upper character device 0/0 is a whiteout: the path and everything
+//!   below it are gone;
+//! - an upper directory with `trusted.overlay.opaque=y` hides every lower
+//!   path below it (those in the upper directory are new ones);
+//! - an upper non-directory hides the lower subtree of the same path;
+//! - any other upper path is the path as it is now: new, or copied up from
+//!   the lower directory when something touched it, and then compared with
+//!   the lower entry, so a copy-up that changed nothing is no change.
+//!
+//! A lower path nobody touched keeps the rendering's metadata, except its
+//! hard-link group: overlayfs without `index` breaks a group when one
+//! member is copied up, deleted or replaced, and the group shrinks to the
+//! members still in the lower directory, as the mounted tree shows it.
+//!
+//! From these, the tree after the edits is assembled in memory and
+//! compared with the rendering by the same judge a plain build uses, so a
+//! plain tree and an overlay tree with the same contents give the same
+//! changes and the same image.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use crate::diff::{self, Attr, Change, DiffError, DiffOptions, FileMeta, Status, Tree};
+use crate::entry::EntryKind;
+
+use super::{BuildError, DependencyRendering};
+
+/// The xattr namespace overlayfs keeps its own bookkeeping in; it is never
+/// part of the tree a user sees.
+const OVERLAY_XATTRS: &[u8] = b"trusted.overlay.";
+
+/// What the upper directory says about each path in it.
+struct Upper {
+    /// Paths that are there now, with their metadata (overlay xattrs
+    /// removed).
+    present: HashMap<Vec<u8>, FileMeta>,
+    /// Paths deleted by a whiteout.
+    whiteouts: HashSet<Vec<u8>>,
+    /// Directories whose lower contents are hidden.
+    opaque: HashSet<Vec<u8>>,
+}
+
+impl Upper {
+    fn read(upper: &Path) -> Result<Upper, BuildError> {
+        let walked = diff::walk(upper)?;
+        let mut present = HashMap::new();
+        let mut whiteouts = HashSet::new();
+        let mut opaque = HashSet::new();
+        for (path, meta) in walked.iter() {
+            let key = if path == diff::ROOT_PATH {
+                Vec::new()
+            } else {
+                path.to_vec()
+            };
+            if meta.kind == EntryKind::CharDevice && (meta.dev_major, meta.dev_minor) == (0, 0) {
+                whiteouts.insert(key);
+                continue;
+            }
+            let mut meta = meta.clone();
+            if meta.kind == EntryKind::Directory
+                && meta
+                    .xattrs
+                    .iter()
+                    .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y")
+            {
+                opaque.insert(key.clone());
+            }
+            meta.xattrs.retain(|(k, _)| !k.starts_with(OVERLAY_XATTRS));
+            present.insert(key, meta);
+        }
+        Ok(Upper {
+            present,
+            whiteouts,
+            opaque,
+        })
+    }
+
+    /// Whether the lower path `key` (not itself in the upper directory) is
+    /// hidden: deleted by a whiteout of itself or an ancestor, or below an
+    /// opaque directory or an upper non-directory.
+    fn hides(&self, key: &[u8]) -> bool {
+        if self.whiteouts.contains(key) {
+            return true;
+        }
+        key.iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'/')
+            .map(|(i, _)| &key[..i])
+            .chain(std::iter::once(&b""[..]).filter(|_| !key.is_empty()))
+            .any(|ancestor| {
+                self.whiteouts.contains(ancestor)
+                    || self.opaque.contains(ancestor)
+                    || self
+                        .present
+                        .get(ancestor)
+                        .is_some_and(|m| m.kind != EntryKind::Directory)
+            })
+    }
+}
+
+/// Compares the overlay build tree whose upper directory is `upper` with
+/// `rendering` (which must be what its lower directory holds), reading
+/// only the upper directory, and returns the changes in the terms of
+/// `diff-tree` (A the rendering, B the tree) with the tree after the edits
+/// (for the `pathWhitelist`).
+pub fn diff_upper(
+    rendering: &DependencyRendering,
+    upper: &Path,
+) -> Result<(Vec<Change>, Tree), BuildError> {
+    let expected = rendering.expected()?;
+    let layer = Upper::read(upper)?;
+
+    let mut entries: BTreeMap<Vec<u8>, FileMeta> = BTreeMap::new();
+    let mut untouched: HashSet<Vec<u8>> = HashSet::new();
+    for (path, meta) in expected.tree.iter() {
+        let key = if path == diff::ROOT_PATH {
+            Vec::new()
+        } else {
+            path.to_vec()
+        };
+        if layer.present.contains_key(&key) || layer.hides(&key) {
+            continue;
+        }
+        untouched.insert(key.clone());
+        entries.insert(key, meta.clone());
+    }
+    // A group keeps only the members still in the lower directory.
+    for (key, meta) in entries.iter_mut() {
+        if !meta.hard_links.is_empty() {
+            meta.hard_links
+                .retain(|m| untouched.contains(m) && m != key);
+        }
+    }
+    for (key, meta) in &layer.present {
+        let mut meta = meta.clone();
+        // Whiteouts share one inode; they are no hard links of a file.
+        meta.hard_links.retain(|m| layer.present.contains_key(m));
+        entries.insert(key.clone(), meta);
+    }
+    let actual = Tree::from_entries(upper.to_owned(), entries);
+
+    let opts = DiffOptions::default();
+    let changes = diff::diff_walked_with(&expected.tree, &actual, &mut |path, a, b| {
+        let key: &[u8] = if path == diff::ROOT_PATH { b"" } else { path };
+        if expected.implied.contains(key) {
+            // As in a plain build: only an explicit entry reproduces an
+            // implied directory's time.
+            return Ok(Some((Status::Modified, vec![Attr::Mtime])));
+        }
+        let full = actual.full_path(path);
+        let lower = untouched.contains(key);
+        diff::compare(a, b, &opts, || {
+            if lower {
+                // Untouched, so its bytes are the rendering's.
+                return Ok(true);
+            }
+            let Some(&(element, entry)) = expected.data.get(key) else {
+                return Ok(false);
+            };
+            match (rendering.image(element), rendering.entry(element, entry)) {
+                (Some(image), Some(e)) => diff::content_equals(&full, image.data(e)),
+                _ => Ok(false),
+            }
+        })
+        .map_err(|source| DiffError::Content {
+            a: std::path::PathBuf::from(format!("{}", rendering.list.images[0].id)),
+            b: full.clone(),
+            source,
+        })
+    })?;
+    Ok((changes, actual))
+}
+
+/// Gives the upper directory `upper` the owner, mode, xattrs and mtime of
+/// the lower root `lower`: the mounted root directory shows the upper
+/// root's attributes, and they must be the rendering's `rootfs` entry's
+/// for an untouched root to be no change.
+pub fn copy_root_attrs(lower: &Path, upper: &Path) -> Result<(), BuildError> {
+    use nix::sys::stat::Mode;
+    use nix::sys::time::TimeSpec;
+    use nix::unistd::{Gid, Uid};
+    let fail = |path: &Path, reason: String| BuildError::UpperRoot {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = FileMeta::from_path(lower)
+        .map_err(|e| fail(lower, e.to_string()))?
+        .filter(|m| m.kind == EntryKind::Directory)
+        .ok_or_else(|| fail(lower, "the lower root is not a directory".to_owned()))?;
+    let xattrs: Vec<(Vec<u8>, Vec<u8>)> = meta
+        .xattrs
+        .iter()
+        .filter(|(k, _)| !k.starts_with(OVERLAY_XATTRS))
+        .cloned()
+        .collect();
+    let (Ok(uid), Ok(gid)) = (u32::try_from(meta.uid), u32::try_from(meta.gid)) else {
+        return Err(fail(lower, "owner out of range".to_owned()));
+    };
+    let attrs = crate::fs::Attrs {
+        owner: Some((Uid::from_raw(uid), Gid::from_raw(gid))),
+        mode: Some(Mode::from_bits_truncate(meta.mode)),
+        xattrs: &xattrs,
+        atime: TimeSpec::UTIME_OMIT,
+        mtime: crate::fs::timespec(meta.mtime),
+    };
+    let dir = std::fs::File::open(upper).map_err(|e| fail(upper, e.to_string()))?;
+    let missed = crate::fs::set_attrs(&dir, &attrs)
+        .map_err(|e| fail(upper, format!("cannot {} it: {}", e.op, e.errno)))?;
+    if missed.owner || missed.xattrs > 0 {
+        return Err(fail(
+            upper,
+            "the lower root's owner or xattrs could not be copied".to_owned(),
+        ));
+    }
+    Ok(())
+}
