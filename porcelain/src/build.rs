@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use acido_plumbing::build::mount::{self, MountError};
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
-use acido_plumbing::id::ImageId;
 use acido_plumbing::compression::Compression;
+use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
 use acido_plumbing::pack::{self, PackError, PackOptions, PackReport};
 use acido_plumbing::store::{ImageRecord, Store, StoreError};
