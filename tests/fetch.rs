@@ -7,16 +7,18 @@
 //! fail under `CI` and skip loudly otherwise.
 
 mod common;
+#[path = "common/gpg.rs"]
+mod gpg;
 #[path = "common/https.rs"]
 mod https;
 
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{manifest, Env, Run};
+use gpg::{fingerprints, gpg_in};
 use https::{HttpsServer, Reply, TestCa};
 
 /// The keys the tests sign with, made once per test binary.
@@ -35,67 +37,14 @@ struct Keys {
     revoked_pub: PathBuf,
 }
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v != "false" && v != "0")
-}
-
 fn keys() -> Option<&'static Keys> {
     static KEYS: OnceLock<Option<Keys>> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let present = Command::new("gpg")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !present {
-            assert!(
-                !ci(),
-                "gpg is not installed (apt-get install gnupg); CI must run the fetch tests"
-            );
-            eprintln!("SKIPPED: gpg is not installed (apt-get install gnupg)");
-            return None;
-        }
-        Some(make_keys())
-    })
-    .as_ref()
-}
-
-/// Runs gpg in `home`, one call at a time, stopping its agent after.
-fn gpg_in(home: &Path, args: &[&str]) -> String {
-    static GPG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = GPG.lock().unwrap_or_else(|e| e.into_inner());
-    let output = Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-        .args(args)
-        .output()
-        .expect("run gpg");
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", home)
-        .args(["--kill", "gpg-agent"])
-        .status();
-    assert!(
-        output.status.success(),
-        "gpg {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn private_home(prefix: &str) -> tempfile::TempDir {
-    let home = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    fs::set_permissions(
-        home.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    home
+    KEYS.get_or_init(|| gpg::require("fetch").then(make_keys))
+        .as_ref()
 }
 
 fn make_keys() -> Keys {
-    let home = private_home("gpg-fetch-");
+    let home = gpg::private_home("gpg-fetch-");
     let h = home.path();
     let gen = |uid: &str, algo: &str, expire: &str, faked: Option<&str>| {
         let mut args = vec![];
@@ -104,11 +53,7 @@ fn make_keys() -> Keys {
         }
         args.extend(["--quick-gen-key", uid, algo, "sign", expire]);
         gpg_in(h, &args);
-        gpg_in(h, &["--with-colons", "--list-keys", uid])
-            .lines()
-            .find(|l| l.starts_with("fpr:"))
-            .map(|l| l.split(':').nth(9).unwrap().to_ascii_lowercase())
-            .unwrap()
+        fingerprints(h, uid)[0].clone()
     };
     let good = gen("Good Signer <good@example.com>", "ed25519", "never", None);
     let rsa = gen("Rsa Signer <rsa@example.com>", "rsa2048", "never", None);
@@ -129,7 +74,7 @@ fn make_keys() -> Keys {
     let cert = fs::read_to_string(rev)
         .unwrap()
         .replace(":-----BEGIN", "-----BEGIN");
-    let other = private_home("gpg-revoked-");
+    let other = gpg::private_home("gpg-revoked-");
     let export = other.path().join("gone.pub");
     gpg_in(
         h,

@@ -6,6 +6,8 @@
 //! and skip loudly otherwise.
 
 mod common;
+#[path = "common/gpg.rs"]
+mod gpg;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -14,6 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{manifest, Env, Run};
+use gpg::{fingerprints, gpg_in};
 
 /// The keys every test uses, made once per test binary.
 struct Keys {
@@ -34,74 +37,17 @@ struct Keys {
     mallory: String,
 }
 
-fn gpg_available() -> bool {
-    Command::new("gpg")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The shared keys, or `None` (with a loud skip) when gpg is missing;
 /// under `CI` a missing gpg fails the test instead.
 fn keys() -> Option<&'static Keys> {
     static KEYS: OnceLock<Option<Keys>> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        if !gpg_available() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "gpg is not installed (apt-get install gnupg); CI must run the trust tests"
-            );
-            eprintln!("SKIPPED: gpg is not installed (apt-get install gnupg)");
-            return None;
-        }
-        Some(make_keys())
-    })
-    .as_ref()
-}
-
-/// Runs gpg in `home`, then stops the gpg-agent it started: the shared
-/// keys live in a static that is never dropped, so nothing else would.
-/// Calls are serialised so that no call loses its agent to another's
-/// clean-up.
-fn gpg_in(home: &Path, args: &[&str]) -> String {
-    static GPG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = GPG.lock().unwrap_or_else(|e| e.into_inner());
-    let output = Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-        .args(args)
-        .output()
-        .expect("run gpg");
-    let _ = Command::new("gpgconf")
-        .env("GNUPGHOME", home)
-        .args(["--kill", "gpg-agent"])
-        .status();
-    assert!(
-        output.status.success(),
-        "gpg {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The fingerprints (primary first, then subkeys) of the key `uid`.
-fn fingerprints(home: &Path, uid: &str) -> Vec<String> {
-    gpg_in(home, &["--with-colons", "--list-keys", uid])
-        .lines()
-        .filter(|l| l.starts_with("fpr:"))
-        .map(|l| l.split(':').nth(9).unwrap().to_ascii_lowercase())
-        .collect()
+    KEYS.get_or_init(|| gpg::require("trust").then(make_keys))
+        .as_ref()
 }
 
 fn make_keys() -> Keys {
-    // Under target/ rather than /tmp: the static holding it is never
-    // dropped, so the directory stays until `cargo clean`.
-    let home = tempfile::Builder::new()
-        .prefix("gpg-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    let home = gpg::private_home("gpg-");
     let h = home.path();
-    fs::set_permissions(h, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gen = |uid: &str, algo: &str, usage: &str, expire: &str, faked: Option<&str>| {
         let mut args = vec![];
         if let Some(time) = faked {
