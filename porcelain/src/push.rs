@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::naming::{self, ImageRef, NamingError};
 use acido_plumbing::oci::push::{push_to_layout, PushReport};
-use acido_plumbing::oci::registry::{push_layout_to_registry, RegistryAuth, UploadReport};
 use acido_plumbing::oci::reference::Reference;
+use acido_plumbing::oci::registry::{push_layout_to_registry, RegistryAuth, UploadReport};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, RenderError};
 use acido_plumbing::store::{Store, StoreError};
@@ -31,7 +31,9 @@ pub enum PushError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A destination acido cannot write to.
-    #[error("{destination}: pushing is supported to oci:DIR[:TAG] and docker://HOST/REPO[:TAG] only")]
+    #[error(
+        "{destination}: pushing is supported to oci:DIR[:TAG] and docker://HOST/REPO[:TAG] only"
+    )]
     Unsupported {
         /// The destination as given.
         destination: String,

@@ -623,9 +623,15 @@ pub fn push_layout_to_registry(
         })?;
     let mut blobs = Vec::with_capacity(manifest.layers().len() + 1);
     for (n, layer) in manifest.layers().iter().enumerate() {
-        blobs.push((format!("layer {}", n + 1), layer.digest().as_ref().to_owned()));
+        blobs.push((
+            format!("layer {}", n + 1),
+            layer.digest().as_ref().to_owned(),
+        ));
     }
-    blobs.push(("config".to_owned(), manifest.config().digest().as_ref().to_owned()));
+    blobs.push((
+        "config".to_owned(),
+        manifest.config().digest().as_ref().to_owned(),
+    ));
 
     let mut report = UploadReport::default();
     for (what, digest) in blobs {
@@ -633,8 +639,11 @@ pub fn push_layout_to_registry(
         let step = |verb: &str| format!("{verb} {what} {digest}");
         let exists = send(
             &step("checking"),
-            Request::new(Method::Head, url(&format!("blobs/{digest}"), &step("checking"))?)
-                .auth(auth),
+            Request::new(
+                Method::Head,
+                url(&format!("blobs/{digest}"), &step("checking"))?,
+            )
+            .auth(auth),
         )?;
         match exists.status() {
             200 => {
