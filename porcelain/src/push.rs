@@ -54,9 +54,9 @@ pub struct PushOptions {
 /// Where the image went.
 #[derive(Debug, Clone)]
 pub struct PushOutcome {
-    /// The layout directory (for a registry push, the scratch layout,
-    /// gone by now).
-    pub dir: PathBuf,
+    /// The layout directory; `None` for a registry push (its scratch
+    /// layout is gone by now).
+    pub dir: Option<PathBuf>,
     /// What was written.
     pub report: PushReport,
     /// For a registry push: what was uploaded and what was there.
@@ -77,7 +77,7 @@ pub fn push(
         Reference::Layout { dir, tag } => {
             let report = push_to_layout(&id.to_string(), &list, &dir, tag.as_deref())?;
             Ok(PushOutcome {
-                dir,
+                dir: Some(dir),
                 report,
                 upload: None,
             })
@@ -115,7 +115,7 @@ pub fn push(
                 &auth,
             )?;
             Ok(PushOutcome {
-                dir: scratch.path().to_owned(),
+                dir: None,
                 report,
                 upload: Some(upload),
             })
