@@ -1220,6 +1220,9 @@ fn a_pushed_image_is_read_by_skopeo_and_pulls_back_as_the_same_tree() {
     assert_eq!(inspect["Digest"], digest.as_str());
     assert_eq!(inspect["Layers"].as_array().unwrap().len(), 5, "{inspect}");
     assert_eq!(inspect["Os"], "linux");
+    // The scratch layout is gone.
+    let tmp = fs::read_dir(env.store().join("tmp")).unwrap().count();
+    assert_eq!(tmp, 0, "scratch left in the store's tmp/");
 
     // Pulled back, it renders what the pushed image renders, and what
     // umoci unpacks of the registry's copy.
@@ -1379,4 +1382,64 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
     ])))
     .unwrap();
     assert_eq!(inspect["Digest"], digest.as_str());
+}
+
+#[test]
+fn a_blob_the_registry_finds_corrupt_is_an_error_naming_the_step() {
+    use acido_plumbing::http::{Client, HttpConfig};
+    use acido_plumbing::limits::Limits;
+    use acido_plumbing::oci::digest::Sha256Digest;
+    use acido_plumbing::oci::registry::{push_layout_to_registry, DockerReference, RegistryAuth};
+
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = env.path("layout");
+    let layer = one_file_layer();
+    write_layout(&layout, std::slice::from_ref(&layer), None);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest =
+        Sha256Digest::parse(index["manifests"][0]["digest"].as_str().unwrap()).unwrap();
+    // The layer file no longer holds what its digest names: the registry
+    // hashes what arrives and refuses it.
+    let mut corrupt = layer.clone();
+    corrupt[0] ^= 1;
+    fs::write(
+        layout.join("blobs/sha256").join(sha256_hex(&layer)),
+        &corrupt,
+    )
+    .unwrap();
+
+    let registry = Registry::start(&env.path("registry"), None);
+    let destination = format!("docker://127.0.0.1:{}/test/corrupt:t", registry.port);
+    let reference =
+        DockerReference::parse(&format!("127.0.0.1:{}/test/corrupt:t", registry.port)).unwrap();
+    let mut config = HttpConfig::new(&Limits::default());
+    config.allow_http = true;
+    let client = Client::new(config).unwrap();
+    let err = push_layout_to_registry(
+        &destination,
+        &layout,
+        &manifest_digest,
+        &reference,
+        &client,
+        &RegistryAuth::new(None),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!(
+            "registry 127.0.0.1:{}, repository test/corrupt: uploading layer 1 sha256:{}",
+            registry.port,
+            sha256_hex(&layer)
+        )),
+        "{err}"
+    );
+    assert!(err.contains("DIGEST_INVALID"), "{err}");
+    // Nothing was tagged.
+    let pull = env.run(["pull", "--tls-verify=false", &destination]);
+    assert_eq!(pull.code(), 128, "{}", pull.stderr());
+    assert!(pull.stderr().contains("404"), "{}", pull.stderr());
 }
