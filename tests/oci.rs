@@ -1389,7 +1389,8 @@ fn a_blob_the_registry_finds_corrupt_is_an_error_naming_the_step() {
     use acido_plumbing::http::{Client, HttpConfig};
     use acido_plumbing::limits::Limits;
     use acido_plumbing::oci::digest::Sha256Digest;
-    use acido_plumbing::oci::registry::{push_layout_to_registry, DockerReference, RegistryAuth};
+    use acido_plumbing::oci::registry::{DockerReference, RegistryAuth};
+    use acido_plumbing::oci::upload::push_layout_to_registry;
 
     if !registry_tools() {
         return;
