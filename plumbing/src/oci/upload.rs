@@ -27,11 +27,11 @@ pub struct UploadReport {
 
 /// Uploads the image `manifest_digest` names from the OCI image layout
 /// `layout` (as [`super::push::push_to_layout`] wrote it) to the registry
-/// `reference` names: for every layer and the config a
-/// `HEAD` to skip what the registry has, else a `POST` to start an upload
-/// and a monolithic `PUT` of the file to the `Location` it answers (which
-/// may be relative) with `?digest=`; then the manifest `PUT` by tag with
-/// its media type. `destination` names the push in errors, each of which
+/// `reference` names: for every layer and the config a `HEAD` to skip
+/// what the registry has, else a `POST` to start an upload and a
+/// monolithic `PUT` of the file to the `Location` it answers (which may be
+/// relative) with `?digest=`; then the manifest `PUT` by tag with its
+/// media type. `destination` names the push in errors, each of which
 /// also says the step.
 pub fn push_layout_to_registry(
     destination: &str,
@@ -75,7 +75,9 @@ pub fn push_layout_to_registry(
                     .map(|e| {
                         let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
                         let message = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
-                        format!("{code}: {message}")
+                        // Escaped: the registry is untrusted, its text
+                        // goes to a terminal.
+                        format!("{}: {}", code.escape_debug(), message.escape_debug())
                     })
                     .collect();
                 (!texts.is_empty()).then(|| texts.join("; "))
