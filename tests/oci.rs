@@ -799,6 +799,7 @@ fn a_pushed_layout_is_read_by_skopeo_and_unpacked_by_umoci_as_acido_extracts_it(
 struct Registry {
     child: std::process::Child,
     port: u16,
+    dir: PathBuf,
 }
 
 impl Registry {
@@ -839,11 +840,17 @@ impl Registry {
         fs::write(dir.join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
             .args(["serve", &dir.join("config.yml").display().to_string()])
-            .stdout(std::process::Stdio::null())
+            // The access log (one line per request, Apache's combined
+            // format) goes to stdout: kept to count what a push sent.
+            .stdout(fs::File::create(dir.join("access.log")).unwrap())
             .stderr(fs::File::create(dir.join("log")).unwrap())
             .spawn()
             .expect("start docker-registry");
-        let registry = Registry { child, port };
+        let registry = Registry {
+            child,
+            port,
+            dir: dir.to_owned(),
+        };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return registry;
@@ -854,6 +861,22 @@ impl Registry {
             "docker-registry did not listen on {port}: {}",
             fs::read_to_string(dir.join("log")).unwrap_or_default()
         );
+    }
+}
+
+impl Registry {
+    /// How many requests of `method` the access log holds whose path
+    /// contains `path`.
+    fn requests(&self, method: &str, path: &str) -> usize {
+        let log = fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let needle = format!("\"{method} ");
+        log.lines()
+            .filter(|line| {
+                line.split_once(&needle).is_some_and(|(_, rest)| {
+                    rest.split(' ').next().is_some_and(|p| p.contains(path))
+                })
+            })
+            .count()
     }
 }
 
@@ -1144,4 +1167,280 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
         .ok();
     umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
     assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+}
+
+#[test]
+fn a_pushed_image_is_read_by_skopeo_and_pulls_back_as_the_same_tree() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/pushed:v1", registry.port);
+
+    // Plain HTTP only when asked for: without it acido speaks TLS, which
+    // this registry does not.
+    let refused = env.run(["push", &top, &remote]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains(&format!(
+            "registry 127.0.0.1:{}, repository test/pushed: checking layer 1",
+            registry.port
+        )),
+        "{}",
+        refused.stderr()
+    );
+
+    let digest = env
+        .run(["push", "--tls-verify=false", &top, &remote])
+        .ok()
+        .trim()
+        .to_owned();
+    // The same manifest as a push into a layout.
+    let local = env
+        .run([
+            "push",
+            &top,
+            &format!("oci:{}:v1", env.path("pushed").display()),
+        ])
+        .ok();
+    assert_eq!(digest, local.trim());
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &remote,
+    ])))
+    .unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 5, "{inspect}");
+    assert_eq!(inspect["Os"], "linux");
+    // The scratch layout is gone.
+    let tmp = fs::read_dir(env.store().join("tmp")).unwrap().count();
+    assert_eq!(tmp, 0, "scratch left in the store's tmp/");
+
+    // Pulled back, it renders what the pushed image renders, and what
+    // umoci unpacks of the registry's copy.
+    let back = env
+        .run(["pull", "--tls-verify=false", &remote])
+        .ok()
+        .trim()
+        .to_owned();
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    env.run(["extract", &back, &env.path("back").display().to_string()])
+        .ok();
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("back/rootfs"));
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:r", env.path("copied").display()),
+    ]));
+    umoci_unpack(
+        &format!("{}:r", env.path("copied").display()),
+        &env.path("bundle"),
+    );
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+
+    // Pushing again (another tag) uploads no blob: every HEAD finds it.
+    let uploads = registry.requests("POST", "/v2/test/pushed/blobs/uploads/");
+    assert_eq!(uploads, 6, "5 layers and the config");
+    let checks = registry.requests("HEAD", "/v2/test/pushed/blobs/");
+    let again = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            &top,
+            &format!("docker://127.0.0.1:{}/test/pushed:v2", registry.port),
+        ])
+        .ok();
+    assert_eq!(again.trim(), digest);
+    assert_eq!(
+        registry.requests("POST", "/v2/test/pushed/blobs/uploads/"),
+        uploads
+    );
+    assert_eq!(registry.requests("PUT", "/blobs/uploads/"), uploads);
+    assert_eq!(
+        registry.requests("HEAD", "/v2/test/pushed/blobs/"),
+        checks + 6
+    );
+    assert_eq!(registry.requests("PUT", "/v2/test/pushed/manifests/v2"), 1);
+
+    // A missing image, and a destination by digest: 128.
+    let missing = env.run([
+        "push",
+        "--tls-verify=false",
+        "no-such-image",
+        &format!("docker://127.0.0.1:{}/test/x", registry.port),
+    ]);
+    assert_eq!(missing.code(), 128, "{}", missing.stderr());
+    let by_digest = env.run([
+        "push",
+        "--tls-verify=false",
+        &top,
+        &format!("docker://127.0.0.1:{}/test/x@{digest}", registry.port),
+    ]);
+    assert_eq!(by_digest.code(), 128, "{}", by_digest.stderr());
+    // A registry that is gone: the error names the registry, repository
+    // and step; the store is as it was.
+    let before = store_state(&env);
+    let port = registry.port;
+    drop(registry);
+    let gone = env.run([
+        "push",
+        "--tls-verify=false",
+        &top,
+        &format!("docker://127.0.0.1:{port}/test/pushed:v3"),
+    ]);
+    assert_eq!(gone.code(), 128, "{}", gone.stderr());
+    assert!(
+        gone.stderr().contains(&format!(
+            "registry 127.0.0.1:{port}, repository test/pushed: checking layer 1"
+        )),
+        "{}",
+        gone.stderr()
+    );
+    assert_eq!(store_state(&env), before);
+}
+
+#[test]
+fn a_push_to_a_registry_with_htpasswd_auth_takes_the_credentials_given() {
+    if !registry_tools()
+        || !conformance::system_tool("openssl", "openssl")
+        || !conformance::system_tool("htpasswd", "apache2-utils")
+    {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let pki = env.path("pki");
+    fs::create_dir_all(&pki).unwrap();
+    sh(
+        &pki,
+        r#"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.pem 2>/dev/null
+htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
+"#,
+    );
+    let registry = Registry::start_with(
+        &env.path("registry"),
+        Some((&pki.join("server.pem"), &pki.join("server.key"))),
+        Some(&pki.join("htpasswd")),
+    );
+    let remote = format!("docker://127.0.0.1:{}/test/img:t", registry.port);
+    let push = |creds: Option<&str>| {
+        let mut cmd = env.command();
+        cmd.env("SSL_CERT_FILE", pki.join("ca.pem")).arg("push");
+        if let Some(c) = creds {
+            cmd.args(["--creds", c]);
+        }
+        cmd.args([&top, &remote]).output().unwrap()
+    };
+    for wrong in [None, Some("alice:wrong")] {
+        let out = push(wrong);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(128), "{stderr}");
+        assert!(stderr.contains("401"), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "registry 127.0.0.1:{}, repository test/img",
+                registry.port
+            )),
+            "{stderr}"
+        );
+    }
+    assert_eq!(registry.requests("POST", "/blobs/uploads/"), 0);
+    let out = push(Some("alice:s3cret"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &remote,
+    ])))
+    .unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
+}
+
+#[test]
+fn a_blob_the_registry_finds_corrupt_is_an_error_naming_the_step() {
+    use acido_plumbing::http::{Client, HttpConfig};
+    use acido_plumbing::limits::Limits;
+    use acido_plumbing::oci::digest::Sha256Digest;
+    use acido_plumbing::oci::registry::{DockerReference, RegistryAuth};
+    use acido_plumbing::oci::upload::push_layout_to_registry;
+
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = env.path("layout");
+    let layer = one_file_layer();
+    write_layout(&layout, std::slice::from_ref(&layer), None);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest =
+        Sha256Digest::parse(index["manifests"][0]["digest"].as_str().unwrap()).unwrap();
+    // The layer file no longer holds what its digest names: the registry
+    // hashes what arrives and refuses it.
+    let mut corrupt = layer.clone();
+    corrupt[0] ^= 1;
+    fs::write(
+        layout.join("blobs/sha256").join(sha256_hex(&layer)),
+        &corrupt,
+    )
+    .unwrap();
+
+    let registry = Registry::start(&env.path("registry"), None);
+    let destination = format!("docker://127.0.0.1:{}/test/corrupt:t", registry.port);
+    let reference =
+        DockerReference::parse(&format!("127.0.0.1:{}/test/corrupt:t", registry.port)).unwrap();
+    let mut config = HttpConfig::new(&Limits::default());
+    config.allow_http = true;
+    let client = Client::new(config).unwrap();
+    let err = push_layout_to_registry(
+        &destination,
+        &layout,
+        &manifest_digest,
+        &reference,
+        &client,
+        &RegistryAuth::new(None),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!(
+            "registry 127.0.0.1:{}, repository test/corrupt: uploading layer 1 sha256:{}",
+            registry.port,
+            sha256_hex(&layer)
+        )),
+        "{err}"
+    );
+    assert!(err.contains("DIGEST_INVALID"), "{err}");
+    // Nothing was tagged.
+    let pull = env.run(["pull", "--tls-verify=false", &destination]);
+    assert_eq!(pull.code(), 128, "{}", pull.stderr());
+    assert!(pull.stderr().contains("404"), "{}", pull.stderr());
 }

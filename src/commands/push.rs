@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use acido_porcelain::push;
+use acido_porcelain::push::{self, PushOptions};
 use clap::Args;
 
 use crate::commands::Context;
@@ -11,10 +11,20 @@ use crate::output::{self, Outcome};
 /// Arguments of `acido push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
+    /// Require HTTPS with a verified certificate from a registry (as
+    /// skopeo; false allows plain HTTP). Trusted CAs: $SSL_CERT_FILE, else
+    /// the built-in roots
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Credentials for the registry, USER[:PASSWORD]
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
     /// The image: an id, an id prefix or an app string
     #[arg(value_name = "IMAGE")]
     pub image: String,
-    /// Where to: oci:DIR[:TAG] (an OCI image layout, created when missing)
+    /// Where to: docker://HOST[:PORT]/REPO[:TAG] (a registry; the tag
+    /// defaults to latest) or oci:DIR[:TAG] (an OCI image layout, created
+    /// when missing)
     #[arg(value_name = "DEST")]
     pub destination: String,
 }
@@ -22,7 +32,19 @@ pub struct PushArgs {
 /// Pushes the image and prints the digest of the manifest written.
 pub fn run(ctx: &Context, args: PushArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
-    let outcome = push::push(&store, &args.image, &args.destination)?;
+    let ca_files = std::env::var_os("SSL_CERT_FILE")
+        .map(|f| vec![std::path::PathBuf::from(f)])
+        .unwrap_or_default();
+    let credentials = args.creds.map(|c| match c.split_once(':') {
+        Some((user, pass)) => (user.to_owned(), pass.to_owned()),
+        None => (c, String::new()),
+    });
+    let options = PushOptions {
+        allow_http: !args.tls_verify,
+        ca_files,
+        credentials,
+    };
+    let outcome = push::push(&store, &args.image, &args.destination, &options)?;
     let mut out = output::stdout();
     writeln!(out, "{}", outcome.report.manifest_digest)?;
     output::finish(out)?;

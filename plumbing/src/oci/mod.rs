@@ -18,6 +18,7 @@
 //!   annotations.
 //! - [`push`]: an ACI and its dependencies written into an OCI image
 //!   layout, one layer per image, deletions as whiteouts.
+//! - [`upload`]: such a layout's image pushed to a registry.
 
 pub mod config;
 pub mod convert;
@@ -27,6 +28,7 @@ pub mod reference;
 pub mod registry;
 pub mod source;
 pub mod unpack;
+pub mod upload;
 
 use std::path::PathBuf;
 

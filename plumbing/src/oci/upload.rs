@@ -1,0 +1,220 @@
+//! Pushing to an OCI distribution registry (`docker://HOST/REPO[:TAG]`,
+//! oci-bridge §9) what [`super::push::push_to_layout`] wrote into a
+//! layout, through the crate's one HTTP client and the registry auth of
+//! [`super::registry`]. Blobs the registry has are skipped (`HEAD`); the
+//! rest go as one monolithic `PUT` each, streamed from the layout's files.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use oci_spec::image::ImageManifest;
+
+use super::digest::Sha256Digest;
+use super::registry::{DockerReference, RegistryAuth};
+use super::OciError;
+use crate::http::{Body, Client, Method, Request, Response};
+use crate::limits::LimitKind;
+
+/// What [`push_layout_to_registry`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadReport {
+    /// Blobs (layers and config) sent to the registry.
+    pub uploaded: usize,
+    /// Blobs the registry already had (its `HEAD` answered 200).
+    pub skipped: usize,
+}
+
+/// Uploads the image `manifest_digest` names from the OCI image layout
+/// `layout` (as [`super::push::push_to_layout`] wrote it) to the registry
+/// `reference` names: for every layer and the config a `HEAD` to skip
+/// what the registry has, else a `POST` to start an upload and a
+/// monolithic `PUT` of the file to the `Location` it answers (which may be
+/// relative) with `?digest=`; then the manifest `PUT` by tag with its
+/// media type. `destination` names the push in errors, each of which
+/// also says the step.
+pub fn push_layout_to_registry(
+    destination: &str,
+    layout: &Path,
+    manifest_digest: &Sha256Digest,
+    reference: &DockerReference,
+    client: &Client,
+    auth: &RegistryAuth,
+) -> Result<UploadReport, OciError> {
+    let failed = |step: String, problem: String| OciError::Invalid {
+        image: destination.to_owned(),
+        what: format!(
+            "registry {}, repository {}: {step}",
+            reference.host, reference.repository
+        ),
+        problem,
+    };
+    let scheme = if client.config().allow_http {
+        "http"
+    } else {
+        "https"
+    };
+    let base = format!("{scheme}://{}/v2/{}/", reference.host, reference.repository);
+    let url = |path: &str, step: &str| {
+        crate::http::parse_url(&format!("{base}{path}"))
+            .map_err(|e| failed(step.to_owned(), e.to_string()))
+    };
+    let blob_path = |digest: &Sha256Digest| layout.join("blobs/sha256").join(digest.hex());
+    // A refusal with the registry's own explanation (its JSON `errors`,
+    // e.g. DIGEST_INVALID when what arrived does not hash to the digest).
+    let refusal = |step: String, response: Response| {
+        let status = response.status_error().to_string();
+        let detail = response
+            .read_to_vec(client.config().max_page_size, LimitKind::PageSize)
+            .ok()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .and_then(|doc| {
+                let errors = doc.get("errors")?.as_array()?;
+                let texts: Vec<String> = errors
+                    .iter()
+                    .map(|e| {
+                        let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                        let message = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
+                        // Escaped: the registry is untrusted, its text
+                        // goes to a terminal.
+                        format!("{}: {}", code.escape_debug(), message.escape_debug())
+                    })
+                    .collect();
+                (!texts.is_empty()).then(|| texts.join("; "))
+            });
+        match detail {
+            Some(detail) => failed(step, format!("{status} ({detail})")),
+            None => failed(step, status),
+        }
+    };
+    let send = |step: &str, request: Request<'_>| {
+        client
+            .send(request)
+            .map_err(|e| failed(step.to_owned(), e.to_string()))
+    };
+
+    let manifest_path = blob_path(manifest_digest);
+    let manifest_bytes = std::fs::read(&manifest_path).map_err(|source| OciError::Io {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let manifest: ImageManifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|source| OciError::Json {
+            image: destination.to_owned(),
+            what: "manifest".to_owned(),
+            source,
+        })?;
+    let mut blobs = Vec::with_capacity(manifest.layers().len() + 1);
+    for (n, layer) in manifest.layers().iter().enumerate() {
+        blobs.push((
+            format!("layer {}", n + 1),
+            layer.digest().as_ref().to_owned(),
+        ));
+    }
+    blobs.push((
+        "config".to_owned(),
+        manifest.config().digest().as_ref().to_owned(),
+    ));
+
+    let mut report = UploadReport::default();
+    for (what, digest) in blobs {
+        let digest = Sha256Digest::parse(&digest).map_err(|p| failed(what.clone(), p))?;
+        let step = |verb: &str| format!("{verb} {what} {digest}");
+        let exists = send(
+            &step("checking"),
+            Request::new(
+                Method::Head,
+                url(&format!("blobs/{digest}"), &step("checking"))?,
+            )
+            .auth(auth),
+        )?;
+        match exists.status() {
+            200 => {
+                report.skipped += 1;
+                continue;
+            }
+            404 => {}
+            _ => return Err(refusal(step("checking"), exists)),
+        }
+        let started = send(
+            &step("starting the upload of"),
+            Request::new(
+                Method::Post,
+                url("blobs/uploads/", &step("starting the upload of"))?,
+            )
+            .auth(auth),
+        )?;
+        if started.status() != 202 {
+            return Err(refusal(step("starting the upload of"), started));
+        }
+        let location = started
+            .header("location")
+            .and_then(|loc| started.url().join(loc).ok())
+            .ok_or_else(|| {
+                failed(
+                    step("starting the upload of"),
+                    "the registry answered without a valid Location".to_owned(),
+                )
+            })?;
+        let mut target = location;
+        target
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let path = blob_path(&digest);
+        let file = File::open(&path).map_err(|source| OciError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let length = file
+            .metadata()
+            .map_err(|source| OciError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        let put = send(
+            &step("uploading"),
+            Request::new(Method::Put, target)
+                .header("Content-Type", "application/octet-stream")
+                .body(Body::Reader {
+                    reader: Box::new(BufReader::new(file)),
+                    length: Some(length),
+                })
+                .auth(auth),
+        )?;
+        if put.status() != 201 {
+            return Err(refusal(step("uploading"), put));
+        }
+        report.uploaded += 1;
+    }
+
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    let step = format!("putting the manifest as tag {tag}");
+    let media = manifest
+        .media_type()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_owned());
+    let put = send(
+        &step,
+        Request::new(Method::Put, url(&format!("manifests/{tag}"), &step)?)
+            .header("Content-Type", &media)
+            .body(Body::Bytes(manifest_bytes.into()))
+            .auth(auth),
+    )?;
+    if put.status() != 201 {
+        return Err(refusal(step, put));
+    }
+    // The registry names what it stored; it must be what was sent.
+    if let Some(stored) = put.header("docker-content-digest") {
+        if stored != manifest_digest.to_string() {
+            return Err(OciError::DigestMismatch {
+                image: destination.to_owned(),
+                what: step,
+                expected: manifest_digest.to_string(),
+                found: stored.to_owned(),
+            });
+        }
+    }
+    Ok(report)
+}
