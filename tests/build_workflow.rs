@@ -19,9 +19,8 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{is_root, pin_times, Env, Run};
+use common::{is_root, pin_times, s, sh, write, Env, Run};
 use sha2::{Digest, Sha256};
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -48,22 +47,6 @@ fn user_xattrs_work(dir: &Path) -> bool {
         );
     }
     ok
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
-
-fn sh(cmd: &str, args: &[&str]) {
-    let status = Command::new(cmd).args(args).status().expect(cmd);
-    assert!(status.success(), "{cmd} {args:?} failed");
-}
-
-fn write(path: &Path, contents: &str) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    fs::write(path, contents).unwrap();
 }
 
 fn manifest_json(name: &str, version: &str) -> String {

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::conformance::under_ci;
-use common::{is_root, pin_times, Env, Run};
+use common::{is_root, pin_times, s, sh, write, Env, Run};
 use sha2::{Digest, Sha256};
 
 /// Whether overlay tests can run here; prints why not, and fails under CI.
@@ -68,22 +68,6 @@ fn is_mounted(path: &Path) -> bool {
         .unwrap()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(escaped.as_str()))
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("test paths are UTF-8")
-}
-
-fn sh(cmd: &str, args: &[&str]) {
-    let status = Command::new(cmd).args(args).status().expect(cmd);
-    assert!(status.success(), "{cmd} {args:?} failed");
-}
-
-fn write(path: &Path, contents: &str) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    fs::write(path, contents).unwrap();
 }
 
 fn manifest_json(name: &str) -> String {

@@ -173,6 +173,25 @@ impl Env {
     }
 }
 
+/// A test path as `&str` (test paths are UTF-8), for argv.
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Runs `cmd args` and asserts it succeeded.
+pub fn sh(cmd: &str, args: &[&str]) {
+    let status = Command::new(cmd).args(args).status().expect(cmd);
+    assert!(status.success(), "{cmd} {args:?} failed");
+}
+
+/// Writes `contents` to `path`, creating its parent directories.
+pub fn write(path: &Path, contents: &str) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(path, contents).unwrap();
+}
+
 /// Sets every mtime under `dir` to a fixed time so packed ids are stable.
 pub fn pin_times(dir: &Path) {
     let status = Command::new("find")
