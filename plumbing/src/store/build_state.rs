@@ -176,45 +176,6 @@ impl Store {
         Ok(Some((dirs, state)))
     }
 
-    /// Every overlay state in the store (for `gc` and `rm`, which must not
-    /// remove a lower directory a build tree still uses). A state that
-    /// cannot be read is skipped: it describes no usable mount.
-    pub fn overlay_states(&self) -> Result<Vec<(OverlayDirs, OverlayState)>, StoreError> {
-        let builds = self.root.join("builds");
-        let entries = match fs::read_dir(&builds) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: builds,
-                    source,
-                })
-            }
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(&builds))?;
-            let root = entry.path();
-            if root.extension().is_none_or(|e| e != "overlay") {
-                continue;
-            }
-            let dirs = OverlayDirs {
-                upper: root.join("upper"),
-                work: root.join("work"),
-                state: root.join("state.json"),
-                root,
-            };
-            let Ok(bytes) = fs::read(&dirs.state) else {
-                continue;
-            };
-            if let Ok(state) = serde_json::from_slice::<OverlayState>(&bytes) {
-                out.push((dirs, state));
-            }
-        }
-        out.sort_by(|a, b| a.0.root.cmp(&b.0.root));
-        Ok(out)
-    }
-
     /// Removes every build state of the tree at `dir`: the stat snapshot
     /// and the overlay state directory. The caller makes sure nothing is
     /// mounted from it any more.

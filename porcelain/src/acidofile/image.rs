@@ -11,7 +11,7 @@ use acido_plumbing::compression::Compression;
 use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::pack::{self, PackOptions};
-use acido_plumbing::store::{ExportOptions, Store, StoreError};
+use acido_plumbing::store::{ExportOptions, Store};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
@@ -74,7 +74,7 @@ pub(super) fn finish(
     // it; otherwise every file is compared.
     let state = match &b.from_snapshot {
         Some(bytes) => b.store.save_build_state(&b.tree, bytes),
-        None => remove_build_state(b.store, &b.tree),
+        None => b.store.remove_build_state(&b.tree),
     };
     state.map_err(|e| build_err(e.into()))?;
     b.progress.note("building the image");
@@ -94,16 +94,6 @@ pub(super) fn finish(
         }
     }
     Ok((id, Some(report)))
-}
-
-fn remove_build_state(store: &Store, tree: &Path) -> Result<(), StoreError> {
-    let path = store.build_state_path(tree)?;
-    match fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StoreError::Io { path, source: e })
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The image a pointer entry stands for, when it is still stored.
