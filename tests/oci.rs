@@ -485,6 +485,21 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes an OCI layout at `dir` holding one image tagged `t` with the
 /// given plain-tar layers (diff ids computed unless `diff_ids` is given).
 fn write_layout(dir: &Path, layers: &[Vec<u8>], diff_ids: Option<Vec<String>>) {
+    write_layout_with(
+        dir,
+        layers,
+        diff_ids,
+        serde_json::json!({"Cmd": ["/bin/true"]}),
+    );
+}
+
+/// [`write_layout`] with `exec_config` as the image config's `config`.
+fn write_layout_with(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    diff_ids: Option<Vec<String>>,
+    exec_config: serde_json::Value,
+) {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| -> String {
@@ -501,7 +516,7 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>], diff_ids: Option<Vec<String>>) {
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": ["/bin/true"]},
+        "config": exec_config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     })
     .to_string();
@@ -581,6 +596,53 @@ fn one_file_layer() -> Vec<u8> {
         ("etc/", tar::EntryType::Directory, b"", None),
         ("etc/hostname", tar::EntryType::Regular, b"box\n", None),
     ])
+}
+
+#[test]
+fn a_second_pull_reads_a_symlinked_passwd_as_the_first_did() {
+    // The first pull reads /etc/passwd from the tree being converted; a
+    // second one, finding the layers stored, reads it from the store. Both
+    // must follow the symlinks, or the app image (its id) would differ.
+    use tar::EntryType as T;
+    let env = Env::new();
+    let layout = env.path("layout");
+    let layer = layer_of(&[
+        ("etc/", T::Directory, b"", None),
+        (
+            "etc/real-passwd",
+            T::Regular,
+            b"root:x:0:0::/root:/bin/sh\napp:x:1234:4321::/:/bin/sh\n",
+            None,
+        ),
+        ("etc/passwd", T::Symlink, b"", Some("real-passwd")),
+        (
+            "etc/real-group",
+            T::Regular,
+            b"app:x:4321:\nadm:x:4:app\n",
+            None,
+        ),
+        ("etc/group", T::Symlink, b"", Some("/etc/real-group")),
+    ]);
+    write_layout_with(
+        &layout,
+        &[layer],
+        None,
+        serde_json::json!({"Cmd": ["/bin/true"], "User": "app"}),
+    );
+    let source = format!("oci:{}:t", layout.display());
+    let first = env.run(["pull", &source]).ok().trim().to_owned();
+    let app = |id: &str| -> serde_json::Value {
+        let m: serde_json::Value =
+            serde_json::from_str(&env.run(["cat-manifest", id]).ok()).unwrap();
+        m["app"].clone()
+    };
+    let first_app = app(&first);
+    assert_eq!(first_app["user"], "app", "{first_app}");
+    assert_eq!(first_app["group"], "4321", "{first_app}");
+    assert_eq!(first_app["supplementaryGIDs"], serde_json::json!([4]));
+    let second = env.run(["pull", &source]).ok().trim().to_owned();
+    assert_eq!(second, first);
+    assert_eq!(app(&second), first_app);
 }
 
 #[test]

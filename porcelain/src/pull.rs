@@ -13,20 +13,21 @@ use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use acido_plumbing::entry::EntryKind;
+use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::AcIdentifier;
 use acido_plumbing::oci::config::{app_manifest, AppSource};
 use acido_plumbing::oci::convert::{
-    layer_name, unpack_layer, write_manifest_aci, Converter, ScratchFile,
+    layer_name, resolve_path, unpack_layer, write_manifest_aci, Converter, ScratchFile,
+    MAX_READ_FILE,
 };
 use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::{open_remote, RegistryAuth};
 use acido_plumbing::oci::source::{self, Platform};
 use acido_plumbing::oci::OciError;
-use acido_plumbing::render::{self, RenderError, Supplier};
+use acido_plumbing::render::{self, DependencyList, FileMap, RenderError, Supplier};
 use acido_plumbing::store::{Store, StoreError};
 
 use crate::progress::Progress;
@@ -135,16 +136,23 @@ pub fn pull(
     let (top, passwd, group, root) = match stored_layer(store, &top_name)? {
         Some(top_id) => {
             progress.note(&format!("{image}: layers already stored"));
-            let passwd = read_stored_file(store, &top_id, b"rootfs/etc/passwd")?;
-            let group = read_stored_file(store, &top_id, b"rootfs/etc/group")?;
-            layer_ids = stored_chain(store, &top_id, src.layers.len())?;
-            // Every layer ACI's rootfs carries the root as it stands.
-            let root = store
-                .open(&top_id)?
-                .entries()
-                .iter()
-                .find(|e| e.path == b"rootfs")
-                .cloned();
+            // One listing and one map serve every read below: each is a
+            // walk of the whole chain.
+            let list = render::dependency_list(store, top_id)?;
+            let map = render::file_map(&list)?;
+            let passwd = read_stored_file(&list, &map, b"etc/passwd");
+            let group = read_stored_file(&list, &map, b"etc/group");
+            layer_ids = stored_chain(&list, src.layers.len());
+            // Every layer ACI's rootfs carries the root as it stands; the
+            // list's first element is the top layer.
+            let root = list.images.first().and_then(|top| {
+                top.image
+                    .image
+                    .entries()
+                    .iter()
+                    .find(|e| e.path == b"rootfs")
+                    .cloned()
+            });
             ((top_id, top_name), passwd, group, root)
         }
         None => {
@@ -244,38 +252,44 @@ fn stored_layer(store: &Store, name: &AcIdentifier) -> Result<Option<ImageId>, P
         .next())
 }
 
-/// The ids of a stored chain, base first, by following its dependencies.
-fn stored_chain(store: &Store, top: &ImageId, count: usize) -> Result<Vec<ImageId>, PullError> {
-    let list = render::dependency_list(store, *top)?;
+/// The ids of a stored chain, base first, from its dependency list.
+fn stored_chain(list: &DependencyList, count: usize) -> Vec<ImageId> {
     let mut ids: Vec<ImageId> = list.images.iter().map(|l| l.id).collect();
     ids.truncate(count);
     ids.reverse();
-    Ok(ids)
+    ids
 }
 
-/// The content of `path` (an archive path, `rootfs/...`) in the rendering
-/// of the stored image `top`, if it is a regular file there.
-fn read_stored_file(
-    store: &Store,
-    top: &ImageId,
-    path: &[u8],
-) -> Result<Option<Vec<u8>>, PullError> {
-    let list = render::dependency_list(store, *top)?;
-    let map = render::file_map(&list)?;
-    let Some(Supplier::Entry { element, entry, .. }) = map.paths.get(path) else {
-        return Ok(None);
+/// The entry the rendering of `list` has at the archive path `path`.
+fn stored_entry<'a>(list: &'a DependencyList, map: &FileMap, path: &[u8]) -> Option<&'a Entry> {
+    let Supplier::Entry { element, entry, .. } = map.paths.get(path)? else {
+        return None;
     };
-    let image = &list.images[*element].image.image;
-    let mut found = &image.entries()[*entry];
+    list.images.get(*element)?.image.image.entries().get(*entry)
+}
+
+/// The content of `path` (relative to the rootfs) in the rendering of the
+/// stored chain, if it is a regular file there, read by the rules of
+/// [`Converter::read_file`] (symlinks followed with the same bound, the
+/// same size cap) so that a pull from stored layers builds the same app
+/// image as the first pull did.
+fn read_stored_file(list: &DependencyList, map: &FileMap, path: &[u8]) -> Option<Vec<u8>> {
+    let archive = |p: &[u8]| [b"rootfs/".as_slice(), p].concat();
+    let resolved = resolve_path(path, |here| {
+        let entry = stored_entry(list, map, &archive(here))?;
+        (entry.kind == EntryKind::Symlink).then(|| entry.link_target.clone().unwrap_or_default())
+    })?;
+    let Some(Supplier::Entry { element, entry, .. }) = map.paths.get(&archive(&resolved)) else {
+        return None;
+    };
+    let image = &list.images.get(*element)?.image.image;
+    let mut found = image.entries().get(*entry)?;
     if found.kind == EntryKind::HardLink {
         let target = found.link_target.clone().unwrap_or_default();
-        match image.entries().iter().find(|e| e.path == target) {
-            Some(t) => found = t,
-            None => return Ok(None),
-        }
+        found = image.entries().iter().find(|e| e.path == target)?;
     }
-    if found.kind != EntryKind::Regular {
-        return Ok(None);
+    if found.kind != EntryKind::Regular || found.size > MAX_READ_FILE {
+        return None;
     }
-    Ok(Some(image.data(found).to_vec()))
+    Some(image.data(found).to_vec())
 }

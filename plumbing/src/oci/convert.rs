@@ -48,8 +48,9 @@ use crate::pack::tar_writer::{
 
 /// Most symlinks followed while resolving one path, as Linux's `ELOOP`.
 const MAX_SYMLINK_HOPS: usize = 40;
-/// Largest file [`Converter::read_file`] returns (`/etc/passwd` lookups).
-const MAX_READ_FILE: u64 = 4 << 20;
+/// Largest file [`Converter::read_file`] returns (`/etc/passwd` lookups);
+/// public so a pull from already stored layers reads by the same rule.
+pub const MAX_READ_FILE: u64 = 4 << 20;
 /// Annotation naming the diff id of the layer an ACI was made from.
 pub const DIFF_ID_ANNOTATION: &str = "acido.io/oci-diff-id";
 /// Annotation naming the chain id (the layer and all below it).
@@ -198,43 +199,12 @@ impl Converter {
     /// component followed, confined to the root (`..` stops there), as
     /// umoci's SecureJoin does.
     fn resolve(&self, layer: usize, path: &[u8]) -> Result<Vec<u8>, OciError> {
-        let mut pending: VecDeque<Vec<u8>> =
-            path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
-        let mut current: Vec<Vec<u8>> = Vec::new();
-        let mut hops = 0;
-        while let Some(component) = pending.pop_front() {
-            match component.as_slice() {
-                b"" | b"." => continue,
-                b".." => {
-                    current.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            current.push(component);
-            let here = current.join(&b'/');
-            let Some(node) = self.nodes.get(&here) else {
-                continue;
-            };
-            let Some(inode) = node.inode else { continue };
+        resolve_path(path, |here| {
+            let inode = self.nodes.get(here)?.inode?;
             let meta = &self.inodes[inode].meta;
-            if meta.kind != EntryKind::Symlink {
-                continue;
-            }
-            hops += 1;
-            if hops > MAX_SYMLINK_HOPS {
-                return Err(self.bad(layer, path, "too many levels of symbolic links"));
-            }
-            current.pop();
-            let target = meta.link_target.clone().unwrap_or_default();
-            if target.starts_with(b"/") {
-                current.clear();
-            }
-            for (i, part) in target.split(|&b| b == b'/').enumerate() {
-                pending.insert(i, part.to_vec());
-            }
-        }
-        Ok(current.join(&b'/'))
+            (meta.kind == EntryKind::Symlink).then(|| meta.link_target.clone().unwrap_or_default())
+        })
+        .ok_or_else(|| self.bad(layer, path, "too many levels of symbolic links"))
     }
 
     /// Removes `path` and everything below it, except (when `protect`)
@@ -732,6 +702,45 @@ impl Converter {
     pub fn top(&self) -> Option<&(ImageId, AcIdentifier)> {
         self.parent.as_ref()
     }
+}
+
+/// Resolves `path` (relative to the root) through symlinks, every
+/// component followed, confined to the root (`..` stops there), as
+/// umoci's SecureJoin does. `symlink` gives the target of the symlink at a
+/// resolved path, or `None` if that path is not a symlink. `None` past
+/// [`MAX_SYMLINK_HOPS`]. Shared so that a tree being converted and a chain
+/// already in the store resolve paths (`/etc/passwd`) identically.
+pub fn resolve_path(path: &[u8], symlink: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut pending: VecDeque<Vec<u8>> = path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+    let mut current: Vec<Vec<u8>> = Vec::new();
+    let mut hops = 0;
+    while let Some(component) = pending.pop_front() {
+        match component.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                current.pop();
+                continue;
+            }
+            _ => {}
+        }
+        current.push(component);
+        let here = current.join(&b'/');
+        let Some(target) = symlink(&here) else {
+            continue;
+        };
+        hops += 1;
+        if hops > MAX_SYMLINK_HOPS {
+            return None;
+        }
+        current.pop();
+        if target.starts_with(b"/") {
+            current.clear();
+        }
+        for (i, part) in target.split(|&b| b == b'/').enumerate() {
+            pending.insert(i, part.to_vec());
+        }
+    }
+    Some(current.join(&b'/'))
 }
 
 /// An ACI of just `manifest` and an empty `rootfs` (the app image of a
