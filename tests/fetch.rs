@@ -447,6 +447,20 @@ fn fetch_refuses_bad_input_and_stores_nothing() {
         Some(keys.sign(&keys.mallory, &aci, true, &[])),
     );
     case("wrong key", &fetch("example.com/wrong-key:1.0"));
+    // The signer is checked before the image is downloaded (fetch step 3):
+    // the signature was asked for, the image never was.
+    let hits = site.server.hits();
+    assert!(
+        hits.iter()
+            .any(|h| h.ends_with("/wrong-key-1.0-linux-amd64.aci.asc")),
+        "signature asked: {hits:?}"
+    );
+    assert!(
+        !hits
+            .iter()
+            .any(|h| h.ends_with("/wrong-key-1.0-linux-amd64.aci")),
+        "image downloaded despite an untrusted signer: {hits:?}"
+    );
 
     // The ACI changed after it was signed (same length, still a valid tar).
     let aci = image("example.com/tampered", "payload-A");
@@ -523,6 +537,13 @@ fn fetch_refuses_bad_input_and_stores_nothing() {
     let aci = image("example.com/unsigned", "u");
     publish(&site, "example.com/unsigned", &aci, None);
     case("no signature", &fetch("example.com/unsigned:1.0"));
+
+    // A local file with no FILE.asc beside it.
+    let local = image("example.com/local-unsigned", "f");
+    case(
+        "no signature file beside a local image",
+        &["fetch", local.to_str().unwrap()],
+    );
 
     // The manifest names another image (signed by a trusted key).
     let aci = image("example.com/app", "impostor");

@@ -30,7 +30,7 @@ use std::fmt;
 use html5gum::{DefaultEmitter, Token, Tokenizer};
 
 use crate::http::{Client, HttpError, Url};
-use crate::limits::{limit_kind, LimitKind};
+use crate::limits::limit_kind;
 use crate::naming::AppRef;
 
 /// Errors of discovery.
@@ -358,7 +358,7 @@ fn walk<T>(
                     continue;
                 }
             };
-            let page = match fetch_page(client, &url) {
+            let page = match client.get_page(&url) {
                 Ok(page) => page,
                 Err(e) if limit_kind(&e).is_some() => {
                     return Err(DiscoveryError::Limit {
@@ -410,16 +410,6 @@ fn describe(err: &HttpError, page: &Url) -> String {
         HttpError::Transport { url, source } if *url == page.as_str() => source.to_string(),
         other => other.to_string(),
     }
-}
-
-/// One discovery page: 200 only (spec), at most the page-size bound.
-fn fetch_page(client: &Client, url: &Url) -> Result<Vec<u8>, HttpError> {
-    let response = client.get(url)?;
-    if response.status() != 200 {
-        return Err(response.status_error());
-    }
-    let max = client.config().max_page_size;
-    response.read_to_vec(max, LimitKind::PageSize)
 }
 
 #[cfg(test)]

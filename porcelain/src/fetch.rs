@@ -28,10 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use acido_plumbing::archive;
 use acido_plumbing::discovery::{self, DiscoveryError};
 use acido_plumbing::http::{BodyReader, Client, HttpError, Url};
 use acido_plumbing::id::ImageId;
-use acido_plumbing::image::{ImageError, OpenImage};
+use acido_plumbing::image::ImageError;
 use acido_plumbing::limits::LimitKind;
 use acido_plumbing::manifest::{ImageManifest, ManifestError};
 use acido_plumbing::naming::{AppRef, NamingError};
@@ -543,20 +544,18 @@ fn download(
     }
 }
 
+/// The detached signature at `asc`. A status other than 200 means the
+/// server has none ([`FetchError::NoSignature`], which names the option
+/// that skips the check); any other failure is a download error.
 fn download_signature(client: &Client, asc: &Url, image: &str) -> Result<Vec<u8>, FetchError> {
-    let response = client
-        .get(asc)
-        .map_err(|source| http_error(image, source))?;
-    if response.status() != 200 {
-        return Err(FetchError::NoSignature {
+    // get_page returns HttpError::Status only for a non-200 answer.
+    client.get_page(asc).map_err(|source| match source {
+        HttpError::Status { .. } => FetchError::NoSignature {
             image: image.to_owned(),
-            source: response.status_error(),
-        });
-    }
-    let max = client.config().max_page_size;
-    response
-        .read_to_vec(max, LimitKind::PageSize)
-        .map_err(|source| http_error(image, source))
+            source,
+        },
+        source => http_error(image, source),
+    })
 }
 
 fn early_signer_check(
@@ -630,21 +629,33 @@ fn check_and_import(
     origin: &str,
     options: &FetchOptions,
 ) -> Result<Fetched, FetchError> {
-    store.ensure_layout()?;
-    let opened =
-        OpenImage::open_archive(path, &store.tmp_dir(), store.limits()).map_err(|source| {
-            FetchError::Image {
-                image: image.to_owned(),
+    // Only the manifest is needed before the checks, so the archive is
+    // scanned (with the store's bounds and layout checks) and its
+    // decompressed bytes dropped: store.import decompresses, hashes and
+    // copies it for real once everything has passed.
+    // Errors keep open_archive's shape, so messages name the image asked
+    // for (not only a temp file) as before.
+    let input = File::open(path).map_err(|source| FetchError::Image {
+        image: image.to_owned(),
+        source: ImageError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    let scanned = archive::scan(input, &mut std::io::sink(), store.limits()).map_err(|source| {
+        FetchError::Image {
+            image: image.to_owned(),
+            source: ImageError::Archive {
+                path: path.to_owned(),
                 source,
-            }
+            },
+        }
+    })?;
+    let manifest = ImageManifest::from_slice_with(&scanned.manifest, &store.limits().manifest())
+        .map_err(|source| FetchError::Manifest {
+            image: image.to_owned(),
+            source,
         })?;
-    let manifest =
-        ImageManifest::from_slice_with(opened.manifest_bytes(), &store.limits().manifest())
-            .map_err(|source| FetchError::Manifest {
-                image: image.to_owned(),
-                source,
-            })?;
-    drop(opened);
     check_manifest(&manifest, wanted, image)?;
     let mut warnings = Vec::new();
     let signer = match signature {

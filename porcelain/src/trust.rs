@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 
 use acido_plumbing::discovery::{self, DiscoveryError};
 use acido_plumbing::http::{Client, HttpError, Url};
-use acido_plumbing::limits::LimitKind;
 use acido_plumbing::trust::keystore::{self, Keystore, Scope, StoredKey};
 use acido_plumbing::trust::{KeyError, KeystoreError, PublicKey};
 
@@ -202,14 +201,7 @@ fn read_source(source: &KeySource, client: Option<&Client>) -> Result<Vec<u8>, T
                 url: url.to_string(),
                 source,
             };
-            let response = client.get(url).map_err(http_err)?;
-            if response.status() != 200 {
-                return Err(http_err(response.status_error()));
-            }
-            let max = client.config().max_page_size;
-            response
-                .read_to_vec(max, LimitKind::PageSize)
-                .map_err(http_err)
+            client.get_page(url).map_err(http_err)
         }
     }
 }

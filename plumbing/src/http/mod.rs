@@ -457,6 +457,21 @@ impl Client {
         self.send(Request::get(url.clone()))
     }
 
+    /// `GET url` for a small document held in memory (a discovery page, a
+    /// signature, a key): only 200 counts, as the discovery spec asks, so
+    /// any other status is [`HttpError::Status`] (the only way this returns
+    /// it, which callers rely on to tell "not there" from a failed
+    /// transfer); the body is read whole, at most
+    /// [`HttpConfig::max_page_size`] bytes, so a hostile server cannot
+    /// make it grow without bound.
+    pub fn get_page(&self, url: &Url) -> Result<Vec<u8>, HttpError> {
+        let response = self.get(url)?;
+        if response.status() != 200 {
+            return Err(response.status_error());
+        }
+        response.read_to_vec(self.config.max_page_size, LimitKind::PageSize)
+    }
+
     /// Checks that `url` may be requested: https, or http when allowed.
     pub fn check_scheme(&self, url: &Url) -> Result<(), HttpError> {
         match url.scheme() {
