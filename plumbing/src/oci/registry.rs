@@ -12,7 +12,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 
 use super::digest::{Sha256Digest, VerifyingReader};
 use super::source::{
-    choose_platform_pub, layer_compression_pub, LayerBlob, Location, Platform, SourceImage,
+    choose_platform, layer_compression, Ctx, LayerBlob, Location, Platform, SourceImage,
 };
 use super::OciError;
 use crate::http::{Auth, Client, HttpError, Request, Url};
@@ -332,10 +332,11 @@ pub fn open_remote(
         what: "registry".to_owned(),
         problem: source.to_string(),
     };
-    let invalid = |what: &str, problem: String| OciError::Invalid {
+    // The document checks are those of a layout or archive source, so a
+    // registry image is refused in the same words.
+    let ctx = Ctx {
         image: image.to_owned(),
-        what: what.to_owned(),
-        problem,
+        limits,
     };
     let url = |path: &str| crate::http::parse_url(&format!("{base}{path}")).map_err(http_err);
     let fetch_doc = |path: &str,
@@ -381,13 +382,6 @@ pub fn open_remote(
         }
         Ok((bytes, media, found))
     };
-    let json = |what: &str, bytes: &[u8]| -> Result<serde_json::Value, OciError> {
-        serde_json::from_slice(bytes).map_err(|source| OciError::Json {
-            image: image.to_owned(),
-            what: what.to_owned(),
-            source,
-        })
-    };
 
     let (mut bytes, mut media, mut digest) = fetch_doc(
         &format!("manifests/{}", reference.reference()),
@@ -396,7 +390,7 @@ pub fn open_remote(
     )?;
     let mut depth = 0;
     loop {
-        let doc = json("manifest", &bytes)?;
+        let doc: serde_json::Value = ctx.json("manifest", &bytes)?;
         // The body's own mediaType wins over a missing or generic header.
         if let Some(own) = doc.get("mediaType").and_then(|m| m.as_str()) {
             media = own.to_owned();
@@ -408,95 +402,35 @@ pub fn open_remote(
             | "application/vnd.docker.distribution.manifest.list.v2+json" => {
                 depth += 1;
                 if depth > MAX_INDEX_DEPTH {
-                    return Err(invalid("index", "indexes nested too deeply".to_owned()));
+                    return Err(ctx.invalid("index", "indexes nested too deeply".to_owned()));
                 }
-                let index: ImageIndex =
-                    serde_json::from_slice(&bytes).map_err(|source| OciError::Json {
-                        image: image.to_owned(),
-                        what: "index".to_owned(),
-                        source,
-                    })?;
-                let chosen = choose_platform_pub(image, limits, index.manifests(), platform)?;
+                let index: ImageIndex = ctx.json("index", &bytes)?;
+                let chosen = choose_platform(&ctx, index.manifests(), platform)?;
                 let want = Sha256Digest::parse(chosen.digest().as_ref())
-                    .map_err(|p| invalid("index", p))?;
+                    .map_err(|p| ctx.invalid("index", p))?;
                 (bytes, media, digest) =
                     fetch_doc(&format!("manifests/{want}"), "manifest", Some(want))?;
             }
             _ => break,
         }
     }
-    let manifest: ImageManifest =
-        serde_json::from_slice(&bytes).map_err(|source| OciError::Json {
-            image: image.to_owned(),
-            what: "manifest".to_owned(),
-            source,
-        })?;
-    if manifest.layers().len() > limits.max_layer_count {
-        return Err(OciError::LimitExceeded {
-            image: image.to_owned(),
-            what: "manifest".to_owned(),
-            limit: LimitExceeded::new(LimitKind::LayerCount),
-            value: manifest.layers().len() as u64,
-            max: limits.max_layer_count as u64,
-        });
-    }
+    let manifest: ImageManifest = ctx.json("manifest", &bytes)?;
+    ctx.check_layer_count(manifest.layers().len())?;
     let config_d = manifest.config();
-    let config_digest =
-        Sha256Digest::parse(config_d.digest().as_ref()).map_err(|p| invalid("config", p))?;
-    if config_d.size() > limits.max_oci_document_size {
-        return Err(OciError::LimitExceeded {
-            image: image.to_owned(),
-            what: "config".to_owned(),
-            limit: LimitExceeded::new(LimitKind::OciDocumentSize),
-            value: config_d.size(),
-            max: limits.max_oci_document_size,
-        });
-    }
+    let config_digest = ctx.digest_of("config", config_d)?;
+    ctx.json_limit("config", config_d.size())?;
     let (config_bytes, _, _) = fetch_doc(
         &format!("blobs/{config_digest}"),
         "config",
         Some(config_digest),
     )?;
-    if config_bytes.len() as u64 != config_d.size() {
-        return Err(OciError::SizeMismatch {
-            image: image.to_owned(),
-            what: "config".to_owned(),
-            expected: config_d.size(),
-            found: config_bytes.len() as u64,
-        });
-    }
-    let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
-        .map_err(|source| OciError::Json {
-            image: image.to_owned(),
-            what: "config".to_owned(),
-            source,
-        })?;
-    if config.rootfs().typ() != "layers" {
-        return Err(invalid(
-            "config",
-            format!("rootfs type {:?} is not \"layers\"", config.rootfs().typ()),
-        ));
-    }
-    let diff_ids = config
-        .rootfs()
-        .diff_ids()
-        .iter()
-        .map(|d| Sha256Digest::parse(d).map_err(|p| invalid("config diff_ids", p)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(invalid(
-            "config",
-            format!(
-                "{} diff ids for {} layers",
-                diff_ids.len(),
-                manifest.layers().len()
-            ),
-        ));
-    }
+    // fetch_doc has checked the digest; this adds the size.
+    ctx.check_bytes("config", config_d, &config_bytes)?;
+    let (config, diff_ids) = ctx.config(&config_bytes, manifest.layers().len())?;
     let mut layers = Vec::new();
     for (n, (d, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         let what = format!("layer {}", n + 1);
-        let compression = layer_compression_pub(image, &what, d.media_type().as_ref())?;
+        let compression = layer_compression(&ctx, &what, d.media_type().as_ref())?;
         if d.size() > limits.max_blob_size {
             return Err(OciError::LimitExceeded {
                 image: image.to_owned(),
@@ -507,7 +441,7 @@ pub fn open_remote(
             });
         }
         let layer_digest =
-            Sha256Digest::parse(d.digest().as_ref()).map_err(|p| invalid(&what, p))?;
+            Sha256Digest::parse(d.digest().as_ref()).map_err(|p| ctx.invalid(&what, p))?;
         layers.push(LayerBlob {
             digest: Some(layer_digest),
             size: Some(d.size()),

@@ -187,14 +187,16 @@ pub fn open(
     }
 }
 
-/// Context for the checks on one image's documents.
-struct Ctx<'a> {
-    image: String,
-    limits: &'a Limits,
+/// Context for the checks on one image's documents; the registry client
+/// (`super::registry`) uses it too, so every source refuses a bad document
+/// with the same words.
+pub(super) struct Ctx<'a> {
+    pub(super) image: String,
+    pub(super) limits: &'a Limits,
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, what: &str, problem: impl Into<String>) -> OciError {
+    pub(super) fn invalid(&self, what: &str, problem: impl Into<String>) -> OciError {
         OciError::Invalid {
             image: self.image.clone(),
             what: what.to_owned(),
@@ -202,7 +204,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn json_limit(&self, what: &str, size: u64) -> Result<(), OciError> {
+    pub(super) fn json_limit(&self, what: &str, size: u64) -> Result<(), OciError> {
         let max = self.limits.max_oci_document_size;
         if size > max {
             return Err(OciError::LimitExceeded {
@@ -216,7 +218,11 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn json<T: for<'de> Deserialize<'de>>(&self, what: &str, bytes: &[u8]) -> Result<T, OciError> {
+    pub(super) fn json<T: for<'de> Deserialize<'de>>(
+        &self,
+        what: &str,
+        bytes: &[u8],
+    ) -> Result<T, OciError> {
         serde_json::from_slice(bytes).map_err(|source| OciError::Json {
             image: self.image.clone(),
             what: what.to_owned(),
@@ -238,7 +244,7 @@ impl Ctx<'_> {
         Ok(bytes)
     }
 
-    fn check_layer_count(&self, count: usize) -> Result<(), OciError> {
+    pub(super) fn check_layer_count(&self, count: usize) -> Result<(), OciError> {
         let max = self.limits.max_layer_count;
         if count > max {
             return Err(OciError::LimitExceeded {
@@ -253,7 +259,7 @@ impl Ctx<'_> {
     }
 
     /// Checks a descriptor's digest against bytes already read, and its size.
-    fn check_bytes(
+    pub(super) fn check_bytes(
         &self,
         what: &str,
         d: &Descriptor,
@@ -280,13 +286,13 @@ impl Ctx<'_> {
         Ok(expected)
     }
 
-    fn digest_of(&self, what: &str, d: &Descriptor) -> Result<Sha256Digest, OciError> {
+    pub(super) fn digest_of(&self, what: &str, d: &Descriptor) -> Result<Sha256Digest, OciError> {
         Sha256Digest::parse(d.digest().as_ref()).map_err(|p| self.invalid(what, p))
     }
 
     /// The config, parsed and checked: `rootfs.type` is `layers` and there
     /// is one diff id per layer.
-    fn config(
+    pub(super) fn config(
         &self,
         bytes: &[u8],
         layer_count: usize,
@@ -469,7 +475,11 @@ fn open_layout(
 
 /// The compression a layer media type names; zstd and unknown types are
 /// refused (an ACI cannot carry zstd, aci-format §2).
-fn layer_compression(ctx: &Ctx<'_>, what: &str, media: &str) -> Result<LayerCompression, OciError> {
+pub(super) fn layer_compression(
+    ctx: &Ctx<'_>,
+    what: &str,
+    media: &str,
+) -> Result<LayerCompression, OciError> {
     match media {
         "application/vnd.oci.image.layer.v1.tar"
         | "application/vnd.oci.image.layer.nondistributable.v1.tar"
@@ -489,7 +499,7 @@ fn layer_compression(ctx: &Ctx<'_>, what: &str, media: &str) -> Result<LayerComp
 /// The index entry for `want` (oci-bridge §4): attestation entries are
 /// skipped, the first exact os/architecture(/variant) match wins, and an
 /// entry without a platform is taken only when nothing matches.
-fn choose_platform<'d>(
+pub(super) fn choose_platform<'d>(
     ctx: &Ctx<'_>,
     entries: &'d [Descriptor],
     want: &Platform,
@@ -746,32 +756,4 @@ fn open_docker_archive(
         layers,
         name_hint: (name, tag),
     })
-}
-
-/// [`choose_platform`] for the registry client.
-pub(super) fn choose_platform_pub<'d>(
-    image: &str,
-    limits: &Limits,
-    entries: &'d [Descriptor],
-    want: &Platform,
-) -> Result<&'d Descriptor, OciError> {
-    let ctx = Ctx {
-        image: image.to_owned(),
-        limits,
-    };
-    choose_platform(&ctx, entries, want)
-}
-
-/// [`layer_compression`] for the registry client.
-pub(super) fn layer_compression_pub(
-    image: &str,
-    what: &str,
-    media: &str,
-) -> Result<LayerCompression, OciError> {
-    let limits = Limits::default();
-    let ctx = Ctx {
-        image: image.to_owned(),
-        limits: &limits,
-    };
-    layer_compression(&ctx, what, media)
 }
