@@ -21,11 +21,13 @@
 //! deterministically, so the same image gives the same digests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use serde_json::{json, Map, Value};
+use tempfile::NamedTempFile;
 
 use super::config::{CMD_ANNOTATION, ENTRYPOINT_ANNOTATION, STOP_SIGNAL_ANNOTATION};
 use super::digest::{Sha256Digest, Sha256Hasher};
@@ -357,9 +359,7 @@ pub fn push_to_layout(
     }
     entries.push(descriptor);
     let text = serde_json::to_vec(&index).map_err(|e| invalid("index.json", e.to_string()))?;
-    let temp = dir.join(format!(".index.json.{}.tmp", std::process::id()));
-    fs::write(&temp, &text).map_err(io_err(&temp))?;
-    fs::rename(&temp, &index_path).map_err(io_err(&index_path))?;
+    write_replacing(dir, ".index.json.", &index_path, &text).map_err(io_err(&index_path))?;
     Ok(PushReport {
         manifest_digest,
         layers: layers
@@ -379,11 +379,30 @@ fn put_blob(blobs: &Path, bytes: &[u8]) -> io::Result<Sha256Digest> {
     let digest = Sha256Digest::of(bytes);
     let path = blobs.join(digest.hex());
     if !path.exists() {
-        let temp = blobs.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
-        fs::write(&temp, bytes)?;
-        fs::rename(&temp, &path)?;
+        write_replacing(blobs, &format!(".{}.", digest.hex()), &path, bytes)?;
     }
     Ok(digest)
+}
+
+/// A temp file in `dir` (the user's layout), removed when dropped unless
+/// persisted, so a failed push leaves no temp behind. Mode 0666 less the
+/// umask, as `File::create` gives, so blobs stay as readable as before.
+fn layout_temp(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+}
+
+/// Writes `bytes` to `path` through a temp beside it and a rename, so a
+/// reader sees the old file or the whole new one, and an error leaves
+/// neither a partial `path` nor the temp.
+fn write_replacing(dir: &Path, prefix: &str, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut temp = layout_temp(dir, prefix)?;
+    temp.write_all(bytes)?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Hashes what passes through into a writer.
@@ -408,8 +427,9 @@ fn write_layer(
     whiteouts: &[Vec<u8>],
     items: &[Item<'_>],
 ) -> io::Result<(Sha256Digest, u64, Sha256Digest)> {
-    let temp: PathBuf = blobs.join(format!(".layer.{}.tmp", std::process::id()));
-    let file = File::create(&temp)?;
+    // Dropped on any early return below, which removes the partial blob.
+    let temp = layout_temp(blobs, ".layer.")?;
+    let file = temp.as_file().try_clone()?;
     let compressed = Hashing {
         inner: BufWriter::with_capacity(1 << 20, file),
         hasher: Sha256Hasher::new(),
@@ -505,7 +525,7 @@ fn write_layer(
     let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     let path = blobs.join(digest.hex());
-    fs::rename(&temp, &path)?;
+    temp.persist(&path).map_err(|e| e.error)?;
     Ok((digest, size, diff_id))
 }
 
@@ -622,4 +642,28 @@ fn config_json(
         config["author"] = json!(author);
     }
     serde_json::to_string(&config).map_err(|e| config_err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_replace_leaves_no_temp_in_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        // A non-empty directory at the final name makes the rename fail
+        // after the temp was written.
+        let target = dir.path().join("index.json");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("keep"), b"x").unwrap();
+        assert!(write_replacing(dir.path(), ".index.json.", &target, b"{}").is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("index.json")]);
+
+        write_replacing(dir.path(), ".blob.", &dir.path().join("blob"), b"data").unwrap();
+        assert_eq!(fs::read(dir.path().join("blob")).unwrap(), b"data");
+    }
 }
