@@ -181,6 +181,31 @@ fn rm_refuses_to_break_dependents_unless_forced() {
 }
 
 #[test]
+fn rm_refuses_when_a_possible_dependent_cannot_be_read() {
+    let env = Env::new();
+    let (base, mid, top) = family(&env);
+    // mid's blob zeroed: its manifest, so whether it depends on base, is
+    // unknown. Only --force goes past that.
+    let len = fs::metadata(blob(&env, &mid)).unwrap().len();
+    fs::write(blob(&env, &mid), vec![0u8; len as usize]).unwrap();
+    let refused = env.run(["rm", "example.com/top"]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains(&mid) && refused.stderr().contains("cannot tell whether"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(blob(&env, &top).exists(), "a refusal removes nothing");
+    // The unreadable image itself may be removed: nothing asks it then.
+    let removed = env.run(["rm", "--force", &mid[..20]]);
+    assert_eq!(removed.code(), 0, "{}", removed.stderr());
+    let forced = env.run(["rm", "--force", "example.com/base"]);
+    assert_eq!(forced.code(), 0, "{}", forced.stderr());
+    assert!(forced.stderr().contains(&top), "{}", forced.stderr());
+    assert!(!blob(&env, &base).exists());
+}
+
+#[test]
 fn gc_sweeps_leftovers_and_orphans_but_not_a_locked_temp() {
     use nix::fcntl::{Flock, FlockArg};
     let env = Env::new();

@@ -206,18 +206,22 @@ pub fn resolve_id(store: &Store, prefix: &IdPrefix) -> Result<ImageId, NamingErr
 /// imported wins (rkt's rule, aci-format §8); equal times fall back to the
 /// larger id so the choice is stable.
 pub fn resolve_app(store: &Store, app: &AppRef) -> Result<Resolved, NamingError> {
-    let records = store.records()?;
-    let mut matching: Vec<&ImageRecord> = records.iter().filter(|r| app.matches(r)).collect();
-    matching.sort_by_key(|r| std::cmp::Reverse((r.import_time_ns, r.id)));
-    match matching.first() {
-        Some(best) => Ok(Resolved {
+    resolve_app_among(&store.records()?, app).ok_or_else(|| NamingError::NotFound {
+        name: app.to_string(),
+    })
+}
+
+/// [`resolve_app`] against records already read, for callers resolving
+/// many app strings against one reading of the store (`None`: no match).
+pub fn resolve_app_among(records: &[ImageRecord], app: &AppRef) -> Option<Resolved> {
+    let matching = records.iter().filter(|r| app.matches(r));
+    let count = matching.clone().count();
+    matching
+        .max_by_key(|r| (r.import_time_ns, r.id))
+        .map(|best| Resolved {
             id: best.id,
-            matches: matching.len(),
-        }),
-        None => Err(NamingError::NotFound {
-            name: app.to_string(),
-        }),
-    }
+            matches: count,
+        })
 }
 
 /// Resolves an id or app reference against the store. Files are not

@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::id::ImageId;
-use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::store::{Store, StoreError, TempSweep};
 
 use crate::acidofile::cache;
+use crate::dependency_graph::DependencyGraph;
 
 /// What kind of garbage an item was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,54 +132,50 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     Ok(report)
 }
 
-/// The ids of stored images that `id`'s manifest depends on by id, among
-/// `candidates`.
-fn dependencies_among(
-    store: &Store,
-    id: &ImageId,
-    candidates: &[ImageId],
-) -> Result<Vec<ImageId>, StoreError> {
-    let image = store.open(id)?;
-    let manifest = ImageManifest::from_slice(image.manifest_bytes()).map_err(|source| {
-        StoreError::Manifest {
-            input: id.to_string(),
-            source,
-        }
-    })?;
-    let mut found = Vec::new();
-    for dep in &manifest.dependencies {
-        if let Some(prefix) = dep.image_id.as_ref().and_then(|i| i.as_prefix()) {
-            found.extend(candidates.iter().filter(|c| c.matches(&prefix)));
-        }
-    }
-    Ok(found)
-}
-
 fn remove_cache_entries(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
-    let records = store.records()?;
-    let (entries, others): (Vec<_>, Vec<_>) = records.iter().partition(|r| cache::is_entry(r));
-    let entry_ids: Vec<ImageId> = entries.iter().map(|r| r.id).collect();
+    let mut graph = DependencyGraph::read(store)?;
+    let is_entry = |id: &ImageId| graph.record(id).is_some_and(cache::is_entry);
     // Entries other images need, and the entries those depend on.
     let mut needed: Vec<ImageId> = Vec::new();
-    for other in &others {
-        needed.extend(dependencies_among(store, &other.id, &entry_ids)?);
+    for other in graph.records().iter().filter(|r| !cache::is_entry(r)) {
+        for dep in graph.dependencies_of(&other.id) {
+            if cache::is_entry(dep) && !needed.contains(&dep.id) {
+                needed.push(dep.id);
+            }
+        }
     }
     let mut at = 0;
     while let Some(id) = needed.get(at).copied() {
-        for dep in dependencies_among(store, &id, &entry_ids)? {
-            if !needed.contains(&dep) {
-                needed.push(dep);
+        for dep in graph.dependencies_of(&id) {
+            if cache::is_entry(dep) && !needed.contains(&dep.id) {
+                needed.push(dep.id);
             }
         }
         at += 1;
     }
-    for entry in entries.iter().filter(|e| !needed.contains(&e.id)) {
-        let path = relative(store, &store.blob_path(&entry.id));
-        store.remove(&entry.id)?;
+    // What an unreadable image depends on is unknown: unless it is an
+    // entry nothing needs (removed below), it might need any entry.
+    let blocking = graph
+        .unreadable()
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|id| !is_entry(id) || needed.contains(id));
+    if let Some(source) = blocking.and_then(|id| graph.take_unreadable(&id)) {
+        return Err(source);
+    }
+    let entries: Vec<(ImageId, u64)> = graph
+        .records()
+        .iter()
+        .filter(|r| cache::is_entry(r) && !needed.contains(&r.id))
+        .map(|r| (r.id, r.size))
+        .collect();
+    for (id, size) in entries {
+        let path = relative(store, &store.blob_path(&id));
+        store.remove(&id)?;
         report.removed.push(Removed {
             kind: Garbage::Cache,
             path,
-            bytes: entry.size,
+            bytes: size,
         });
     }
     report.cache_kept = needed.len();

@@ -7,6 +7,7 @@
 //! - [`import`]: storing ACI files in the store.
 //! - [`images`]: listing stored images (table and JSON encoders).
 //! - [`rm`]: removing images, guarding their dependents.
+//! - [`dependency_graph`]: the stored images' dependency edges, read once for `rm` and `gc`.
 //! - [`gc`]: deleting leftover temps and orphaned indexes and records.
 //! - [`export`]: writing a stored image out as a verified ACI.
 //! - [`fsck`]: verifying and repairing the store.
@@ -26,6 +27,7 @@
 pub mod acidofile;
 pub mod build;
 pub mod copy;
+pub mod dependency_graph;
 pub mod export;
 pub mod extract;
 pub mod fetch;

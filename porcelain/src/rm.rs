@@ -2,9 +2,10 @@
 //! one of them (unless forced).
 
 use acido_plumbing::id::ImageId;
-use acido_plumbing::manifest::{Dependency, ImageManifest};
-use acido_plumbing::naming::{self, AppRef, ImageRef, NamingError};
-use acido_plumbing::store::{ImageRecord, Store, StoreError};
+use acido_plumbing::naming::{self, ImageRef, NamingError};
+use acido_plumbing::store::{Store, StoreError};
+
+use crate::dependency_graph::DependencyGraph;
 
 /// Why `rm` removed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -71,89 +72,38 @@ pub struct RmReport {
     pub broken: Vec<(ImageId, Vec<Dependent>)>,
 }
 
-/// Whether `dep` (a dependency of some stored image) stands for `target`:
-/// by its `imageID` prefix when it has one (then name and labels are
-/// ignored, aci-format §8), otherwise by name and labels resolving to
-/// `target` now (the most recently imported match, as rendering picks).
-fn depends_on(store: &Store, dep: &Dependency, target: &ImageId) -> Result<bool, NamingError> {
-    if let Some(image_id) = &dep.image_id {
-        // An id only the lenient reference accepts names no stored image.
-        return Ok(image_id.as_prefix().is_some_and(|p| target.matches(&p)));
-    }
-    let app = AppRef {
-        name: dep.image_name.as_str().to_owned(),
-        labels: dep
-            .labels
-            .iter()
-            .map(|l| (l.name.as_str().to_owned(), l.value.clone()))
-            .collect(),
-    };
-    match naming::resolve_app(store, &app) {
-        Ok(resolved) => Ok(resolved.id == *target),
-        Err(NamingError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// For each of `targets`, the stored images outside `targets` that
-/// depend on it (in id order). A stored image whose manifest cannot be
-/// read is an error: it might depend on a target.
-pub fn dependents(
-    store: &Store,
-    targets: &[ImageId],
-) -> Result<Vec<(ImageId, Vec<Dependent>)>, RmError> {
-    let records: Vec<ImageRecord> = store.records()?;
-    let mut found: Vec<(ImageId, Vec<Dependent>)> =
-        targets.iter().map(|t| (*t, Vec::new())).collect();
-    for record in records.iter().filter(|r| !targets.contains(&r.id)) {
-        let unchecked = |source| RmError::Unchecked {
-            image: record.id,
-            source: Box::new(source),
-        };
-        let image = store.open(&record.id).map_err(unchecked)?;
-        let manifest = ImageManifest::from_slice(image.manifest_bytes()).map_err(|source| {
-            unchecked(StoreError::Manifest {
-                input: record.id.to_string(),
-                source,
-            })
-        })?;
-        for (target, users) in &mut found {
-            for dep in &manifest.dependencies {
-                if depends_on(store, dep, target)? {
-                    users.push(Dependent {
-                        id: record.id,
-                        name: record.name.clone(),
-                    });
-                    break;
-                }
-            }
-        }
-    }
-    Ok(found)
+/// depend on it (in store order).
+fn dependents(graph: &DependencyGraph, targets: &[ImageId]) -> Vec<(ImageId, Vec<Dependent>)> {
+    targets
+        .iter()
+        .map(|target| {
+            let users = graph
+                .dependents_of(target)
+                .into_iter()
+                .filter(|r| !targets.contains(&r.id))
+                .map(|r| Dependent {
+                    id: r.id,
+                    name: r.name.clone(),
+                })
+                .collect();
+            (*target, users)
+        })
+        .collect()
 }
 
 /// Adds to `targets` the step cache entries that depend on one of them
 /// (and so on): a cache entry is never a reason to keep an image, and is
 /// useless without what it depends on.
-fn add_cache_dependents(store: &Store, targets: &mut Vec<ImageId>) -> Result<(), RmError> {
-    loop {
-        let mut added = false;
-        // An unreadable image is reported by the check that follows.
-        let Ok(found) = dependents(store, targets) else {
-            return Ok(());
-        };
-        for dependent in found.into_iter().flat_map(|(_, users)| users) {
-            let is_entry = store
-                .record(&dependent.id)
-                .is_ok_and(|r| crate::acidofile::cache::is_entry(&r));
-            if is_entry && !targets.contains(&dependent.id) {
+fn add_cache_dependents(graph: &DependencyGraph, targets: &mut Vec<ImageId>) {
+    let mut at = 0;
+    while let Some(id) = targets.get(at).copied() {
+        for dependent in graph.dependents_of(&id) {
+            if crate::acidofile::cache::is_entry(dependent) && !targets.contains(&dependent.id) {
                 targets.push(dependent.id);
-                added = true;
             }
         }
-        if !added {
-            return Ok(());
-        }
+        at += 1;
     }
 }
 
@@ -171,7 +121,8 @@ pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmEr
             targets.push(id);
         }
     }
-    add_cache_dependents(store, &mut targets)?;
+    let mut graph = DependencyGraph::read(store)?;
+    add_cache_dependents(&graph, &mut targets);
     let mut report = RmReport::default();
     if !force {
         for info in store.tree_inventory()?.trees {
@@ -183,7 +134,20 @@ pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmEr
                 });
             }
         }
-        for (image, users) in dependents(store, &targets)? {
+        // An image whose manifest cannot be read might depend on a target;
+        // --force is the way past it.
+        let unchecked = graph
+            .unreadable()
+            .iter()
+            .map(|(id, _)| *id)
+            .find(|id| !targets.contains(id));
+        if let Some((image, Some(source))) = unchecked.map(|id| (id, graph.take_unreadable(&id))) {
+            return Err(RmError::Unchecked {
+                image,
+                source: Box::new(source),
+            });
+        }
+        for (image, users) in dependents(&graph, &targets) {
             if !users.is_empty() {
                 return Err(RmError::HasDependents {
                     image,
@@ -192,11 +156,10 @@ pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmEr
             }
         }
     } else {
-        // Best effort: an unreadable image cannot be asked, and --force
-        // is the way past it.
-        if let Ok(found) = dependents(store, &targets) {
-            report.broken = found.into_iter().filter(|(_, u)| !u.is_empty()).collect();
-        }
+        report.broken = dependents(&graph, &targets)
+            .into_iter()
+            .filter(|(_, u)| !u.is_empty())
+            .collect();
     }
     for id in targets {
         store.remove(&id)?;
