@@ -1229,6 +1229,87 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
         .ok();
     umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
     assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+    // Credentials from files: the repository-scoped key beats the host's
+    // (which holds a wrong password), as podman reads them.
+    let host = format!("127.0.0.1:{}", registry.port);
+    let pull_with = |args: &[&str], envs: &[(&str, &Path)]| {
+        let mut cmd = env.command();
+        cmd.env("SSL_CERT_FILE", pki.join("ca.pem"));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let args: Vec<String> = ["pull"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .chain([remote.clone()])
+            .collect();
+        let output = cmd.args(&args).output().unwrap();
+        common::Run { args, output }
+    };
+    let authfile = env.path("auth.json");
+    fs::write(
+        &authfile,
+        format!(
+            r#"{{"auths": {{"{host}": {{"auth": "YWxpY2U6d3Jvbmc="}},
+                "{host}/test/img": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let authfile_arg = authfile.display().to_string();
+    assert_eq!(
+        pull_with(&["--authfile", &authfile_arg], &[]).ok().trim(),
+        top
+    );
+    // --creds beats the file.
+    let wrong = pull_with(
+        &["--authfile", &authfile_arg, "--creds", "alice:wrong"],
+        &[],
+    );
+    assert_eq!(wrong.code(), 128, "{}", wrong.stderr());
+    // The default places: $REGISTRY_AUTH_FILE, then docker's config.json
+    // under $HOME (the sandbox's).
+    assert_eq!(
+        pull_with(&[], &[("REGISTRY_AUTH_FILE", &authfile)])
+            .ok()
+            .trim(),
+        top
+    );
+    let docker = env.path("home/.docker");
+    fs::create_dir_all(&docker).unwrap();
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"https://{host}/v1/": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    assert_eq!(pull_with(&[], &[]).ok().trim(), top);
+    // A helper acido does not run: the 401 says so.
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{}}, "credHelpers": {{"{host}": "pass"}}}}"#),
+    )
+    .unwrap();
+    let helper = pull_with(&[], &[]);
+    assert_eq!(helper.code(), 128, "{}", helper.stderr());
+    insta::assert_snapshot!(
+        "authfile_helper_not_run",
+        env.snap(&helper).replace(&host, "[REGISTRY]")
+    );
+    // A malformed or missing --authfile: an error naming the file.
+    fs::write(&authfile, "{\"auths\": [").unwrap();
+    let malformed = pull_with(&["--authfile", &authfile_arg], &[]);
+    assert_eq!(malformed.code(), 128, "{}", malformed.stderr());
+    insta::assert_snapshot!(
+        "authfile_malformed",
+        env.snap(&malformed).replace(&host, "[REGISTRY]")
+    );
+    let absent = env.path("absent.json").display().to_string();
+    let missing = pull_with(&["--authfile", &absent], &[]);
+    assert_eq!(missing.code(), 128, "{}", missing.stderr());
+    insta::assert_snapshot!(
+        "authfile_missing",
+        env.snap(&missing).replace(&host, "[REGISTRY]")
+    );
 }
 
 #[test]
@@ -1505,4 +1586,86 @@ fn a_blob_the_registry_finds_corrupt_is_an_error_naming_the_step() {
     let pull = env.run(["pull", "--tls-verify=false", &destination]);
     assert_eq!(pull.code(), 128, "{}", pull.stderr());
     assert!(pull.stderr().contains("404"), "{}", pull.stderr());
+}
+
+#[test]
+fn a_push_with_a_small_chunk_size_sends_each_large_blob_in_patch_chunks() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    // The blobs a push writes, from a push into a layout (same writer).
+    let local = env.path("local");
+    let digest = env
+        .run(["push", &top, &format!("oci:{}:v1", local.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(local.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    let chunk = 512u64;
+    let mut sizes: Vec<u64> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .collect();
+    sizes.push(manifest["config"]["size"].as_u64().unwrap());
+    let chunked = sizes.iter().filter(|&&s| s > chunk).count();
+    let patches: u64 = sizes
+        .iter()
+        .filter(|&&s| s > chunk)
+        .map(|s| s.div_ceil(chunk))
+        .sum();
+    assert!(chunked >= 2 && patches > chunked as u64, "{sizes:?}");
+
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/chunked:v1", registry.port);
+    let pushed = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            "--chunk-size",
+            &chunk.to_string(),
+            &top,
+            &remote,
+        ])
+        .ok();
+    assert_eq!(pushed.trim(), digest);
+    // One PATCH per chunk; every blob closed by one PUT.
+    assert_eq!(
+        registry.requests("PATCH", "/v2/test/chunked/blobs/uploads/") as u64,
+        patches
+    );
+    assert_eq!(
+        registry.requests("PUT", "/v2/test/chunked/blobs/uploads/"),
+        sizes.len()
+    );
+    // skopeo reads back what the chunks made, and umoci unpacks it as
+    // acido extracts the image.
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:r", env.path("copied").display()),
+    ]));
+    umoci_unpack(
+        &format!("{}:r", env.path("copied").display()),
+        &env.path("bundle"),
+    );
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+    // A chunk size of 0 is a usage error.
+    let zero = env.run(["push", "--chunk-size", "0", &top, &remote]);
+    assert_eq!(zero.code(), 129, "{}", zero.stderr());
 }

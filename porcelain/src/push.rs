@@ -11,7 +11,7 @@ use acido_plumbing::naming::{self, ImageRef, NamingError};
 use acido_plumbing::oci::push::{push_to_layout, PushReport};
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::RegistryAuth;
-use acido_plumbing::oci::upload::{push_layout_to_registry, UploadReport};
+use acido_plumbing::oci::upload::{push_layout_to_registry_with, UploadOptions, UploadReport};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, RenderError};
 use acido_plumbing::store::{Store, StoreError};
@@ -50,6 +50,11 @@ pub struct PushOptions {
     pub ca_files: Vec<std::path::PathBuf>,
     /// `user` and `password`.
     pub credentials: Option<(String, String)>,
+    /// Registry credential files to search when `credentials` is `None`,
+    /// in order (`--authfile`, auth.json, docker's config.json).
+    pub auth_files: Vec<acido_plumbing::oci::authfile::AuthFileCandidate>,
+    /// How blobs are sent (the chunk size).
+    pub upload: UploadOptions,
 }
 
 /// Where the image went.
@@ -99,7 +104,8 @@ pub fn push(
                 what: "registry".to_owned(),
                 problem: e.to_string(),
             })?;
-            let auth = RegistryAuth::new(options.credentials.clone());
+            let auth =
+                RegistryAuth::resolve(options.credentials.clone(), &options.auth_files, &docker)?;
             store.ensure_layout()?;
             let tmp = store.tmp_dir();
             let scratch = tempfile::Builder::new()
@@ -107,13 +113,14 @@ pub fn push(
                 .tempdir_in(&tmp)
                 .map_err(|source| OciError::Io { path: tmp, source })?;
             let report = push_to_layout(&id.to_string(), &list, scratch.path(), None)?;
-            let upload = push_layout_to_registry(
+            let upload = push_layout_to_registry_with(
                 destination,
                 scratch.path(),
                 &report.manifest_digest,
                 &docker,
                 &client,
                 &auth,
+                &options.upload,
             )?;
             Ok(PushOutcome {
                 dir: None,
