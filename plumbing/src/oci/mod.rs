@@ -81,6 +81,18 @@ pub enum OciError {
         /// What is wrong.
         problem: String,
     },
+    /// Reading a blob's stream failed (a transfer cut short, a stalled
+    /// server); the cause keeps its bound, if it is one.
+    #[error("{image}: {what}: {source}")]
+    Read {
+        /// The image.
+        image: String,
+        /// Which blob.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blob's content does not hash to the digest that names it.
     #[error("{image}: {what}: digest mismatch (expected {expected}, found {found})")]
     DigestMismatch {
