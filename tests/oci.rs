@@ -1669,3 +1669,141 @@ fn a_push_with_a_small_chunk_size_sends_each_large_blob_in_patch_chunks() {
     let zero = env.run(["push", "--chunk-size", "0", &top, &remote]);
     assert_eq!(zero.code(), 129, "{}", zero.stderr());
 }
+
+/// Runs `acido ARGS` with stderr on a pseudo-terminal (120 columns) and
+/// returns what the terminal received, stdout apart.
+fn pull_on_a_pty(env: &Env, args: &[&str]) -> (String, String) {
+    use nix::pty::{openpty, Winsize};
+    use std::io::Read;
+    let size = Winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    let child = env
+        .command()
+        .args(args)
+        .env("TERM", "xterm")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(pty.slave))
+        .spawn()
+        .unwrap();
+    // The child holds the only slave fd now: the master reads EIO once it
+    // is gone.
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "acido {args:?} failed on a pty");
+    let seen = reader.join().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+/// The terminal's text as lines: escape sequences dropped, split at `\r`
+/// and `\n`; each bar line reduced to its label and total (the bytes so
+/// far, rate and ETA depend on timing), repeats of a line folded.
+fn progress_lines(raw: &str) -> Vec<String> {
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        text.push(c);
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for line in text
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let line = match line.split_once(" [") {
+            Some((label, rest)) => {
+                let total = rest
+                    .split_once("] ")
+                    .and_then(|(_, counts)| counts.split_once('/'))
+                    .map(|(_, after)| {
+                        after
+                            .split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                format!("{label} [bar] of {total}")
+            }
+            None => line.to_owned(),
+        };
+        if lines.last() != Some(&line) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_pull_on_a_terminal_shows_a_bar_per_layer() {
+    let env = Env::new();
+    let layout = env.path("layout");
+    let file_layer = |name: &str, len: usize| {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        layer_of(&[
+            ("etc/", tar::EntryType::Directory, b"", None),
+            (name, tar::EntryType::Regular, &data, None),
+        ])
+    };
+    let layers = vec![
+        file_layer("etc/one", 3 << 20),
+        file_layer("etc/two", 1 << 20),
+        file_layer("etc/three", 2 << 20),
+    ];
+    write_layout(&layout, &layers, None);
+    let source = format!("oci:{}:t", layout.display());
+    let (stdout, tty) = pull_on_a_pty(&env, &["pull", &source]);
+    let lines = progress_lines(&tty);
+    insta::assert_snapshot!("pull_progress_on_a_tty", lines.join("\n"));
+    for k in 1..=3 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("layer {k}/3 ["))),
+            "no bar for layer {k}: {tty:?}"
+        );
+    }
+    // The same pull again reads no layer: a note, no bar.
+    let (again, tty) = pull_on_a_pty(&env, &["pull", &source]);
+    assert_eq!(again, stdout);
+    assert_eq!(
+        progress_lines(&tty),
+        [format!("acido: {source}: layers already stored")]
+    );
+    // -q and a stderr that is no terminal: no bar.
+    let (_, quiet) = pull_on_a_pty(&env, &["-q", "pull", &source]);
+    assert_eq!(quiet, "");
+    let env2 = Env::new();
+    let piped = env2.run(["pull", &source]);
+    assert_eq!((piped.code(), piped.stderr().as_str()), (0, ""));
+}
