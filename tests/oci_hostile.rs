@@ -236,7 +236,7 @@ fn a_pull_killed_mid_blob_stores_nothing_and_gc_cleans_its_temps() {
 }
 
 fn scratch_dirs(env: &Env) -> Vec<String> {
-    tmp_names(&env)
+    tmp_names(env)
         .into_iter()
         .filter(|n| n.starts_with(".acido-scratch-"))
         .collect()

@@ -106,7 +106,7 @@ pub fn pull(
                 problem: e.to_string(),
             })?;
             let auth =
-                RegistryAuth::resolve(options.credentials.clone(), &options.auth_files, &docker)?;
+                RegistryAuth::resolve(options.credentials.clone(), &options.auth_files, docker)?;
             open_remote(&image, docker, client, auth, &platform, &limits)?
         }
         _ => source::open(&reference, &platform, &limits)?,

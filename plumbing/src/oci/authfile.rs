@@ -321,7 +321,7 @@ mod tests {
             "config.json",
             r#"{"auths": {"reg.example": {}}, "credHelpers": {"reg.example": "secretservice"}}"#,
         );
-        let found = credentials_for(&[helper.clone()], "reg.example", "a").unwrap();
+        let found = credentials_for(std::slice::from_ref(&helper), "reg.example", "a").unwrap();
         assert_eq!(found.credentials, None);
         assert!(found
             .unusable
@@ -363,7 +363,7 @@ mod tests {
             required: false,
         };
         assert_eq!(
-            credentials_for(&[missing.clone()], "r", "x").unwrap(),
+            credentials_for(std::slice::from_ref(&missing), "r", "x").unwrap(),
             FoundCredentials::default()
         );
         let required = AuthFileCandidate {
