@@ -244,8 +244,11 @@ pub fn push_layout_to_registry_with(
                 }
                 // The registry says how much it holds: anything but all
                 // we sent means a lost or reordered chunk.
+                // (Some registries write it with a `bytes=` unit.)
                 if let Some(range) = patch.header("range") {
-                    if range.trim() != format!("0-{end}") {
+                    let held = range.trim();
+                    let held = held.strip_prefix("bytes=").unwrap_or(held);
+                    if held != format!("0-{end}") {
                         return Err(failed(
                             step,
                             format!(
