@@ -1229,6 +1229,87 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
         .ok();
     umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
     assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+    // Credentials from files: the repository-scoped key beats the host's
+    // (which holds a wrong password), as podman reads them.
+    let host = format!("127.0.0.1:{}", registry.port);
+    let pull_with = |args: &[&str], envs: &[(&str, &Path)]| {
+        let mut cmd = env.command();
+        cmd.env("SSL_CERT_FILE", pki.join("ca.pem"));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let args: Vec<String> = ["pull"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .chain([remote.clone()])
+            .collect();
+        let output = cmd.args(&args).output().unwrap();
+        common::Run { args, output }
+    };
+    let authfile = env.path("auth.json");
+    fs::write(
+        &authfile,
+        format!(
+            r#"{{"auths": {{"{host}": {{"auth": "YWxpY2U6d3Jvbmc="}},
+                "{host}/test/img": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let authfile_arg = authfile.display().to_string();
+    assert_eq!(
+        pull_with(&["--authfile", &authfile_arg], &[]).ok().trim(),
+        top
+    );
+    // --creds beats the file.
+    let wrong = pull_with(
+        &["--authfile", &authfile_arg, "--creds", "alice:wrong"],
+        &[],
+    );
+    assert_eq!(wrong.code(), 128, "{}", wrong.stderr());
+    // The default places: $REGISTRY_AUTH_FILE, then docker's config.json
+    // under $HOME (the sandbox's).
+    assert_eq!(
+        pull_with(&[], &[("REGISTRY_AUTH_FILE", &authfile)])
+            .ok()
+            .trim(),
+        top
+    );
+    let docker = env.path("home/.docker");
+    fs::create_dir_all(&docker).unwrap();
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"https://{host}/v1/": {{"auth": "YWxpY2U6czNjcmV0"}}}}}}"#),
+    )
+    .unwrap();
+    assert_eq!(pull_with(&[], &[]).ok().trim(), top);
+    // A helper acido does not run: the 401 says so.
+    fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{}}, "credHelpers": {{"{host}": "pass"}}}}"#),
+    )
+    .unwrap();
+    let helper = pull_with(&[], &[]);
+    assert_eq!(helper.code(), 128, "{}", helper.stderr());
+    insta::assert_snapshot!(
+        "authfile_helper_not_run",
+        env.snap(&helper).replace(&host, "[REGISTRY]")
+    );
+    // A malformed or missing --authfile: an error naming the file.
+    fs::write(&authfile, "{\"auths\": [").unwrap();
+    let malformed = pull_with(&["--authfile", &authfile_arg], &[]);
+    assert_eq!(malformed.code(), 128, "{}", malformed.stderr());
+    insta::assert_snapshot!(
+        "authfile_malformed",
+        env.snap(&malformed).replace(&host, "[REGISTRY]")
+    );
+    let absent = env.path("absent.json").display().to_string();
+    let missing = pull_with(&["--authfile", &absent], &[]);
+    assert_eq!(missing.code(), 128, "{}", missing.stderr());
+    insta::assert_snapshot!(
+        "authfile_missing",
+        env.snap(&missing).replace(&host, "[REGISTRY]")
+    );
 }
 
 #[test]
@@ -1505,4 +1586,224 @@ fn a_blob_the_registry_finds_corrupt_is_an_error_naming_the_step() {
     let pull = env.run(["pull", "--tls-verify=false", &destination]);
     assert_eq!(pull.code(), 128, "{}", pull.stderr());
     assert!(pull.stderr().contains("404"), "{}", pull.stderr());
+}
+
+#[test]
+fn a_push_with_a_small_chunk_size_sends_each_large_blob_in_patch_chunks() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    // The blobs a push writes, from a push into a layout (same writer).
+    let local = env.path("local");
+    let digest = env
+        .run(["push", &top, &format!("oci:{}:v1", local.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(local.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    let chunk = 512u64;
+    let mut sizes: Vec<u64> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .collect();
+    sizes.push(manifest["config"]["size"].as_u64().unwrap());
+    let chunked = sizes.iter().filter(|&&s| s > chunk).count();
+    let patches: u64 = sizes
+        .iter()
+        .filter(|&&s| s > chunk)
+        .map(|s| s.div_ceil(chunk))
+        .sum();
+    assert!(chunked >= 2 && patches > chunked as u64, "{sizes:?}");
+
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/chunked:v1", registry.port);
+    let pushed = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            "--chunk-size",
+            &chunk.to_string(),
+            &top,
+            &remote,
+        ])
+        .ok();
+    assert_eq!(pushed.trim(), digest);
+    // One PATCH per chunk; every blob closed by one PUT.
+    assert_eq!(
+        registry.requests("PATCH", "/v2/test/chunked/blobs/uploads/") as u64,
+        patches
+    );
+    assert_eq!(
+        registry.requests("PUT", "/v2/test/chunked/blobs/uploads/"),
+        sizes.len()
+    );
+    // skopeo reads back what the chunks made, and umoci unpacks it as
+    // acido extracts the image.
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:r", env.path("copied").display()),
+    ]));
+    umoci_unpack(
+        &format!("{}:r", env.path("copied").display()),
+        &env.path("bundle"),
+    );
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+    // A chunk size of 0 is a usage error.
+    let zero = env.run(["push", "--chunk-size", "0", &top, &remote]);
+    assert_eq!(zero.code(), 129, "{}", zero.stderr());
+}
+
+/// Runs `acido ARGS` with stderr on a pseudo-terminal (120 columns) and
+/// returns what the terminal received, stdout apart.
+fn pull_on_a_pty(env: &Env, args: &[&str]) -> (String, String) {
+    use nix::pty::{openpty, Winsize};
+    use std::io::Read;
+    let size = Winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    let child = env
+        .command()
+        .args(args)
+        .env("TERM", "xterm")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(pty.slave))
+        .spawn()
+        .unwrap();
+    // The child holds the only slave fd now: the master reads EIO once it
+    // is gone.
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "acido {args:?} failed on a pty");
+    let seen = reader.join().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+/// The terminal's text as lines: escape sequences dropped, split at `\r`
+/// and `\n`; each bar line reduced to its label and total (the bytes so
+/// far, rate and ETA depend on timing), repeats of a line folded.
+fn progress_lines(raw: &str) -> Vec<String> {
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        text.push(c);
+    }
+    let mut lines: Vec<String> = Vec::new();
+    for line in text
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let line = match line.split_once(" [") {
+            Some((label, rest)) => {
+                let total = rest
+                    .split_once("] ")
+                    .and_then(|(_, counts)| counts.split_once('/'))
+                    .map(|(_, after)| {
+                        after
+                            .split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                format!("{label} [bar] of {total}")
+            }
+            None => line.to_owned(),
+        };
+        if lines.last() != Some(&line) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_pull_on_a_terminal_shows_a_bar_per_layer() {
+    let env = Env::new();
+    let layout = env.path("layout");
+    let file_layer = |name: &str, len: usize| {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        layer_of(&[
+            ("etc/", tar::EntryType::Directory, b"", None),
+            (name, tar::EntryType::Regular, &data, None),
+        ])
+    };
+    let layers = vec![
+        file_layer("etc/one", 3 << 20),
+        file_layer("etc/two", 1 << 20),
+        file_layer("etc/three", 2 << 20),
+    ];
+    write_layout(&layout, &layers, None);
+    let source = format!("oci:{}:t", layout.display());
+    let (stdout, tty) = pull_on_a_pty(&env, &["pull", &source]);
+    let lines = progress_lines(&tty);
+    insta::assert_snapshot!("pull_progress_on_a_tty", lines.join("\n"));
+    for k in 1..=3 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("layer {k}/3 ["))),
+            "no bar for layer {k}: {tty:?}"
+        );
+    }
+    // The same pull again reads no layer: a note, no bar.
+    let (again, tty) = pull_on_a_pty(&env, &["pull", &source]);
+    assert_eq!(again, stdout);
+    assert_eq!(
+        progress_lines(&tty),
+        [format!("acido: {source}: layers already stored")]
+    );
+    // -q and a stderr that is no terminal: no bar.
+    let (_, quiet) = pull_on_a_pty(&env, &["-q", "pull", &source]);
+    assert_eq!(quiet, "");
+    let env2 = Env::new();
+    let piped = env2.run(["pull", &source]);
+    assert_eq!((piped.code(), piped.stderr().as_str()), (0, ""));
 }

@@ -53,6 +53,9 @@ pub enum TempKind {
     Render,
     /// A pack's archive: a regular file `.acido-pack-XXXXXX.tmp`.
     Pack,
+    /// A scratch directory in a store's `tmp/` (a registry push's layout):
+    /// a directory `.acido-scratch-XXXXXX`.
+    Scratch,
 }
 
 impl TempKind {
@@ -61,13 +64,14 @@ impl TempKind {
         match self {
             TempKind::Render => ".acido-render-",
             TempKind::Pack => ".acido-pack-",
+            TempKind::Scratch => ".acido-scratch-",
         }
     }
 
     /// The name suffix of this kind of temp.
     pub fn suffix(self) -> &'static str {
         match self {
-            TempKind::Render => "",
+            TempKind::Render | TempKind::Scratch => "",
             TempKind::Pack => ".tmp",
         }
     }
@@ -84,7 +88,7 @@ impl TempKind {
     /// Whether a file of type `kind` can be this kind of temp.
     fn is_type(self, kind: SFlag) -> bool {
         match self {
-            TempKind::Render => kind == SFlag::S_IFDIR,
+            TempKind::Render | TempKind::Scratch => kind == SFlag::S_IFDIR,
             TempKind::Pack => kind == SFlag::S_IFREG,
         }
     }
@@ -131,6 +135,30 @@ pub fn sweep_leftovers(parent: &Path, kind: TempKind) -> SweepReport {
     report
 }
 
+/// [`sweep_leftovers`] for the one name `name` in `parent`: removed if it
+/// is a leftover of `kind` (pattern, type, owner, free lock).
+pub fn sweep_leftover(parent: &Path, name: &OsStr, kind: TempKind) -> SweepReport {
+    let mut report = SweepReport::default();
+    let name = name.as_bytes();
+    if !kind.matches(name) {
+        return report;
+    }
+    let Ok(dir) = File::options()
+        .read(true)
+        .custom_flags(OFlag::O_DIRECTORY.bits())
+        .open(parent)
+    else {
+        return report;
+    };
+    match sweep_one(dir.as_fd(), name, kind, unistd::geteuid().as_raw()) {
+        Ok(Swept::Removed) => report.removed += 1,
+        Ok(Swept::InUse) => report.in_use += 1,
+        Ok(Swept::NotOurs) => {}
+        Err(_) => report.failed += 1,
+    }
+    report
+}
+
 /// The fate of one candidate.
 enum Swept {
     Removed,
@@ -170,7 +198,7 @@ fn sweep_one(dir: BorrowedFd<'_>, name: &[u8], kind: TempKind, euid: u32) -> Res
     // O_NOFOLLOW: should the name have become a symlink since the lstat,
     // the open fails instead of reaching its target.
     let opened = match kind {
-        TempKind::Render => open_dir_beneath(dir, name),
+        TempKind::Render | TempKind::Scratch => open_dir_beneath(dir, name),
         TempKind::Pack => open_beneath(
             dir,
             name,
@@ -198,7 +226,7 @@ fn sweep_one(dir: BorrowedFd<'_>, name: &[u8], kind: TempKind, euid: u32) -> Res
         _ => return Ok(Swept::NotOurs),
     }
     match kind {
-        TempKind::Render => {
+        TempKind::Render | TempKind::Scratch => {
             empty_dir(lock.as_fd())?;
             unistd::unlinkat(
                 Some(dir.as_raw_fd()),
@@ -273,9 +301,43 @@ pub(crate) struct LockedDir {
 
 /// Creates and locks a render temp directory in `parent` (mode 0700).
 pub(crate) fn create_locked_dir(parent: &Path) -> io::Result<LockedDir> {
+    create_locked_dir_of(parent, TempKind::Render)
+}
+
+/// A scratch directory (a registry push's layout), locked while it lives
+/// and removed when dropped; after a kill its lock is free and
+/// [`sweep_leftover`] (the store's `gc` and `fsck --repair`) removes it.
+#[derive(Debug)]
+pub struct ScratchDir {
+    locked: LockedDir,
+}
+
+impl ScratchDir {
+    /// Creates one in `parent` (mode 0700).
+    pub fn new(parent: &Path) -> io::Result<ScratchDir> {
+        Ok(ScratchDir {
+            locked: create_locked_dir_of(parent, TempKind::Scratch)?,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.locked.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Best effort: what stays is unlocked once the fd closes, so the
+        // next sweep takes it.
+        let _ = fs::remove_dir_all(&self.locked.path);
+    }
+}
+
+fn create_locked_dir_of(parent: &Path, kind: TempKind) -> io::Result<LockedDir> {
     for _ in 0..ATTEMPTS {
         let path = tempfile::Builder::new()
-            .prefix(TempKind::Render.prefix())
+            .prefix(kind.prefix())
             .tempdir_in(parent)?
             .keep();
         let dir = File::options()

@@ -64,6 +64,9 @@ pub struct PullOptions {
     pub ca_files: Vec<std::path::PathBuf>,
     /// Registry sources: `user` and `password`.
     pub credentials: Option<(String, String)>,
+    /// Registry credential files to search when `credentials` is `None`,
+    /// in order (`--authfile`, auth.json, docker's config.json).
+    pub auth_files: Vec<acido_plumbing::oci::authfile::AuthFileCandidate>,
 }
 
 /// What a pull did.
@@ -102,7 +105,8 @@ pub fn pull(
                 what: "registry".to_owned(),
                 problem: e.to_string(),
             })?;
-            let auth = RegistryAuth::new(options.credentials.clone());
+            let auth =
+                RegistryAuth::resolve(options.credentials.clone(), &options.auth_files, docker)?;
             open_remote(&image, docker, client, auth, &platform, &limits)?
         }
         _ => source::open(&reference, &platform, &limits)?,

@@ -2,7 +2,9 @@
 //! image (DESIGN §11), into an OCI image layout (`oci:DIR[:TAG]`) or a
 //! registry (`docker://HOST/REPO[:TAG]`). A registry push writes the
 //! image into a scratch layout in the store's `tmp/` first (the same
-//! writer, so the same digests) and uploads from there.
+//! writer, so the same digests) and uploads from there; the scratch
+//! directory is a locked [`ScratchDir`], so one a killed push left is
+//! swept by `gc` and `fsck --repair`.
 
 use std::path::PathBuf;
 
@@ -11,10 +13,11 @@ use acido_plumbing::naming::{self, ImageRef, NamingError};
 use acido_plumbing::oci::push::{push_to_layout, PushReport};
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::RegistryAuth;
-use acido_plumbing::oci::upload::{push_layout_to_registry, UploadReport};
+use acido_plumbing::oci::upload::{push_layout_to_registry_with, UploadOptions, UploadReport};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, RenderError};
 use acido_plumbing::store::{Store, StoreError};
+use acido_plumbing::temp::ScratchDir;
 
 /// Why a push failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,11 @@ pub struct PushOptions {
     pub ca_files: Vec<std::path::PathBuf>,
     /// `user` and `password`.
     pub credentials: Option<(String, String)>,
+    /// Registry credential files to search when `credentials` is `None`,
+    /// in order (`--authfile`, auth.json, docker's config.json).
+    pub auth_files: Vec<acido_plumbing::oci::authfile::AuthFileCandidate>,
+    /// How blobs are sent (the chunk size).
+    pub upload: UploadOptions,
 }
 
 /// Where the image went.
@@ -99,21 +107,24 @@ pub fn push(
                 what: "registry".to_owned(),
                 problem: e.to_string(),
             })?;
-            let auth = RegistryAuth::new(options.credentials.clone());
+            let auth =
+                RegistryAuth::resolve(options.credentials.clone(), &options.auth_files, &docker)?;
             store.ensure_layout()?;
             let tmp = store.tmp_dir();
-            let scratch = tempfile::Builder::new()
-                .prefix("push-")
-                .tempdir_in(&tmp)
-                .map_err(|source| OciError::Io { path: tmp, source })?;
+            // Locked while the push lives and removed at its end; after a
+            // kill, gc and fsck --repair sweep it by its free lock.
+            let scratch =
+                ScratchDir::new(&tmp).map_err(|source| OciError::Io { path: tmp, source })?;
+            crate::test_hooks::push_pause(crate::test_hooks::PushStep::AfterScratch);
             let report = push_to_layout(&id.to_string(), &list, scratch.path(), None)?;
-            let upload = push_layout_to_registry(
+            let upload = push_layout_to_registry_with(
                 destination,
                 scratch.path(),
                 &report.manifest_digest,
                 &docker,
                 &client,
                 &auth,
+                &options.upload,
             )?;
             Ok(PushOutcome {
                 dir: None,

@@ -7,8 +7,9 @@
 //! interrupt it there. The steps are those of an import (after-temp-create,
 //! mid-stream, before-link, after-link-before-record), of a render
 //! (render-after-temp-create, render-mid-write, render-before-rename) and
-//! of a pack (pack-after-temp-create, pack-mid-write) and of an overlay
-//! startbuild (overlay-before-mount).
+//! of a pack (pack-after-temp-create, pack-mid-write), of an overlay
+//! startbuild (overlay-before-mount) and of a registry push
+//! (push-after-scratch).
 //!
 //! Without the feature every function here returns `None` and the
 //! variables are never read, so a release binary carries no hook. The
@@ -83,6 +84,24 @@ pub fn pack_pause_hook() -> Option<PackHook> {
 pub enum OverlayStep {
     /// The state and the tree's files are written; nothing is mounted.
     BeforeMount,
+}
+
+/// The steps of a registry `push` a test can pause at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushStep {
+    /// The scratch layout directory exists in the store's `tmp/`.
+    AfterScratch,
+}
+
+/// Pauses at `step` when `ACIDO_TEST_PAUSE_AT` names it; does nothing
+/// without the feature.
+pub fn push_pause(step: PushStep) {
+    #[cfg(feature = "test-hooks")]
+    if let Some(hook) = enabled::pause_at(&[("push-after-scratch", PushStep::AfterScratch)]) {
+        hook(step);
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = step;
 }
 
 /// Pauses at `step` when `ACIDO_TEST_PAUSE_AT` names it; does nothing

@@ -175,3 +175,42 @@ pub fn pack_options(
         progress: None,
     }
 }
+
+/// The registry credential files `pull` and `push` search, in the order
+/// containers-auth.json(5) gives: the primary file (`--authfile FILE`,
+/// else `$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`),
+/// then `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`, then
+/// docker's `${DOCKER_CONFIG:-~/.docker}/config.json`. Only a file named
+/// with `--authfile` must exist. The legacy `~/.dockercfg` is not read.
+pub fn registry_auth_files(
+    authfile: Option<PathBuf>,
+) -> Vec<acido_plumbing::oci::authfile::AuthFileCandidate> {
+    use acido_plumbing::oci::authfile::AuthFileCandidate;
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = var("HOME");
+    let optional = |path: PathBuf| AuthFileCandidate {
+        path,
+        required: false,
+    };
+    let mut files = Vec::new();
+    match authfile {
+        Some(path) => files.push(AuthFileCandidate {
+            path,
+            required: true,
+        }),
+        None => {
+            let primary = var("REGISTRY_AUTH_FILE")
+                .or_else(|| var("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")));
+            files.extend(primary.map(optional));
+        }
+    }
+    let config = var("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config")));
+    files.extend(config.map(|c| optional(c.join("containers/auth.json"))));
+    let docker = var("DOCKER_CONFIG").or_else(|| home.as_ref().map(|h| h.join(".docker")));
+    files.extend(docker.map(|d| optional(d.join("config.json"))));
+    files
+}

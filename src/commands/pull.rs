@@ -35,6 +35,11 @@ pub struct PullArgs {
     /// Credentials for the registry, USER[:PASSWORD]
     #[arg(long, value_name = "USER[:PASSWORD]")]
     pub creds: Option<String>,
+    /// Read registry credentials from FILE (auth.json or docker's
+    /// config.json format) instead of $REGISTRY_AUTH_FILE or
+    /// $XDG_RUNTIME_DIR/containers/auth.json; --creds beats it
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<std::path::PathBuf>,
     /// The image: docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (a registry),
     /// oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE[:NAME:TAG]
     /// (a 'docker save' tarball)
@@ -63,6 +68,7 @@ pub fn run(ctx: &Context, args: PullArgs) -> anyhow::Result<Outcome> {
         allow_http: !args.tls_verify,
         ca_files,
         credentials,
+        auth_files: crate::commands::registry_auth_files(args.authfile),
     };
     let progress = Arc::new(Bar::new(ctx.quiet));
     let report = pull::pull(&store, &args.source, &options, progress, interrupt::flag())?;

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use acido_plumbing::oci::upload::{UploadOptions, DEFAULT_CHUNK_SIZE};
 use acido_porcelain::push::{self, PushOptions};
 use clap::Args;
 
@@ -19,6 +20,16 @@ pub struct PushArgs {
     /// Credentials for the registry, USER[:PASSWORD]
     #[arg(long, value_name = "USER[:PASSWORD]")]
     pub creds: Option<String>,
+    /// Read registry credentials from FILE (auth.json or docker's
+    /// config.json format) instead of $REGISTRY_AUTH_FILE or
+    /// $XDG_RUNTIME_DIR/containers/auth.json; --creds beats it
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<std::path::PathBuf>,
+    /// Send blobs larger than BYTES to a registry in chunks of BYTES (or
+    /// the larger chunk the registry asks for), each its own request
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_SIZE,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
     /// The image: an id, an id prefix or an app string
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -43,6 +54,10 @@ pub fn run(ctx: &Context, args: PushArgs) -> anyhow::Result<Outcome> {
         allow_http: !args.tls_verify,
         ca_files,
         credentials,
+        auth_files: crate::commands::registry_auth_files(args.authfile),
+        upload: UploadOptions {
+            chunk_size: args.chunk_size,
+        },
     };
     let outcome = push::push(&store, &args.image, &args.destination, &options)?;
     let mut out = output::stdout();

@@ -236,7 +236,15 @@ impl BodyReader {
                     source: LimitExceeded::new(LimitKind::HttpTimeout),
                 })
             }
-            _ => err,
+            // The URL and the step, so that "Peer disconnected" says
+            // which transfer was cut short.
+            _ => io::Error::new(
+                err.kind(),
+                HttpError::Read {
+                    url: self.url.to_string(),
+                    source: err,
+                },
+            ),
         }
     }
 }

@@ -19,7 +19,9 @@
 //! - [`push`]: an ACI and its dependencies written into an OCI image
 //!   layout, one layer per image, deletions as whiteouts.
 //! - [`upload`]: such a layout's image pushed to a registry.
+//! - [`authfile`]: registry credentials from auth.json / docker config files.
 
+pub mod authfile;
 pub mod config;
 pub mod convert;
 pub mod digest;
@@ -78,6 +80,18 @@ pub enum OciError {
         what: String,
         /// What is wrong.
         problem: String,
+    },
+    /// Reading a blob's stream failed (a transfer cut short, a stalled
+    /// server); the cause keeps its bound, if it is one.
+    #[error("{image}: {what}: {source}")]
+    Read {
+        /// The image.
+        image: String,
+        /// Which blob.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// A blob's content does not hash to the digest that names it.
     #[error("{image}: {what}: digest mismatch (expected {expected}, found {found})")]
@@ -184,6 +198,14 @@ pub enum OciError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A registry credentials file that cannot be read as one.
+    #[error("auth file {}: {problem}", path.display())]
+    AuthFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The operation was interrupted.
     #[error("{image}: interrupted")]

@@ -117,6 +117,9 @@ impl DockerReference {
 pub struct RegistryAuth {
     /// `user` and `password`, when given.
     pub credentials: Option<(String, String)>,
+    /// Why no credentials could be had although some were configured (an
+    /// auth file names a credential helper, ...): added to a 401's error.
+    pub unusable: Option<String>,
     state: Mutex<AuthState>,
 }
 
@@ -133,7 +136,44 @@ impl RegistryAuth {
     pub fn new(credentials: Option<(String, String)>) -> RegistryAuth {
         RegistryAuth {
             credentials,
+            unusable: None,
             state: Mutex::new(AuthState::None),
+        }
+    }
+
+    /// The auth for `reference`: `credentials` when given (`--creds`
+    /// beats files), else what `files` hold for its registry and
+    /// repository ([`super::authfile::credentials_for`]).
+    pub fn resolve(
+        credentials: Option<(String, String)>,
+        files: &[super::authfile::AuthFileCandidate],
+        reference: &DockerReference,
+    ) -> Result<RegistryAuth, OciError> {
+        if credentials.is_some() {
+            return Ok(RegistryAuth::new(credentials));
+        }
+        let found =
+            super::authfile::credentials_for(files, &reference.host, &reference.repository)?;
+        Ok(RegistryAuth::from_found(found))
+    }
+
+    /// Auth from what the auth files hold ([`super::authfile`]).
+    pub fn from_found(found: super::authfile::FoundCredentials) -> RegistryAuth {
+        RegistryAuth {
+            unusable: found.unusable,
+            ..RegistryAuth::new(found.credentials)
+        }
+    }
+
+    /// `error` as the text an error message shows; a 401 says why no
+    /// credentials were sent when the auth files named some acido cannot
+    /// use.
+    pub fn explain(&self, error: &HttpError) -> String {
+        match (error, &self.unusable) {
+            (HttpError::Status { status: 401, .. }, Some(why)) if self.credentials.is_none() => {
+                format!("{error} (no credentials sent: {why})")
+            }
+            _ => error.to_string(),
         }
     }
 
@@ -330,7 +370,7 @@ pub fn open_remote(
     let http_err = |source: HttpError| OciError::Invalid {
         image: image.to_owned(),
         what: "registry".to_owned(),
-        problem: source.to_string(),
+        problem: remote.auth.explain(&source),
     };
     // The document checks are those of a layout or archive source, so a
     // registry image is refused in the same words.

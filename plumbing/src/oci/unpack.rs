@@ -74,10 +74,10 @@ pub fn unpack_layer(
     progress: &mut dyn FnMut(u64),
 ) -> Result<LayerTar, OciError> {
     let what = format!("layer {number}");
-    let read_err = |source: io::Error| OciError::Invalid {
+    let read_err = |source: io::Error| OciError::Read {
         image: image.to_owned(),
         what: what.clone(),
-        problem: source.to_string(),
+        source,
     };
     let mut head = Vec::with_capacity(crate::archive::detect::SNIFF_LEN);
     (&mut input)

@@ -2,10 +2,11 @@
 //! oci-bridge §9) what [`super::push::push_to_layout`] wrote into a
 //! layout, through the crate's one HTTP client and the registry auth of
 //! [`super::registry`]. Blobs the registry has are skipped (`HEAD`); the
-//! rest go as one monolithic `PUT` each, streamed from the layout's files.
+//! rest are streamed from the layout's files, as one monolithic `PUT`
+//! each up to [`UploadOptions::chunk_size`], in `PATCH` chunks above it.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use oci_spec::image::ImageManifest;
@@ -13,7 +14,7 @@ use oci_spec::image::ImageManifest;
 use super::digest::Sha256Digest;
 use super::registry::{DockerReference, RegistryAuth};
 use super::OciError;
-use crate::http::{Body, Client, Method, Request, Response};
+use crate::http::{Body, Client, Method, Request, Response, Url};
 use crate::limits::LimitKind;
 
 /// What [`push_layout_to_registry`] did.
@@ -25,14 +26,30 @@ pub struct UploadReport {
     pub skipped: usize,
 }
 
-/// Uploads the image `manifest_digest` names from the OCI image layout
-/// `layout` (as [`super::push::push_to_layout`] wrote it) to the registry
-/// `reference` names: for every layer and the config a `HEAD` to skip
-/// what the registry has, else a `POST` to start an upload and a
-/// monolithic `PUT` of the file to the `Location` it answers (which may be
-/// relative) with `?digest=`; then the manifest `PUT` by tag with its
-/// media type. `destination` names the push in errors, each of which
-/// also says the step.
+/// The default [`UploadOptions::chunk_size`]: 64 MiB. Below it a blob
+/// goes in one request, which is what registries handle best; above it
+/// chunks keep each request's body under the caps proxies in front of
+/// registries often set, and what a failed request wastes.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
+
+/// How blobs are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// Blobs larger than this go as `PATCH` chunks of this size (or the
+    /// registry's `OCI-Chunk-Min-Length`, if larger), then a closing
+    /// `PUT`; the others as one `PUT`. At least 1.
+    pub chunk_size: u64,
+}
+
+impl Default for UploadOptions {
+    fn default() -> UploadOptions {
+        UploadOptions {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// [`push_layout_to_registry_with`] with the default options.
 pub fn push_layout_to_registry(
     destination: &str,
     layout: &Path,
@@ -40,6 +57,36 @@ pub fn push_layout_to_registry(
     reference: &DockerReference,
     client: &Client,
     auth: &RegistryAuth,
+) -> Result<UploadReport, OciError> {
+    push_layout_to_registry_with(
+        destination,
+        layout,
+        manifest_digest,
+        reference,
+        client,
+        auth,
+        &UploadOptions::default(),
+    )
+}
+
+/// Uploads the image `manifest_digest` names from the OCI image layout
+/// `layout` (as [`super::push::push_to_layout`] wrote it) to the registry
+/// `reference` names: for every layer and the config a `HEAD` to skip
+/// what the registry has, else a `POST` to start an upload and a
+/// monolithic `PUT` of the file to the `Location` it answers (which may be
+/// relative) with `?digest=`, or for a blob over `options.chunk_size` a
+/// `PATCH` per chunk with its `Content-Range`, each to the `Location` the
+/// previous answer gave, and a closing `PUT` with `?digest=`; then the
+/// manifest `PUT` by tag with its media type. `destination` names the
+/// push in errors, each of which also says the step.
+pub fn push_layout_to_registry_with(
+    destination: &str,
+    layout: &Path,
+    manifest_digest: &Sha256Digest,
+    reference: &DockerReference,
+    client: &Client,
+    auth: &RegistryAuth,
+    options: &UploadOptions,
 ) -> Result<UploadReport, OciError> {
     let failed = |step: String, problem: String| OciError::Invalid {
         image: destination.to_owned(),
@@ -63,7 +110,7 @@ pub fn push_layout_to_registry(
     // A refusal with the registry's own explanation (its JSON `errors`,
     // e.g. DIGEST_INVALID when what arrived does not hash to the digest).
     let refusal = |step: String, response: Response| {
-        let status = response.status_error().to_string();
+        let status = auth.explain(&response.status_error());
         let detail = response
             .read_to_vec(client.config().max_page_size, LimitKind::PageSize)
             .ok()
@@ -90,7 +137,7 @@ pub fn push_layout_to_registry(
     let send = |step: &str, request: Request<'_>| {
         client
             .send(request)
-            .map_err(|e| failed(step.to_owned(), e.to_string()))
+            .map_err(|e| failed(step.to_owned(), auth.explain(&e)))
     };
 
     let manifest_path = blob_path(manifest_digest);
@@ -147,21 +194,14 @@ pub fn push_layout_to_registry(
         if started.status() != 202 {
             return Err(refusal(step("starting the upload of"), started));
         }
-        let location = started
-            .header("location")
-            .and_then(|loc| started.url().join(loc).ok())
-            .ok_or_else(|| {
-                failed(
-                    step("starting the upload of"),
-                    "the registry answered without a valid Location".to_owned(),
-                )
-            })?;
-        let mut target = location;
-        target
-            .query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
+        let location = next_location(&started).ok_or_else(|| {
+            failed(
+                step("starting the upload of"),
+                "the registry answered without a valid Location".to_owned(),
+            )
+        })?;
         let path = blob_path(&digest);
-        let file = File::open(&path).map_err(|source| OciError::Io {
+        let mut file = File::open(&path).map_err(|source| OciError::Io {
             path: path.clone(),
             source,
         })?;
@@ -172,14 +212,76 @@ pub fn push_layout_to_registry(
                 source,
             })?
             .len();
+        // The registry may ask for larger chunks than ours; a garbled
+        // value is ignored (it is only a wish).
+        let min_chunk = started
+            .header("oci-chunk-min-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let chunk = options.chunk_size.max(min_chunk).max(1);
+        let mut target = location;
+        let body = if length > chunk {
+            let mut sent = 0u64;
+            let mut n = 0usize;
+            while sent < length {
+                n += 1;
+                let size = chunk.min(length - sent);
+                let end = sent + size - 1;
+                let step = step(&format!("uploading chunk {n} (bytes {sent}-{end}) of"));
+                let patch = send(
+                    &step,
+                    Request::new(Method::Patch, target.clone())
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Content-Range", &format!("{sent}-{end}"))
+                        .body(Body::Reader {
+                            reader: Box::new(BufReader::new((&mut file).take(size))),
+                            length: Some(size),
+                        })
+                        .auth(auth),
+                )?;
+                if patch.status() != 202 {
+                    return Err(refusal(step, patch));
+                }
+                // The registry says how much it holds: anything but all
+                // we sent means a lost or reordered chunk.
+                // (Some registries write it with a `bytes=` unit.)
+                if let Some(range) = patch.header("range") {
+                    let held = range.trim();
+                    let held = held.strip_prefix("bytes=").unwrap_or(held);
+                    if held != format!("0-{end}") {
+                        return Err(failed(
+                            step,
+                            format!(
+                                "the registry holds bytes {} after the chunk, not 0-{end}",
+                                range.escape_debug()
+                            ),
+                        ));
+                    }
+                }
+                target = next_location(&patch).ok_or_else(|| {
+                    failed(
+                        step.clone(),
+                        "the registry answered without a valid Location".to_owned(),
+                    )
+                })?;
+                sent += size;
+            }
+            // Everything is there: the closing PUT carries no data.
+            Body::Empty
+        } else {
+            Body::Reader {
+                reader: Box::new(BufReader::new(file)),
+                length: Some(length),
+            }
+        };
+        target
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let put = send(
             &step("uploading"),
             Request::new(Method::Put, target)
                 .header("Content-Type", "application/octet-stream")
-                .body(Body::Reader {
-                    reader: Box::new(BufReader::new(file)),
-                    length: Some(length),
-                })
+                .body(body)
                 .auth(auth),
         )?;
         if put.status() != 201 {
@@ -217,4 +319,13 @@ pub fn push_layout_to_registry(
         }
     }
     Ok(report)
+}
+
+/// The `Location` an upload step answered, resolved against the request's
+/// URL (it may be relative, and keeps its query: registry 2.8 carries its
+/// upload state there).
+fn next_location(response: &Response) -> Option<Url> {
+    response
+        .header("location")
+        .and_then(|loc| response.url().join(loc).ok())
 }

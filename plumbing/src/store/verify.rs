@@ -25,6 +25,8 @@ use crate::id::{FastDigest, FastHasher, IdHasher, ImageId};
 use crate::image::OpenImage;
 use crate::index::EntryIndex;
 use crate::manifest::ImageManifest;
+use crate::temp::TempKind;
+use std::os::unix::ffi::OsStrExt;
 
 /// The top-level names of the layout; anything else at the root is a stray.
 const TOP_LEVEL: [&str; 9] = [
@@ -132,7 +134,8 @@ pub struct Inventory {
     pub indexes: Vec<IdFile>,
     /// Files `images/HEX.json`.
     pub records: Vec<IdFile>,
-    /// Everything in `tmp/` except directories: in-flight or leftover writes.
+    /// Everything in `tmp/` except directories (but scratch directories,
+    /// [`crate::temp::ScratchDir`]): in-flight or leftover writes.
     pub temps: Vec<StoreFile>,
     /// Anything the layout does not name: unknown files, misnamed or
     /// misplaced ids, directories in `tmp/`, a non-directory where a
@@ -289,7 +292,13 @@ impl Store {
                 }
                 Some("tmp") => {
                     for entry in list_dir(&file.path)?.unwrap_or_default() {
-                        if entry.kind == FileKind::Directory {
+                        // A scratch directory (a registry push's layout)
+                        // is a temp like the files; any other is a stray.
+                        let scratch = entry
+                            .path
+                            .file_name()
+                            .is_some_and(|n| TempKind::Scratch.matches(n.as_bytes()));
+                        if entry.kind == FileKind::Directory && !scratch {
                             inv.strays.push(entry);
                         } else {
                             inv.temps.push(entry);
@@ -537,11 +546,29 @@ impl Store {
     }
 
     /// Whether a live process holds the lock of the temp file at `path`.
-    /// Only regular files are locked by writers; anything else in `tmp/`
-    /// is never in use. A file that vanished is not in use.
+    /// Regular files and scratch directories are locked by writers;
+    /// anything else in `tmp/` is never in use. A file that vanished is
+    /// not in use.
     pub fn temp_in_use(&self, path: &Path) -> Result<bool, StoreError> {
-        let Some(file) = open_temp(path)? else {
-            return Ok(false);
+        use std::os::unix::fs::OpenOptionsExt;
+        let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+        let file = if is_dir {
+            // A scratch directory is locked through its own fd.
+            match fs::File::options()
+                .read(true)
+                .custom_flags(
+                    (nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW).bits(),
+                )
+                .open(path)
+            {
+                Ok(dir) => dir,
+                Err(_) => return Ok(false),
+            }
+        } else {
+            let Some(file) = open_temp(path)? else {
+                return Ok(false);
+            };
+            file
         };
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(_probe) => Ok(false),
@@ -554,10 +581,12 @@ impl Store {
     }
 
     /// Removes the file at `path` in `tmp/` if no process holds its lock.
+    /// A scratch directory ([`crate::temp::ScratchDir`]) is removed the
+    /// same way; other directories are left alone.
     /// The lock is held while the name is checked to still be the same
     /// file and unlinked, so a writer that just created it either has not
     /// locked it yet (and then finds its name gone and starts over) or
-    /// holds it (and it is left alone). Directories are left alone.
+    /// holds it (and it is left alone).
     pub fn sweep_temp(&self, path: &Path) -> Result<TempSweep, StoreError> {
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
@@ -570,7 +599,25 @@ impl Store {
             }
         };
         match FileKind::of(&meta) {
-            FileKind::Directory => return Ok(TempSweep::Directory),
+            FileKind::Directory => {
+                // A scratch directory (a registry push's layout) is swept
+                // by its own lock; any other directory is not ours.
+                let name = path.file_name().unwrap_or_default();
+                if !TempKind::Scratch.matches(name.as_bytes()) {
+                    return Ok(TempSweep::Directory);
+                }
+                let bytes = dir_bytes(path);
+                let report = crate::temp::sweep_leftover(&self.tmp_dir(), name, TempKind::Scratch);
+                return Ok(if report.removed > 0 {
+                    TempSweep::Removed { bytes }
+                } else if report.in_use > 0 {
+                    TempSweep::InUse
+                } else if fs::symlink_metadata(path).is_err() {
+                    TempSweep::Gone
+                } else {
+                    TempSweep::Directory
+                });
+            }
             FileKind::Regular => {}
             // No writer creates these, so nothing can hold them.
             _ => {
@@ -652,4 +699,17 @@ impl Store {
         remove_if_exists(path)?;
         Ok(Some(meta.len()))
     }
+}
+
+/// The bytes of the regular files under `dir` (hard links once), for the
+/// report of a swept scratch directory.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && seen.insert(m.ino()))
+        .map(|m| m.len())
+        .sum()
 }
