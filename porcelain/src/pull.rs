@@ -10,14 +10,16 @@
 //! image reads no layer and writes nothing.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::http::{Client, HttpConfig};
-use acido_plumbing::id::ImageId;
+use acido_plumbing::id::{IdHasher, ImageId};
 use acido_plumbing::manifest::AcIdentifier;
-use acido_plumbing::oci::config::{app_manifest, AppSource};
+use acido_plumbing::oci::artifact::AciArtifact;
+use acido_plumbing::oci::config::{ac_identifier, app_manifest, appc_platform, AppSource};
 use acido_plumbing::oci::convert::{
     layer_name, resolve_path, unpack_layer, write_manifest_aci, Converter, ScratchFile,
     MAX_READ_FILE,
@@ -25,7 +27,7 @@ use acido_plumbing::oci::convert::{
 use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::{open_remote, RegistryAuth};
-use acido_plumbing::oci::source::{self, Platform};
+use acido_plumbing::oci::source::{self, Opened, Platform};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, DependencyList, FileMap, RenderError, Supplier};
 use acido_plumbing::store::{Store, StoreError};
@@ -86,7 +88,7 @@ pub fn pull(
     source: &str,
     options: &PullOptions,
     progress: Arc<dyn Progress>,
-    interrupt: Arc<AtomicBool>,
+    interrupt: &AtomicBool,
 ) -> Result<PullReport, PullError> {
     let reference = Reference::parse(source)?;
     let image = reference.to_string();
@@ -106,6 +108,10 @@ pub fn pull(
             open_remote(&image, docker, client, auth, &platform, &limits)?
         }
         _ => source::open(&reference, &platform, &limits)?,
+    };
+    let src = match src {
+        Opened::Image(src) => src,
+        Opened::Artifact(artifact) => return pull_artifact(store, &artifact, progress, interrupt),
     };
     let stopped = || PullError::Interrupted {
         image: image.clone(),
@@ -172,7 +178,7 @@ pub fn pull(
                     layer.diff_id,
                     &limits,
                     &scratch,
-                    Some(&interrupt),
+                    Some(interrupt),
                     &mut |n| progress.advance(n),
                 );
                 progress.end();
@@ -240,6 +246,225 @@ pub fn pull(
         layers: layer_ids,
         newly_stored: stored.len(),
     })
+}
+
+/// Whether `text` names an image by a transport (`docker://`, `oci:`,
+/// `docker-archive:`) rather than as a stored image: what Acidofile
+/// `FROM` pulls.
+pub fn is_transport_reference(text: &str) -> bool {
+    ["docker://", "oci:", "docker-archive:"]
+        .iter()
+        .any(|t| text.starts_with(t))
+}
+
+/// The image `source` names, as Acidofile `FROM` wants it, by podman's
+/// `--pull=missing` rule: a `docker://` reference by tag is looked up in
+/// the store first, without contacting the registry, as the app image a
+/// pull of it stores (its name from registry and repository, its
+/// `version` label the tag, its `os`/`arch` labels the host's; the most
+/// recently imported wins); anything else, or nothing found, is pulled
+/// with `options` (a second pull of the same image stores nothing). A
+/// local source (`oci:`, `docker-archive:`) is always read, so a moved
+/// tag is followed.
+pub fn stored_or_pull(
+    store: &Store,
+    source: &str,
+    options: &PullOptions,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<ImageId, PullError> {
+    if let Reference::Docker(docker) = Reference::parse(source)? {
+        if let (Some(tag), None) = (&docker.tag, &docker.digest) {
+            let platform = options.platform.clone().unwrap_or_else(Platform::host);
+            let name = ac_identifier(&docker.name_hint());
+            let (os, arch) = appc_platform(
+                &platform.os,
+                &platform.architecture,
+                platform.variant.as_deref(),
+            )
+            .unzip();
+            let found = store
+                .records()?
+                .into_iter()
+                .filter(|r| {
+                    r.name == name.as_str()
+                        && r.label("version") == Some(tag.as_str())
+                        && r.label("os") == os
+                        && r.label("arch") == arch
+                        && store.contains(&r.id)
+                })
+                .max_by_key(|r| r.import_time_ns);
+            if let Some(record) = found {
+                return Ok(record.id);
+            }
+        }
+    }
+    Ok(pull(store, source, options, progress, interrupt)?.top)
+}
+
+/// Pulls an ACI artifact (`push --format aci`): every member not yet
+/// stored is streamed into a temp in the store's `tmp/` (its sha256 and
+/// size checked by the reader, its SHA-512 compared with the id the
+/// artifact announces), then all are imported bottom first with the
+/// store's normal import, and each imported id must be the announced one.
+/// Any failure takes back what this pull stored.
+fn pull_artifact(
+    store: &Store,
+    artifact: &AciArtifact,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<PullReport, PullError> {
+    let image = artifact.image.as_str();
+    let stopped = || PullError::Interrupted {
+        image: image.to_owned(),
+    };
+    let member_err = |n: usize, problem: String| OciError::Invalid {
+        image: image.to_owned(),
+        what: format!("member {}", n + 1),
+        problem,
+    };
+    store.ensure_layout()?;
+    let count = artifact.members.len();
+    let mut fetched = Vec::new();
+    for (n, member) in artifact.members.iter().enumerate() {
+        if store.contains(&member.id) {
+            continue;
+        }
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(stopped());
+        }
+        let (mut temp, lock) = store.create_temp("pull-aci-")?;
+        progress.begin(&format!("ACI {}/{count}", n + 1), Some(member.size));
+        let copied = copy_member(artifact, n, temp.as_file_mut(), interrupt, &*progress);
+        progress.end();
+        let found = match copied {
+            Ok(found) => found,
+            Err(CopyFailure::Source(e)) => return Err(e.into()),
+            Err(CopyFailure::Interrupted) => return Err(stopped()),
+            Err(CopyFailure::Write(source)) => {
+                return Err(StoreError::Io {
+                    path: temp.path().to_owned(),
+                    source,
+                }
+                .into())
+            }
+        };
+        if found != member.id {
+            return Err(member_err(
+                n,
+                format!(
+                    "the artifact announces {} but the bytes hash to {found}",
+                    member.id
+                ),
+            )
+            .into());
+        }
+        fetched.push((n, temp, lock));
+    }
+    if interrupt.load(Ordering::SeqCst) {
+        return Err(stopped());
+    }
+    let mut stored: Vec<ImageId> = Vec::new();
+    let undo = |stored: &[ImageId]| {
+        for id in stored.iter().rev() {
+            let _ = store.remove(id);
+        }
+    };
+    for (n, temp, _lock) in &fetched {
+        let member = &artifact.members[*n];
+        let result = File::open(temp.path())
+            .map_err(|source| StoreError::Io {
+                path: temp.path().to_owned(),
+                source,
+            })
+            .and_then(|f| store.import(f, &format!("{image} member {}", n + 1)));
+        match result {
+            Ok(outcome) if outcome.record.id != member.id => {
+                if outcome.newly_stored {
+                    stored.push(outcome.record.id);
+                }
+                undo(&stored);
+                return Err(member_err(
+                    *n,
+                    format!(
+                        "imported as {} but the artifact announces {}",
+                        outcome.record.id, member.id
+                    ),
+                )
+                .into());
+            }
+            Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
+            Ok(_) => {}
+            Err(e) => {
+                undo(&stored);
+                return Err(e.into());
+            }
+        }
+    }
+    let name = store
+        .records()?
+        .into_iter()
+        .find(|r| r.id == artifact.top)
+        .map(|r| r.name)
+        .unwrap_or_default();
+    let name = match name.parse() {
+        Ok(name) => name,
+        Err(_) => {
+            undo(&stored);
+            return Err(member_err(
+                count - 1,
+                format!("the top image {} has no record", artifact.top),
+            )
+            .into());
+        }
+    };
+    Ok(PullReport {
+        top: artifact.top,
+        name,
+        layers: artifact.members.iter().map(|m| m.id).collect(),
+        newly_stored: stored.len(),
+    })
+}
+
+enum CopyFailure {
+    Source(OciError),
+    Write(std::io::Error),
+    Interrupted,
+}
+
+/// Streams member `n` of `artifact` into `out`, returning the SHA-512 id
+/// of its bytes. The member's reader fails on a size or sha256 mismatch.
+fn copy_member(
+    artifact: &AciArtifact,
+    n: usize,
+    out: &mut File,
+    interrupt: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<ImageId, CopyFailure> {
+    let mut reader = artifact.open_member(n).map_err(CopyFailure::Source)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let mut hasher = IdHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(CopyFailure::Interrupted);
+        }
+        let got = reader.read(&mut buf).map_err(|e| {
+            CopyFailure::Source(OciError::Invalid {
+                image: artifact.image.clone(),
+                what: format!("member {}", n + 1),
+                problem: e.to_string(),
+            })
+        })?;
+        if got == 0 {
+            break;
+        }
+        hasher.update(&buf[..got]);
+        out.write_all(&buf[..got]).map_err(CopyFailure::Write)?;
+        progress.advance(got as u64);
+    }
+    out.flush().map_err(CopyFailure::Write)?;
+    Ok(hasher.finish())
 }
 
 /// The stored layer ACI called `name`, if its blob is there.

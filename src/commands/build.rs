@@ -40,6 +40,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", requires = "file",
         value_parser = clap::value_parser!(u32).range(1..))]
     pub rebuild_from: Option<u32>,
+    /// With -f: for FROM docker://..., require HTTPS with a verified
+    /// certificate from the registry (as podman build; false allows plain
+    /// HTTP). Trusted CAs: $SSL_CERT_FILE, else the built-in roots
+    #[arg(long, value_name = "BOOL", default_value_t = true,
+        action = clap::ArgAction::Set, requires = "file")]
+    pub tls_verify: bool,
     /// Also store the new image
     #[arg(long)]
     pub import: bool,
@@ -120,6 +126,13 @@ fn build_file(
         context: None,
         use_cache: !args.no_cache,
         rebuild_from: args.rebuild_from.map(|n| n as usize),
+        pull: acido_porcelain::pull::PullOptions {
+            allow_http: !args.tls_verify,
+            ca_files: std::env::var_os("SSL_CERT_FILE")
+                .map(|f| vec![std::path::PathBuf::from(f)])
+                .unwrap_or_default(),
+            ..Default::default()
+        },
     };
     let report = acidofile::build_file(
         store,

@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: PullArgs) -> anyhow::Result<Outcome> {
         credentials,
     };
     let progress = Arc::new(Bar::new(ctx.quiet));
-    let report = pull::pull(&store, &args.source, &options, progress, interrupt::flag())?;
+    let report = pull::pull(&store, &args.source, &options, progress, &interrupt::flag())?;
     let mut out = output::stdout();
     writeln!(out, "{}", report.top)?;
     output::finish(out)?;

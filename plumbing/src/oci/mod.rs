@@ -19,7 +19,10 @@
 //! - [`push`]: an ACI and its dependencies written into an OCI image
 //!   layout, one layer per image, deletions as whiteouts.
 //! - [`upload`]: such a layout's image pushed to a registry.
+//! - [`artifact`]: ACIs as an OCI artifact of their exact bytes
+//!   (`push --format aci`), written into a layout and read back.
 
+pub mod artifact;
 pub mod config;
 pub mod convert;
 pub mod digest;
