@@ -1854,3 +1854,79 @@ fn push_refusals_name_the_problem_and_write_nothing() {
     assert_eq!(run.code(), 128, "{}", run.stderr());
     insta::assert_snapshot!("push_bad_tag", common::redact_ids(&env.snap(&run)));
 }
+
+#[test]
+fn an_acidofile_from_a_layout_or_a_registry_pulls_its_base_once() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/base:v1", registry.port);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:t", layout.display()),
+        &remote,
+    ]));
+
+    // FROM oci:DIR:TAG pulls the base, which the image depends on.
+    fs::write(
+        env.path("Acidofile"),
+        format!(
+            "FROM oci:{}:t\nNAME example.com/from-layout\nENV A=1\n",
+            layout.display()
+        ),
+    )
+    .unwrap();
+    let built = env
+        .run(["build", "-q", "-f", "Acidofile", "--import"])
+        .ok()
+        .trim()
+        .to_owned();
+    let pulled = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let deps = env.run(["cat-manifest", &built]).ok();
+    assert!(deps.contains(&pulled), "{deps}");
+
+    // FROM docker://: a plain registry needs --tls-verify=false, as with
+    // podman build.
+    fs::write(
+        env.path("Acidofile"),
+        format!("FROM {remote}\nNAME example.com/from-registry\nENV A=1\n"),
+    )
+    .unwrap();
+    let refused = env.run(["build", "-q", "-f", "Acidofile", "--import"]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    let built = env
+        .run([
+            "build",
+            "-q",
+            "--tls-verify=false",
+            "-f",
+            "Acidofile",
+            "--import",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(registry.requests("GET", "/manifests/v1") > 0);
+    // With the registry gone, the stored base serves the next build.
+    drop(registry);
+    let before = store_state(&env);
+    let again = env.run([
+        "build",
+        "-q",
+        "--tls-verify=false",
+        "-f",
+        "Acidofile",
+        "--import",
+    ]);
+    assert_eq!(again.ok().trim(), built);
+    assert_eq!(store_state(&env).len(), before.len());
+}
