@@ -37,9 +37,10 @@ pub struct PushArgs {
 /// The values of `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// A runnable OCI image
+    // A runnable OCI image (no doc comments: clap would print the values
+    // as a long list).
     Oci,
-    /// An OCI artifact of the exact ACI bytes
+    // An OCI artifact of the exact ACI bytes.
     Aci,
 }
 
