@@ -8,6 +8,10 @@
 //! A chain whose top layer is already stored (found by its name, which
 //! holds the chain id) is not read again, so a second pull of the same
 //! image reads no layer and writes nothing.
+//!
+//! An ACI artifact (`push --format aci`) is not converted: its ACIs are
+//! stored as they are, each checked against the id it announces
+//! ([`pull_artifact`]). [`stored_or_pull`] is Acidofile `FROM`'s way in.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -401,21 +405,25 @@ fn pull_artifact(
             }
         }
     }
+    // The top member is stored now (imported or found): its record
+    // names it.
     let name = store
-        .records()?
-        .into_iter()
-        .find(|r| r.id == artifact.top)
-        .map(|r| r.name)
-        .unwrap_or_default();
-    let name = match name.parse() {
+        .record(&artifact.top)
+        .map_err(PullError::from)
+        .and_then(|r| {
+            r.name.parse().map_err(|_| {
+                member_err(
+                    count - 1,
+                    format!("the stored name {:?} is not an AC identifier", r.name),
+                )
+                .into()
+            })
+        });
+    let name = match name {
         Ok(name) => name,
-        Err(_) => {
+        Err(e) => {
             undo(&stored);
-            return Err(member_err(
-                count - 1,
-                format!("the top image {} has no record", artifact.top),
-            )
-            .into());
+            return Err(e);
         }
     };
     Ok(PullReport {

@@ -571,8 +571,6 @@ fn write_layer(
     Ok((digest, size, diff_id))
 }
 
-/// The OCI config for the top image's app (the inverse of
-/// [`super::config::app_manifest`]).
 /// The OCI platform of `list`: the os and arch labels of the first image
 /// of the list that names both (an app image on top of a pulled chain, or
 /// the pulled app image below a build), mapped to OCI's names.
@@ -598,6 +596,8 @@ fn platform_of(
         .ok_or_else(|| config_err(format!("appc platform {os}/{arch} has no OCI name")))
 }
 
+/// The OCI config for the top image's app (the inverse of
+/// [`super::config::app_manifest`]).
 fn config_json(
     image: &str,
     list: &DependencyList,

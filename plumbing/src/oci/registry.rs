@@ -472,7 +472,7 @@ pub fn open_remote(
         });
     }
     let name = reference.name_hint();
-    Ok(Opened::Image(SourceImage {
+    Ok(Opened::Image(Box::new(SourceImage {
         image: image.to_owned(),
         manifest_digest: Some(digest),
         annotations: manifest.annotations().clone().unwrap_or_default(),
@@ -481,7 +481,7 @@ pub fn open_remote(
         config,
         layers,
         name_hint: (name, reference.tag.clone()),
-    }))
+    })))
 }
 
 /// A layer blob from the registry, checked as it streams.

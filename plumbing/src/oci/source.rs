@@ -171,8 +171,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OciError + '_ {
 /// ([`super::artifact`]).
 #[derive(Debug)]
 pub enum Opened {
-    /// A runnable OCI or Docker image.
-    Image(SourceImage),
+    /// A runnable OCI or Docker image (boxed: it is much the larger).
+    Image(Box<SourceImage>),
     /// ACIs carried as their exact bytes.
     Artifact(super::artifact::AciArtifact),
 }
@@ -188,7 +188,8 @@ pub fn open(
             open_layout(reference, dir, tag.as_deref(), platform, limits)
         }
         Reference::DockerArchive { file, repo_tag } => {
-            open_docker_archive(reference, file, repo_tag.as_deref(), limits).map(Opened::Image)
+            open_docker_archive(reference, file, repo_tag.as_deref(), limits)
+                .map(|image| Opened::Image(Box::new(image)))
         }
         Reference::Docker(_) => Err(OciError::BadReference {
             reference: reference.to_string(),
@@ -479,7 +480,7 @@ fn open_layout(
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "image".to_owned());
-    Ok(Opened::Image(SourceImage {
+    Ok(Opened::Image(Box::new(SourceImage {
         image: ctx.image.clone(),
         manifest_digest: Some(manifest_digest),
         annotations: manifest.annotations().clone().unwrap_or_default(),
@@ -488,7 +489,7 @@ fn open_layout(
         config,
         layers,
         name_hint: (name, tag.map(str::to_owned)),
-    }))
+    })))
 }
 
 /// The compression a layer media type names; zstd and unknown types are
