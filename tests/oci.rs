@@ -1743,6 +1743,18 @@ fn hostile_aci_artifacts_are_refused_and_nothing_is_stored() {
     );
     refused_pull(&env, "artifact_not_an_aci", &[]);
 
+    // A compressed ACI announced with the hash of its compressed bytes:
+    // the import finds another id, and takes back what it stored.
+    fs::remove_dir_all(&layout).unwrap();
+    env.pack(&env.path("aci2"), "b.aci.gz", "gzip");
+    let gz = fs::read(env.path("b.aci.gz")).unwrap();
+    write_artifact(
+        &layout,
+        &[(aci.clone(), id.clone()), (gz.clone(), common::id_of(&gz))],
+    );
+    let err = refused_pull(&env, "artifact_compressed", &[]);
+    assert!(err.contains(&format!("imported as {other_id}")), "{err}");
+
     // More members than the layer-count limit.
     fs::remove_dir_all(&layout).unwrap();
     write_artifact(
