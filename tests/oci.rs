@@ -1928,6 +1928,17 @@ fn an_acidofile_from_a_layout_or_a_registry_pulls_its_base_once() {
         .trim()
         .to_owned();
     assert!(registry.requests("GET", "/manifests/v1") > 0);
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &remote,
+    ])))
+    .unwrap();
+    let by_digest = format!(
+        "docker://127.0.0.1:{}/test/base@{}",
+        registry.port,
+        inspect["Digest"].as_str().unwrap()
+    );
     // With the registry gone, the stored base serves the next build.
     drop(registry);
     let before = store_state(&env);
@@ -1941,4 +1952,42 @@ fn an_acidofile_from_a_layout_or_a_registry_pulls_its_base_once() {
     ]);
     assert_eq!(again.ok().trim(), built);
     assert_eq!(store_state(&env).len(), before.len());
+    // --pull=never takes it too; --pull=always must reach the registry.
+    let never = env.run(["build", "-q", "--pull=never", "-f", "Acidofile", "--import"]);
+    assert_eq!(never.ok().trim(), built);
+    let always = env.run([
+        "build",
+        "-q",
+        "--pull=always",
+        "--tls-verify=false",
+        "-f",
+        "Acidofile",
+        "--import",
+    ]);
+    assert_eq!(always.code(), 128, "{}", always.stderr());
+    // A reference by digest finds the image by its manifest digest.
+    fs::write(
+        env.path("Acidofile.digest"),
+        format!("FROM {by_digest}\nNAME example.com/from-registry\nENV A=1\n"),
+    )
+    .unwrap();
+    let digest_build = env.run([
+        "build",
+        "-q",
+        "--pull=never",
+        "-f",
+        "Acidofile.digest",
+        "--import",
+    ]);
+    assert_eq!(digest_build.ok().trim(), built);
+    // In a store without it, --pull=never refuses without a registry.
+    let fresh = Env::new();
+    fs::copy(env.path("Acidofile"), fresh.path("Acidofile")).unwrap();
+    let refused = fresh.run(["build", "-q", "--pull=never", "-f", "Acidofile", "--import"]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("the pull policy is never"),
+        "{}",
+        refused.stderr()
+    );
 }

@@ -22,15 +22,18 @@ use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::id::{IdHasher, ImageId};
 use acido_plumbing::manifest::AcIdentifier;
+use acido_plumbing::manifest::ImageManifest as AciManifest;
 use acido_plumbing::oci::artifact::AciArtifact;
-use acido_plumbing::oci::config::{ac_identifier, app_manifest, appc_platform, AppSource};
+use acido_plumbing::oci::config::{
+    ac_identifier, app_manifest, appc_platform, AppSource, MANIFEST_DIGEST_ANNOTATION,
+};
 use acido_plumbing::oci::convert::{
     layer_name, resolve_path, unpack_layer, write_manifest_aci, Converter, ScratchFile,
     MAX_READ_FILE,
 };
 use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::reference::Reference;
-use acido_plumbing::oci::registry::{open_remote, RegistryAuth};
+use acido_plumbing::oci::registry::{open_remote, DockerReference, RegistryAuth};
 use acido_plumbing::oci::source::{self, Opened, Platform};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, DependencyList, FileMap, RenderError, Supplier};
@@ -56,6 +59,24 @@ pub enum PullError {
         /// The source.
         image: String,
     },
+    /// `--pull=never` and no stored image stands for the reference.
+    #[error("{image}: not in the store, and the pull policy is never (acido pull it first)")]
+    NotStored {
+        /// The source.
+        image: String,
+    },
+}
+
+/// When Acidofile `FROM` pulls a registry image, as podman's `--pull`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when no stored image stands for the reference.
+    #[default]
+    Missing,
+    /// Pull every time (a pull of a stored image stores nothing).
+    Always,
+    /// Never contact a registry: the stored image or an error.
+    Never,
 }
 
 /// How to pull.
@@ -262,48 +283,85 @@ pub fn is_transport_reference(text: &str) -> bool {
 }
 
 /// The image `source` names, as Acidofile `FROM` wants it, by podman's
-/// `--pull=missing` rule: a `docker://` reference by tag is looked up in
-/// the store first, without contacting the registry, as the app image a
-/// pull of it stores (its name from registry and repository, its
-/// `version` label the tag, its `os`/`arch` labels the host's; the most
-/// recently imported wins); anything else, or nothing found, is pulled
-/// with `options` (a second pull of the same image stores nothing). A
-/// local source (`oci:`, `docker-archive:`) is always read, so a moved
-/// tag is followed.
+/// `--pull` rules. A `docker://` reference is looked up in the store
+/// first (unless `policy` is [`PullPolicy::Always`]), without contacting
+/// the registry, as the app image a pull of it stores: its name from
+/// registry and repository, its `os`/`arch` labels the platform's, and
+/// its `version` label the tag, or, by digest, its manifest digest
+/// annotation the digest; the most recently imported wins. Nothing found
+/// is pulled with `options` ([`PullPolicy::Never`]: an error). A local
+/// source (`oci:`, `docker-archive:`) is always read, so a moved tag is
+/// followed; a second pull of the same image stores nothing.
 pub fn stored_or_pull(
     store: &Store,
     source: &str,
     options: &PullOptions,
+    policy: PullPolicy,
     progress: Arc<dyn Progress>,
     interrupt: &AtomicBool,
 ) -> Result<ImageId, PullError> {
     if let Reference::Docker(docker) = Reference::parse(source)? {
-        if let (Some(tag), None) = (&docker.tag, &docker.digest) {
-            let platform = options.platform.clone().unwrap_or_else(Platform::host);
-            let name = ac_identifier(&docker.name_hint());
-            let (os, arch) = appc_platform(
-                &platform.os,
-                &platform.architecture,
-                platform.variant.as_deref(),
-            )
-            .unzip();
-            let found = store
-                .records()?
-                .into_iter()
-                .filter(|r| {
-                    r.name == name.as_str()
-                        && r.label("version") == Some(tag.as_str())
-                        && r.label("os") == os
-                        && r.label("arch") == arch
-                        && store.contains(&r.id)
-                })
-                .max_by_key(|r| r.import_time_ns);
-            if let Some(record) = found {
-                return Ok(record.id);
+        if policy != PullPolicy::Always {
+            if let Some(id) = stored_app(store, &docker, options)? {
+                return Ok(id);
+            }
+            if policy == PullPolicy::Never {
+                return Err(PullError::NotStored {
+                    image: source.to_owned(),
+                });
             }
         }
     }
     Ok(pull(store, source, options, progress, interrupt)?.top)
+}
+
+/// The stored app image a pull of `docker` gives (see
+/// [`stored_or_pull`]).
+fn stored_app(
+    store: &Store,
+    docker: &DockerReference,
+    options: &PullOptions,
+) -> Result<Option<ImageId>, PullError> {
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let name = ac_identifier(&docker.name_hint());
+    let (os, arch) = appc_platform(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+    )
+    .unzip();
+    let mut candidates: Vec<_> = store
+        .records()?
+        .into_iter()
+        .filter(|r| {
+            r.name == name.as_str()
+                && r.label("os") == os
+                && r.label("arch") == arch
+                && store.contains(&r.id)
+        })
+        .collect();
+    candidates.sort_by_key(|r| std::cmp::Reverse(r.import_time_ns));
+    for record in candidates {
+        let matches = match (&docker.tag, &docker.digest) {
+            (_, Some(digest)) => {
+                let opened = store.open(&record.id)?;
+                AciManifest::from_slice(opened.manifest_bytes())
+                    .ok()
+                    .and_then(|m| {
+                        m.annotations
+                            .get(MANIFEST_DIGEST_ANNOTATION)
+                            .map(|a| a == digest.to_string())
+                    })
+                    .unwrap_or(false)
+            }
+            (Some(tag), None) => record.label("version") == Some(tag.as_str()),
+            (None, None) => false,
+        };
+        if matches {
+            return Ok(Some(record.id));
+        }
+    }
+    Ok(None)
 }
 
 /// Pulls an ACI artifact (`push --format aci`): every member not yet

@@ -81,6 +81,8 @@ pub struct AcidofileOptions {
     /// How `FROM docker://…`, `FROM oci:…` and `FROM docker-archive:…`
     /// pull their base when it is not stored.
     pub pull: crate::pull::PullOptions,
+    /// When they pull a registry image (`--pull`).
+    pub pull_policy: crate::pull::PullPolicy,
 }
 
 /// What a build did.

@@ -500,6 +500,7 @@ impl Builder<'_> {
                         self.store,
                         image,
                         &self.opts.pull,
+                        self.opts.pull_policy,
                         Arc::clone(&self.progress),
                         self.interrupt,
                     )?;
