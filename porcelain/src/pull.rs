@@ -11,7 +11,7 @@
 //!
 //! An ACI artifact (`push --format aci`) is not converted: its ACIs are
 //! stored as they are, each checked against the id it announces
-//! ([`pull_artifact`]). [`stored_or_pull`] is Acidofile `FROM`'s way in.
+//! (`pull_artifact`). [`stored_or_pull`] is Acidofile `FROM`'s way in.
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -15,9 +15,9 @@
 //!   image name) and `org.opencontainers.image.title`;
 //! - the manifest annotation [`TOP_ANNOTATION`]: the top image's id.
 //!
-//! Reading one back ([`artifact_of`]) checks the shape and the bounds
-//! here; the bytes are checked (sha256, size, then SHA-512 against the
-//! announced id) by whoever streams them.
+//! Reading one back (`artifact_of`, for `source` and `registry`) checks
+//! the shape and the bounds here; the bytes are checked (sha256, size,
+//! then SHA-512 against the announced id) by whoever streams them.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
