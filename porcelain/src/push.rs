@@ -1,5 +1,5 @@
 //! `push`: a stored image with its dependencies out as a runnable OCI
-//! image (DESIGN §11), into an OCI image layout (`oci:DIR[:TAG]`) or a
+//! image, or as an OCI artifact of their exact ACI bytes (DESIGN §11), into an OCI image layout (`oci:DIR[:TAG]`) or a
 //! registry (`docker://HOST/REPO[:TAG]`). A registry push writes the
 //! image into a scratch layout in the store's `tmp/` first (the same
 //! writer, so the same digests) and uploads from there.
