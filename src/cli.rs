@@ -323,7 +323,7 @@ pub enum Command {
     Add(CopyArgs),
     /// Fetch an OCI or Docker image and store it as a chain of ACIs (porcelain)
     Pull(crate::commands::pull::PullArgs),
-    /// Write a stored image with its dependencies out as a runnable OCI image (porcelain)
+    /// Write a stored image with its dependencies out as a runnable OCI image, or as an OCI artifact of their ACIs (porcelain)
     Push(crate::commands::push::PushArgs),
     /// Trust OpenPGP keys to sign images of a name prefix; list or remove them (porcelain)
     Trust(crate::commands::trust::TrustArgs),

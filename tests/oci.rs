@@ -1807,3 +1807,488 @@ fn a_pull_on_a_terminal_shows_a_bar_per_layer() {
     let piped = env2.run(["pull", &source]);
     assert_eq!((piped.code(), piped.stderr().as_str()), (0, ""));
 }
+
+// ---------------------------------------------------------------------
+// `push --format aci`: the exact ACI bytes as an OCI artifact.
+
+/// The ids in the store's blobs directory, sorted.
+fn stored_ids(env: &Env) -> Vec<String> {
+    let mut ids: Vec<String> = walkdir::WalkDir::new(env.store().join("blobs/sha512"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Pulls `source` into a fresh store and checks that it gives `top`, the
+/// very ids of `original`'s store (which holds only `top`'s list), the
+/// same tree, and that a second pull stores nothing.
+fn assert_pulls_back(original: &Env, top: &str, source: &str, extra: &[&str]) {
+    let env = Env::new();
+    let mut args: Vec<&str> = vec!["pull"];
+    args.extend_from_slice(extra);
+    args.push(source);
+    let pulled = env.run(&args).ok().trim().to_owned();
+    assert_eq!(pulled, top, "{source}");
+    assert_eq!(stored_ids(&env), stored_ids(original), "{source}");
+    env.run(["extract", top, &env.path("back").display().to_string()])
+        .ok();
+    let ours = original.path("ours");
+    if !ours.exists() {
+        original
+            .run(["extract", top, &ours.display().to_string()])
+            .ok();
+    }
+    assert_same_tree(&ours.join("rootfs"), &env.path("back/rootfs"));
+    let before = store_state(&env);
+    assert_eq!(env.run(&args).ok().trim(), top, "{source}: second pull");
+    assert_eq!(store_state(&env), before, "{source}: a second pull wrote");
+}
+
+#[test]
+fn an_aci_artifact_round_trips_through_a_layout_a_registry_and_skopeo() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    // The app image and its layer images: two dependencies or more.
+    let n = stored_ids(&env).len();
+    assert!(n >= 3, "{n} images");
+
+    // Into a layout.
+    let out = env.path("artifact");
+    let dest = format!("oci:{}:a", out.display());
+    let digest = env
+        .run(["push", "--format", "aci", &top, &dest])
+        .ok()
+        .trim()
+        .to_owned();
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new("skopeo").args(["inspect", "--raw", &dest]),
+    ))
+    .unwrap();
+    assert_eq!(raw["artifactType"], "application/vnd.acido.aci.v1", "{raw}");
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    let layers = raw["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), n, "{raw}");
+    assert!(layers
+        .iter()
+        .all(|l| l["mediaType"] == "application/vnd.acido.aci.v1.tar"));
+    // The top image is the last member, its bytes the stored blob.
+    assert_eq!(
+        layers[n - 1]["annotations"]["io.acido.aci.id"],
+        top.as_str()
+    );
+    assert_eq!(raw["annotations"]["io.acido.aci.top"], top.as_str());
+    let blob = fs::read(common::blob(&env, &top)).unwrap();
+    assert_eq!(
+        layers[n - 1]["digest"],
+        format!("sha256:{}", sha256_hex(&blob))
+    );
+    // The same bytes again give the same manifest.
+    let again = env.run(["push", "--format=aci", &top, &dest]).ok();
+    assert_eq!(again.trim(), digest);
+    assert_pulls_back(&env, &top, &dest, &[]);
+
+    // Into the registry: the same manifest, HEAD-skipped the second time.
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/aci:v1", registry.port);
+    let pushed = env
+        .run([
+            "push",
+            "--format",
+            "aci",
+            "--tls-verify=false",
+            &top,
+            &remote,
+        ])
+        .ok();
+    assert_eq!(pushed.trim(), digest);
+    let puts = registry.requests("PUT", "/blobs/uploads/");
+    assert_eq!(puts, n + 1, "the ACIs and the empty config");
+    env.run([
+        "push",
+        "--format",
+        "aci",
+        "--tls-verify=false",
+        &top,
+        &remote,
+    ])
+    .ok();
+    assert_eq!(registry.requests("PUT", "/blobs/uploads/"), puts);
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &remote,
+    ])))
+    .unwrap();
+    assert_eq!(raw["artifactType"], "application/vnd.acido.aci.v1", "{raw}");
+    assert_pulls_back(&env, &top, &remote, &["--tls-verify=false"]);
+
+    // skopeo copies the artifact both ways, and the copies still pull.
+    let copied = format!("oci:{}:c", env.path("copied").display());
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &remote,
+        &copied,
+    ]));
+    assert_pulls_back(&env, &top, &copied, &[]);
+    let remote_copy = format!("docker://127.0.0.1:{}/test/copy:v1", registry.port);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &dest,
+        &remote_copy,
+    ]));
+    assert_pulls_back(&env, &top, &remote_copy, &["--tls-verify=false"]);
+}
+
+/// Writes into `dir` an artifact layout tagged `t` holding `members`
+/// (bytes, announced id), bottom first.
+fn write_artifact(dir: &Path, members: &[(Vec<u8>, String)]) {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> String {
+        let hex = sha256_hex(bytes);
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let layers: Vec<serde_json::Value> = members
+        .iter()
+        .map(|(bytes, id)| {
+            serde_json::json!({
+                "mediaType": "application/vnd.acido.aci.v1.tar",
+                "digest": put(bytes),
+                "size": bytes.len(),
+                "annotations": {"io.acido.aci.id": id},
+            })
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.acido.aci.v1",
+        "config": {
+            "mediaType": "application/vnd.oci.empty.v1+json",
+            "digest": put(b"{}"),
+            "size": 2,
+        },
+        "layers": layers,
+    })
+    .to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": put(manifest.as_bytes()),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "t"},
+        }],
+    })
+    .to_string();
+    fs::write(dir.join("index.json"), index).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+#[test]
+fn hostile_aci_artifacts_are_refused_and_nothing_is_stored() {
+    let env = Env::new();
+    let dir = env.layout("aci", &common::manifest("example.com/a", ""), &[("f", "x")]);
+    env.pack(&dir, "a.aci", "none");
+    let aci = fs::read(env.path("a.aci")).unwrap();
+    let id = common::id_of(&aci);
+    let dir = env.layout(
+        "aci2",
+        &common::manifest("example.com/b", ""),
+        &[("g", "y")],
+    );
+    env.pack(&dir, "b.aci", "none");
+    let other = fs::read(env.path("b.aci")).unwrap();
+    let other_id = common::id_of(&other);
+    let layout = env.path("layout");
+
+    // An id annotation that is not the bytes' id.
+    write_artifact(
+        &layout,
+        &[(aci.clone(), id.clone()), (other.clone(), id.clone())],
+    );
+    let err = refused_pull(&env, "artifact_wrong_id", &[]);
+    assert!(err.contains("member 2: the artifact announces"), "{err}");
+
+    // A member that is not an ACI (a bare layer tar, announced with its
+    // true hash), after one that is: the first is taken back.
+    fs::remove_dir_all(&layout).unwrap();
+    let tar = one_file_layer();
+    write_artifact(
+        &layout,
+        &[
+            (aci.clone(), id.clone()),
+            (tar.clone(), common::id_of(&tar)),
+        ],
+    );
+    refused_pull(&env, "artifact_not_an_aci", &[]);
+
+    // A compressed ACI announced with the hash of its compressed bytes:
+    // the import finds another id, and takes back what it stored.
+    fs::remove_dir_all(&layout).unwrap();
+    env.pack(&env.path("aci2"), "b.aci.gz", "gzip");
+    let gz = fs::read(env.path("b.aci.gz")).unwrap();
+    write_artifact(
+        &layout,
+        &[(aci.clone(), id.clone()), (gz.clone(), common::id_of(&gz))],
+    );
+    let err = refused_pull(&env, "artifact_compressed", &[]);
+    assert!(err.contains(&format!("imported as {other_id}")), "{err}");
+
+    // More members than the layer-count limit.
+    fs::remove_dir_all(&layout).unwrap();
+    write_artifact(
+        &layout,
+        &[(aci.clone(), id.clone()), (other.clone(), other_id.clone())],
+    );
+    let err = refused_pull(&env, "artifact_too_many", &["layer-count=1"]);
+    assert!(err.contains("--limit layer-count"), "{err}");
+
+    // A blob whose bytes are not the digest the manifest names.
+    fs::remove_dir_all(&layout).unwrap();
+    write_artifact(&layout, &[(aci.clone(), id.clone())]);
+    let blob = layout.join("blobs/sha256").join(sha256_hex(&aci));
+    let mut bad = aci.clone();
+    bad[600] ^= 1;
+    fs::write(&blob, &bad).unwrap();
+    refused_pull(&env, "artifact_bad_digest", &[]);
+
+    // The sound artifact pulls, and gives the ids announced.
+    fs::remove_dir_all(&layout).unwrap();
+    write_artifact(
+        &layout,
+        &[(aci.clone(), id.clone()), (other.clone(), other_id.clone())],
+    );
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok();
+    assert_eq!(top.trim(), other_id);
+    assert!(common::blob(&env, &id).exists());
+}
+
+#[test]
+fn push_refusals_name_the_problem_and_write_nothing() {
+    let env = Env::new();
+    // An image without os/arch labels has no OCI platform.
+    let dir = env.layout(
+        "plain",
+        &common::manifest("example.com/plain", ""),
+        &[("f", "x")],
+    );
+    env.pack(&dir, "plain.aci", "none");
+    let id = env
+        .run(["import", &env.path("plain.aci").display().to_string()])
+        .ok();
+    let id = id.split_whitespace().next().unwrap().to_owned();
+    let out = env.path("out");
+    let run = env.run(["push", &id, &format!("oci:{}:v1", out.display())]);
+    assert_eq!(run.code(), 128, "{}", run.stderr());
+    insta::assert_snapshot!("push_without_platform", common::redact_ids(&env.snap(&run)));
+    assert!(
+        !out.join("blobs").exists(),
+        "blobs written before the refusal"
+    );
+    // As an artifact it needs none.
+    env.run([
+        "push",
+        "--format",
+        "aci",
+        &id,
+        &format!("oci:{}:v1", out.display()),
+    ])
+    .ok();
+
+    // A malformed index.json in the target layout.
+    let labels = r#","labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]"#;
+    let dir = env.layout(
+        "linux",
+        &common::manifest("example.com/linux", labels),
+        &[("f", "x")],
+    );
+    env.pack(&dir, "linux.aci", "none");
+    let id = env
+        .run(["import", &env.path("linux.aci").display().to_string()])
+        .ok();
+    let id = id.split_whitespace().next().unwrap().to_owned();
+    let broken = env.path("broken");
+    fs::create_dir_all(&broken).unwrap();
+    fs::write(
+        broken.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    fs::write(broken.join("index.json"), "{\"manifests\": [").unwrap();
+    for format in ["oci", "aci"] {
+        let run = env.run([
+            "push",
+            "--format",
+            format,
+            &id,
+            &format!("oci:{}:v1", broken.display()),
+        ]);
+        assert_eq!(run.code(), 128, "{}", run.stderr());
+        insta::assert_snapshot!(
+            format!("push_{format}_malformed_index"),
+            common::redact_ids(&env.snap(&run))
+        );
+        assert!(
+            !broken.join("blobs").exists(),
+            "blobs written before the refusal"
+        );
+        assert_eq!(
+            fs::read_to_string(broken.join("index.json")).unwrap(),
+            "{\"manifests\": ["
+        );
+    }
+
+    // A tag that is not a tag.
+    let run = env.run(["push", &id, &format!("oci:{}:bad tag!", out.display())]);
+    assert_eq!(run.code(), 128, "{}", run.stderr());
+    insta::assert_snapshot!("push_bad_tag", common::redact_ids(&env.snap(&run)));
+}
+
+#[test]
+fn an_acidofile_from_a_layout_or_a_registry_pulls_its_base_once() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let registry = Registry::start(&env.path("registry"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/base:v1", registry.port);
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:t", layout.display()),
+        &remote,
+    ]));
+
+    // FROM oci:DIR:TAG pulls the base, which the image depends on.
+    fs::write(
+        env.path("Acidofile"),
+        format!(
+            "FROM oci:{}:t\nNAME example.com/from-layout\nENV A=1\n",
+            layout.display()
+        ),
+    )
+    .unwrap();
+    let built = env
+        .run(["build", "-q", "-f", "Acidofile", "--import"])
+        .ok()
+        .trim()
+        .to_owned();
+    let pulled = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let deps = env.run(["cat-manifest", &built]).ok();
+    assert!(deps.contains(&pulled), "{deps}");
+
+    // FROM docker://: a plain registry needs --tls-verify=false, as with
+    // podman build.
+    fs::write(
+        env.path("Acidofile"),
+        format!("FROM {remote}\nNAME example.com/from-registry\nENV A=1\n"),
+    )
+    .unwrap();
+    let refused = env.run(["build", "-q", "-f", "Acidofile", "--import"]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    let built = env
+        .run([
+            "build",
+            "-q",
+            "--tls-verify=false",
+            "-f",
+            "Acidofile",
+            "--import",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(registry.requests("GET", "/manifests/v1") > 0);
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &remote,
+    ])))
+    .unwrap();
+    let by_digest = format!(
+        "docker://127.0.0.1:{}/test/base@{}",
+        registry.port,
+        inspect["Digest"].as_str().unwrap()
+    );
+    // With the registry gone, the stored base serves the next build.
+    drop(registry);
+    let before = store_state(&env);
+    let again = env.run([
+        "build",
+        "-q",
+        "--tls-verify=false",
+        "-f",
+        "Acidofile",
+        "--import",
+    ]);
+    assert_eq!(again.ok().trim(), built);
+    assert_eq!(store_state(&env).len(), before.len());
+    // --pull=never takes it too; --pull=always must reach the registry.
+    let never = env.run(["build", "-q", "--pull=never", "-f", "Acidofile", "--import"]);
+    assert_eq!(never.ok().trim(), built);
+    let always = env.run([
+        "build",
+        "-q",
+        "--pull=always",
+        "--tls-verify=false",
+        "-f",
+        "Acidofile",
+        "--import",
+    ]);
+    assert_eq!(always.code(), 128, "{}", always.stderr());
+    // A reference by digest finds the image by its manifest digest.
+    fs::write(
+        env.path("Acidofile.digest"),
+        format!("FROM {by_digest}\nNAME example.com/from-registry\nENV A=1\n"),
+    )
+    .unwrap();
+    let digest_build = env.run([
+        "build",
+        "-q",
+        "--pull=never",
+        "-f",
+        "Acidofile.digest",
+        "--import",
+    ]);
+    assert_eq!(digest_build.ok().trim(), built);
+    // In a store without it, --pull=never refuses without a registry.
+    let fresh = Env::new();
+    fs::copy(env.path("Acidofile"), fresh.path("Acidofile")).unwrap();
+    let refused = fresh.run(["build", "-q", "--pull=never", "-f", "Acidofile", "--import"]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("the pull policy is never"),
+        "{}",
+        refused.stderr()
+    );
+}

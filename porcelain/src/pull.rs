@@ -8,24 +8,33 @@
 //! A chain whose top layer is already stored (found by its name, which
 //! holds the chain id) is not read again, so a second pull of the same
 //! image reads no layer and writes nothing.
+//!
+//! An ACI artifact (`push --format aci`) is not converted: its ACIs are
+//! stored as they are, each checked against the id it announces
+//! (`pull_artifact`). [`stored_or_pull`] is Acidofile `FROM`'s way in.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::http::{Client, HttpConfig};
-use acido_plumbing::id::ImageId;
+use acido_plumbing::id::{IdHasher, ImageId};
 use acido_plumbing::manifest::AcIdentifier;
-use acido_plumbing::oci::config::{app_manifest, AppSource};
+use acido_plumbing::manifest::ImageManifest as AciManifest;
+use acido_plumbing::oci::artifact::AciArtifact;
+use acido_plumbing::oci::config::{
+    ac_identifier, app_manifest, appc_platform, AppSource, MANIFEST_DIGEST_ANNOTATION,
+};
 use acido_plumbing::oci::convert::{
     layer_name, resolve_path, unpack_layer, write_manifest_aci, Converter, ScratchFile,
     MAX_READ_FILE,
 };
 use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::reference::Reference;
-use acido_plumbing::oci::registry::{open_remote, RegistryAuth};
-use acido_plumbing::oci::source::{self, Platform};
+use acido_plumbing::oci::registry::{open_remote, DockerReference, RegistryAuth};
+use acido_plumbing::oci::source::{self, Opened, Platform};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, DependencyList, FileMap, RenderError, Supplier};
 use acido_plumbing::store::{Store, StoreError};
@@ -50,6 +59,24 @@ pub enum PullError {
         /// The source.
         image: String,
     },
+    /// `--pull=never` and no stored image stands for the reference.
+    #[error("{image}: not in the store, and the pull policy is never (acido pull it first)")]
+    NotStored {
+        /// The source.
+        image: String,
+    },
+}
+
+/// When Acidofile `FROM` pulls a registry image, as podman's `--pull`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when no stored image stands for the reference.
+    #[default]
+    Missing,
+    /// Pull every time (a pull of a stored image stores nothing).
+    Always,
+    /// Never contact a registry: the stored image or an error.
+    Never,
 }
 
 /// How to pull.
@@ -89,7 +116,7 @@ pub fn pull(
     source: &str,
     options: &PullOptions,
     progress: Arc<dyn Progress>,
-    interrupt: Arc<AtomicBool>,
+    interrupt: &AtomicBool,
 ) -> Result<PullReport, PullError> {
     let reference = Reference::parse(source)?;
     let image = reference.to_string();
@@ -110,6 +137,10 @@ pub fn pull(
             open_remote(&image, docker, client, auth, &platform, &limits)?
         }
         _ => source::open(&reference, &platform, &limits)?,
+    };
+    let src = match src {
+        Opened::Image(src) => src,
+        Opened::Artifact(artifact) => return pull_artifact(store, &artifact, progress, interrupt),
     };
     let stopped = || PullError::Interrupted {
         image: image.clone(),
@@ -176,7 +207,7 @@ pub fn pull(
                     layer.diff_id,
                     &limits,
                     &scratch,
-                    Some(&interrupt),
+                    Some(interrupt),
                     &mut |n| progress.advance(n),
                 );
                 progress.end();
@@ -244,6 +275,266 @@ pub fn pull(
         layers: layer_ids,
         newly_stored: stored.len(),
     })
+}
+
+/// Whether `text` names an image by a transport (`docker://`, `oci:`,
+/// `docker-archive:`) rather than as a stored image: what Acidofile
+/// `FROM` pulls.
+pub fn is_transport_reference(text: &str) -> bool {
+    ["docker://", "oci:", "docker-archive:"]
+        .iter()
+        .any(|t| text.starts_with(t))
+}
+
+/// The image `source` names, as Acidofile `FROM` wants it, by podman's
+/// `--pull` rules. A `docker://` reference is looked up in the store
+/// first (unless `policy` is [`PullPolicy::Always`]), without contacting
+/// the registry, as the app image a pull of it stores: its name from
+/// registry and repository, its `os`/`arch` labels the platform's, and
+/// its `version` label the tag, or, by digest, its manifest digest
+/// annotation the digest; the most recently imported wins. Nothing found
+/// is pulled with `options` ([`PullPolicy::Never`]: an error). A local
+/// source (`oci:`, `docker-archive:`) is always read, so a moved tag is
+/// followed; a second pull of the same image stores nothing.
+pub fn stored_or_pull(
+    store: &Store,
+    source: &str,
+    options: &PullOptions,
+    policy: PullPolicy,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<ImageId, PullError> {
+    if let Reference::Docker(docker) = Reference::parse(source)? {
+        if policy != PullPolicy::Always {
+            if let Some(id) = stored_app(store, &docker, options)? {
+                return Ok(id);
+            }
+            if policy == PullPolicy::Never {
+                return Err(PullError::NotStored {
+                    image: source.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(pull(store, source, options, progress, interrupt)?.top)
+}
+
+/// The stored app image a pull of `docker` gives (see
+/// [`stored_or_pull`]).
+fn stored_app(
+    store: &Store,
+    docker: &DockerReference,
+    options: &PullOptions,
+) -> Result<Option<ImageId>, PullError> {
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let name = ac_identifier(&docker.name_hint());
+    let (os, arch) = appc_platform(
+        &platform.os,
+        &platform.architecture,
+        platform.variant.as_deref(),
+    )
+    .unzip();
+    let mut candidates: Vec<_> = store
+        .records()?
+        .into_iter()
+        .filter(|r| {
+            r.name == name.as_str()
+                && r.label("os") == os
+                && r.label("arch") == arch
+                && store.contains(&r.id)
+        })
+        .collect();
+    candidates.sort_by_key(|r| std::cmp::Reverse(r.import_time_ns));
+    for record in candidates {
+        let matches = match (&docker.tag, &docker.digest) {
+            (_, Some(digest)) => {
+                let opened = store.open(&record.id)?;
+                AciManifest::from_slice(opened.manifest_bytes())
+                    .ok()
+                    .and_then(|m| {
+                        m.annotations
+                            .get(MANIFEST_DIGEST_ANNOTATION)
+                            .map(|a| a == digest.to_string())
+                    })
+                    .unwrap_or(false)
+            }
+            (Some(tag), None) => record.label("version") == Some(tag.as_str()),
+            (None, None) => false,
+        };
+        if matches {
+            return Ok(Some(record.id));
+        }
+    }
+    Ok(None)
+}
+
+/// Pulls an ACI artifact (`push --format aci`): every member not yet
+/// stored is streamed into a temp in the store's `tmp/` (its sha256 and
+/// size checked by the reader, its SHA-512 compared with the id the
+/// artifact announces), then all are imported bottom first with the
+/// store's normal import, and each imported id must be the announced one.
+/// Any failure takes back what this pull stored.
+fn pull_artifact(
+    store: &Store,
+    artifact: &AciArtifact,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<PullReport, PullError> {
+    let image = artifact.image.as_str();
+    let stopped = || PullError::Interrupted {
+        image: image.to_owned(),
+    };
+    let member_err = |n: usize, problem: String| OciError::Invalid {
+        image: image.to_owned(),
+        what: format!("member {}", n + 1),
+        problem,
+    };
+    store.ensure_layout()?;
+    let count = artifact.members.len();
+    let mut fetched = Vec::new();
+    for (n, member) in artifact.members.iter().enumerate() {
+        if store.contains(&member.id) {
+            continue;
+        }
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(stopped());
+        }
+        let (mut temp, lock) = store.create_temp("pull-aci-")?;
+        progress.begin(&format!("ACI {}/{count}", n + 1), Some(member.size));
+        let copied = copy_member(artifact, n, temp.as_file_mut(), interrupt, &*progress);
+        progress.end();
+        let found = match copied {
+            Ok(found) => found,
+            Err(CopyFailure::Source(e)) => return Err(e.into()),
+            Err(CopyFailure::Interrupted) => return Err(stopped()),
+            Err(CopyFailure::Write(source)) => {
+                return Err(StoreError::Io {
+                    path: temp.path().to_owned(),
+                    source,
+                }
+                .into())
+            }
+        };
+        if found != member.id {
+            return Err(member_err(
+                n,
+                format!(
+                    "the artifact announces {} but the bytes hash to {found}",
+                    member.id
+                ),
+            )
+            .into());
+        }
+        fetched.push((n, temp, lock));
+    }
+    if interrupt.load(Ordering::SeqCst) {
+        return Err(stopped());
+    }
+    let mut stored: Vec<ImageId> = Vec::new();
+    let undo = |stored: &[ImageId]| {
+        for id in stored.iter().rev() {
+            let _ = store.remove(id);
+        }
+    };
+    for (n, temp, _lock) in &fetched {
+        let member = &artifact.members[*n];
+        let result = File::open(temp.path())
+            .map_err(|source| StoreError::Io {
+                path: temp.path().to_owned(),
+                source,
+            })
+            .and_then(|f| store.import(f, &format!("{image} member {}", n + 1)));
+        match result {
+            Ok(outcome) if outcome.record.id != member.id => {
+                if outcome.newly_stored {
+                    stored.push(outcome.record.id);
+                }
+                undo(&stored);
+                return Err(member_err(
+                    *n,
+                    format!(
+                        "imported as {} but the artifact announces {}",
+                        outcome.record.id, member.id
+                    ),
+                )
+                .into());
+            }
+            Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
+            Ok(_) => {}
+            Err(e) => {
+                undo(&stored);
+                return Err(e.into());
+            }
+        }
+    }
+    // The top member is stored now (imported or found): its record
+    // names it.
+    let name = store
+        .record(&artifact.top)
+        .map_err(PullError::from)
+        .and_then(|r| {
+            r.name.parse().map_err(|_| {
+                member_err(
+                    count - 1,
+                    format!("the stored name {:?} is not an AC identifier", r.name),
+                )
+                .into()
+            })
+        });
+    let name = match name {
+        Ok(name) => name,
+        Err(e) => {
+            undo(&stored);
+            return Err(e);
+        }
+    };
+    Ok(PullReport {
+        top: artifact.top,
+        name,
+        layers: artifact.members.iter().map(|m| m.id).collect(),
+        newly_stored: stored.len(),
+    })
+}
+
+enum CopyFailure {
+    Source(OciError),
+    Write(std::io::Error),
+    Interrupted,
+}
+
+/// Streams member `n` of `artifact` into `out`, returning the SHA-512 id
+/// of its bytes. The member's reader fails on a size or sha256 mismatch.
+fn copy_member(
+    artifact: &AciArtifact,
+    n: usize,
+    out: &mut File,
+    interrupt: &AtomicBool,
+    progress: &dyn Progress,
+) -> Result<ImageId, CopyFailure> {
+    let mut reader = artifact.open_member(n).map_err(CopyFailure::Source)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+    let mut hasher = IdHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(CopyFailure::Interrupted);
+        }
+        let got = reader.read(&mut buf).map_err(|e| {
+            CopyFailure::Source(OciError::Invalid {
+                image: artifact.image.clone(),
+                what: format!("member {}", n + 1),
+                problem: e.to_string(),
+            })
+        })?;
+        if got == 0 {
+            break;
+        }
+        hasher.update(&buf[..got]);
+        out.write_all(&buf[..got]).map_err(CopyFailure::Write)?;
+        progress.advance(got as u64);
+    }
+    out.flush().map_err(CopyFailure::Write)?;
+    Ok(hasher.finish())
 }
 
 /// The stored layer ACI called `name`, if its blob is there.

@@ -1,5 +1,5 @@
 //! `push`: a stored image with its dependencies out as a runnable OCI
-//! image (DESIGN §11), into an OCI image layout (`oci:DIR[:TAG]`) or a
+//! image, or as an OCI artifact of their exact ACI bytes (DESIGN §11), into an OCI image layout (`oci:DIR[:TAG]`) or a
 //! registry (`docker://HOST/REPO[:TAG]`). A registry push writes the
 //! image into a scratch layout in the store's `tmp/` first (the same
 //! writer, so the same digests) and uploads from there; the scratch
@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::naming::{self, ImageRef, NamingError};
+use acido_plumbing::oci::artifact::{push_artifact_to_layout, ArtifactInput};
+use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::push::{push_to_layout, PushReport};
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::RegistryAuth;
@@ -44,9 +46,23 @@ pub enum PushError {
     },
 }
 
-/// How to reach a registry destination (as [`crate::pull::PullOptions`]).
+/// What a push writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PushFormat {
+    /// A runnable OCI image, one layer per image (`--format oci`).
+    #[default]
+    Oci,
+    /// The image and its dependencies as their exact ACI bytes, an OCI
+    /// artifact (`--format aci`, [`acido_plumbing::oci::artifact`]).
+    Aci,
+}
+
+/// How to push, and how to reach a registry destination (as
+/// [`crate::pull::PullOptions`]).
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
+    /// What to write.
+    pub format: PushFormat,
     /// Allow plain HTTP (`--tls-verify=false`).
     pub allow_http: bool,
     /// PEM files of trusted CAs (empty: the built-in roots).
@@ -66,8 +82,10 @@ pub struct PushOutcome {
     /// The layout directory; `None` for a registry push (its scratch
     /// layout is gone by now).
     pub dir: Option<PathBuf>,
-    /// What was written.
-    pub report: PushReport,
+    /// The digest of the manifest written.
+    pub manifest_digest: Sha256Digest,
+    /// For `--format oci`: the image's layers and config.
+    pub report: Option<PushReport>,
     /// For a registry push: what was uploaded and what was there.
     pub upload: Option<UploadReport>,
 }
@@ -82,11 +100,33 @@ pub fn push(
     let reference = Reference::parse(destination)?;
     let id = naming::resolve(store, &ImageRef::parse(name, false)?)?.id;
     let list = render::dependency_list(store, id)?;
+    // The artifact's members: the list bottom first (the top image last),
+    // each image once.
+    let members: Vec<ArtifactInput> = {
+        let mut seen = std::collections::HashSet::new();
+        list.images
+            .iter()
+            .rev()
+            .filter(|l| seen.insert(l.id))
+            .map(|l| ArtifactInput {
+                id: l.id,
+                name: l.image.manifest.name.to_string(),
+                blob: store.blob_path(&l.id),
+            })
+            .collect()
+    };
+    let write = |dir: &std::path::Path, tag: Option<&str>| match options.format {
+        PushFormat::Oci => push_to_layout(&id.to_string(), &list, dir, tag)
+            .map(|report| (report.manifest_digest, Some(report))),
+        PushFormat::Aci => push_artifact_to_layout(&id.to_string(), &members, dir, tag)
+            .map(|report| (report.manifest_digest, None)),
+    };
     match reference {
         Reference::Layout { dir, tag } => {
-            let report = push_to_layout(&id.to_string(), &list, &dir, tag.as_deref())?;
+            let (manifest_digest, report) = write(&dir, tag.as_deref())?;
             Ok(PushOutcome {
                 dir: Some(dir),
+                manifest_digest,
                 report,
                 upload: None,
             })
@@ -116,11 +156,11 @@ pub fn push(
             let scratch =
                 ScratchDir::new(&tmp).map_err(|source| OciError::Io { path: tmp, source })?;
             crate::test_hooks::push_pause(crate::test_hooks::PushStep::AfterScratch);
-            let report = push_to_layout(&id.to_string(), &list, scratch.path(), None)?;
+            let (manifest_digest, report) = write(scratch.path(), None)?;
             let upload = push_layout_to_registry_with(
                 destination,
                 scratch.path(),
-                &report.manifest_digest,
+                &manifest_digest,
                 &docker,
                 &client,
                 &auth,
@@ -128,6 +168,7 @@ pub fn push(
             )?;
             Ok(PushOutcome {
                 dir: None,
+                manifest_digest,
                 report,
                 upload: Some(upload),
             })

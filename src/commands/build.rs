@@ -40,6 +40,18 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", requires = "file",
         value_parser = clap::value_parser!(u32).range(1..))]
     pub rebuild_from: Option<u32>,
+    /// With -f: for FROM docker://..., require HTTPS with a verified
+    /// certificate from the registry (as podman build; false allows plain
+    /// HTTP). Trusted CAs: $SSL_CERT_FILE, else the built-in roots
+    #[arg(long, value_name = "BOOL", default_value_t = true,
+        action = clap::ArgAction::Set, requires = "file")]
+    pub tls_verify: bool,
+    /// With -f: when FROM docker://... pulls its image, as podman build:
+    /// missing (only when no stored image stands for the reference),
+    /// always, or never (the stored image or an error)
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = PullArg::Missing,
+        requires = "file")]
+    pub pull: PullArg,
     /// Also store the new image
     #[arg(long)]
     pub import: bool,
@@ -105,6 +117,15 @@ pub fn run(ctx: &Context, args: BuildArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The values of `--pull` (no doc comments: clap would print them as a
+/// long list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullArg {
+    Missing,
+    Always,
+    Never,
+}
+
 fn build_file(
     ctx: &Context,
     store: &acido_plumbing::store::Store,
@@ -120,6 +141,18 @@ fn build_file(
         context: None,
         use_cache: !args.no_cache,
         rebuild_from: args.rebuild_from.map(|n| n as usize),
+        pull: acido_porcelain::pull::PullOptions {
+            allow_http: !args.tls_verify,
+            ca_files: std::env::var_os("SSL_CERT_FILE")
+                .map(|f| vec![std::path::PathBuf::from(f)])
+                .unwrap_or_default(),
+            ..Default::default()
+        },
+        pull_policy: match args.pull {
+            PullArg::Missing => acido_porcelain::pull::PullPolicy::Missing,
+            PullArg::Always => acido_porcelain::pull::PullPolicy::Always,
+            PullArg::Never => acido_porcelain::pull::PullPolicy::Never,
+        },
     };
     let report = acidofile::build_file(
         store,

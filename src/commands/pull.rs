@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: PullArgs) -> anyhow::Result<Outcome> {
         auth_files: crate::commands::registry_auth_files(args.authfile),
     };
     let progress = Arc::new(Bar::new(ctx.quiet));
-    let report = pull::pull(&store, &args.source, &options, progress, interrupt::flag())?;
+    let report = pull::pull(&store, &args.source, &options, progress, &interrupt::flag())?;
     let mut out = output::stdout();
     writeln!(out, "{}", report.top)?;
     output::finish(out)?;

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use acido_plumbing::oci::upload::{UploadOptions, DEFAULT_CHUNK_SIZE};
-use acido_porcelain::push::{self, PushOptions};
+use acido_porcelain::push::{self, PushFormat, PushOptions};
 use clap::Args;
 
 use crate::commands::Context;
@@ -12,6 +12,11 @@ use crate::output::{self, Outcome};
 /// Arguments of `acido push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
+    /// What to push: oci (a runnable OCI image, one layer per image of the
+    /// dependency list) or aci (the image and its dependencies as their
+    /// exact ACI bytes, an OCI artifact that pulls back to the same ids)
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Oci)]
+    pub format: Format,
     /// Require HTTPS with a verified certificate from a registry (as
     /// skopeo; false allows plain HTTP). Trusted CAs: $SSL_CERT_FILE, else
     /// the built-in roots
@@ -40,6 +45,16 @@ pub struct PushArgs {
     pub destination: String,
 }
 
+/// The values of `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    // A runnable OCI image (no doc comments: clap would print the values
+    // as a long list).
+    Oci,
+    // An OCI artifact of the exact ACI bytes.
+    Aci,
+}
+
 /// Pushes the image and prints the digest of the manifest written.
 pub fn run(ctx: &Context, args: PushArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
@@ -51,6 +66,10 @@ pub fn run(ctx: &Context, args: PushArgs) -> anyhow::Result<Outcome> {
         None => (c, String::new()),
     });
     let options = PushOptions {
+        format: match args.format {
+            Format::Oci => PushFormat::Oci,
+            Format::Aci => PushFormat::Aci,
+        },
         allow_http: !args.tls_verify,
         ca_files,
         credentials,
@@ -61,7 +80,7 @@ pub fn run(ctx: &Context, args: PushArgs) -> anyhow::Result<Outcome> {
     };
     let outcome = push::push(&store, &args.image, &args.destination, &options)?;
     let mut out = output::stdout();
-    writeln!(out, "{}", outcome.report.manifest_digest)?;
+    writeln!(out, "{}", outcome.manifest_digest)?;
     output::finish(out)?;
     Ok(Outcome::Success)
 }

@@ -20,7 +20,10 @@
 //!   layout, one layer per image, deletions as whiteouts.
 //! - [`upload`]: such a layout's image pushed to a registry.
 //! - [`authfile`]: registry credentials from auth.json / docker config files.
+//! - [`artifact`]: ACIs as an OCI artifact of their exact bytes
+//!   (`push --format aci`), written into a layout and read back.
 
+pub mod artifact;
 pub mod authfile;
 pub mod config;
 pub mod convert;

@@ -153,6 +153,10 @@ pub fn push_to_layout(
         let path = path.to_owned();
         move |source| OciError::Io { path, source }
     };
+    // An image without a platform, or a layout whose index cannot be
+    // updated, is refused before any blob is written into it.
+    platform_of(image, list)?;
+    let index = read_index(dir)?;
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
     let layout_file = dir.join("oci-layout");
@@ -324,42 +328,12 @@ pub fn push_to_layout(
     .map_err(|e| invalid("manifest", e.to_string()))?;
     let manifest_digest = put_blob(&blobs, manifest.as_bytes()).map_err(io_err(&blobs))?;
 
-    // index.json: umoci's rule, a tag names one entry (older entries with
-    // the name lose it), then the new entry is appended.
-    let index_path = dir.join("index.json");
-    let mut index: Value = match fs::read(&index_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| OciError::Json {
-            image: image.to_owned(),
-            what: "index.json".to_owned(),
-            source,
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
-        }
-        Err(e) => return Err(io_err(&index_path)(e)),
-    };
-    let entries = index
-        .get_mut("manifests")
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| invalid("index.json", "no manifests array".to_owned()))?;
-    if let Some(tag) = tag {
-        entries.retain(|d| {
-            d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
-                .and_then(Value::as_str)
-                != Some(tag)
-        });
-    }
-    let mut descriptor = json!({
+    let descriptor = json!({
         "mediaType": OCI_MANIFEST,
         "digest": manifest_digest.to_string(),
         "size": manifest.len(),
     });
-    if let Some(tag) = tag {
-        descriptor["annotations"] = json!({ REF_NAME: tag });
-    }
-    entries.push(descriptor);
-    let text = serde_json::to_vec(&index).map_err(|e| invalid("index.json", e.to_string()))?;
-    write_replacing(dir, ".index.json.", &index_path, &text).map_err(io_err(&index_path))?;
+    add_to_index(dir, index, descriptor, tag)?;
     Ok(PushReport {
         manifest_digest,
         layers: layers
@@ -374,8 +348,71 @@ pub fn push_to_layout(
     })
 }
 
+/// The index of the OCI image layout `dir` (a fresh empty one when it has
+/// none), checked to be an index this push can extend: a JSON object
+/// whose `manifests` is an array. The error names the file.
+pub(super) fn read_index(dir: &Path) -> Result<Value, OciError> {
+    let path = dir.join("index.json");
+    let invalid = |problem: String| OciError::Invalid {
+        image: path.display().to_string(),
+        what: "existing index".to_owned(),
+        problem,
+    };
+    let index: Value = match fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not valid JSON ({e})")))?
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}))
+        }
+        Err(source) => return Err(OciError::Io { path, source }),
+    };
+    if !index.get("manifests").is_some_and(Value::is_array) {
+        return Err(invalid("no \"manifests\" array".to_owned()));
+    }
+    Ok(index)
+}
+
+/// Adds `descriptor` to `index` (from [`read_index`]) and writes it as
+/// `dir`'s `index.json`. umoci's rule: a tag names one entry, so older
+/// entries with the name are dropped, then the new entry is appended.
+pub(super) fn add_to_index(
+    dir: &Path,
+    mut index: Value,
+    mut descriptor: Value,
+    tag: Option<&str>,
+) -> Result<(), OciError> {
+    let path = dir.join("index.json");
+    let entries = index
+        .get_mut("manifests")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| OciError::Invalid {
+            image: path.display().to_string(),
+            what: "existing index".to_owned(),
+            problem: "no \"manifests\" array".to_owned(),
+        })?;
+    if let Some(tag) = tag {
+        entries.retain(|d| {
+            d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                .and_then(Value::as_str)
+                != Some(tag)
+        });
+        descriptor["annotations"] = json!({ REF_NAME: tag });
+    }
+    entries.push(descriptor);
+    let text = serde_json::to_vec(&index).map_err(|e| OciError::Invalid {
+        image: path.display().to_string(),
+        what: "index".to_owned(),
+        problem: e.to_string(),
+    })?;
+    write_replacing(dir, ".index.json.", &path, &text).map_err(|source| OciError::Io {
+        path: path.clone(),
+        source,
+    })
+}
+
 /// Stores `bytes` as a blob (write to a temp name, rename to the digest).
-fn put_blob(blobs: &Path, bytes: &[u8]) -> io::Result<Sha256Digest> {
+pub(super) fn put_blob(blobs: &Path, bytes: &[u8]) -> io::Result<Sha256Digest> {
     let digest = Sha256Digest::of(bytes);
     let path = blobs.join(digest.hex());
     if !path.exists() {
@@ -387,7 +424,7 @@ fn put_blob(blobs: &Path, bytes: &[u8]) -> io::Result<Sha256Digest> {
 /// A temp file in `dir` (the user's layout), removed when dropped unless
 /// persisted, so a failed push leaves no temp behind. Mode 0666 less the
 /// umask, as `File::create` gives, so blobs stay as readable as before.
-fn layout_temp(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
+pub(super) fn layout_temp(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
     tempfile::Builder::new()
         .prefix(prefix)
         .suffix(".tmp")
@@ -398,7 +435,12 @@ fn layout_temp(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
 /// Writes `bytes` to `path` through a temp beside it and a rename, so a
 /// reader sees the old file or the whole new one, and an error leaves
 /// neither a partial `path` nor the temp.
-fn write_replacing(dir: &Path, prefix: &str, path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_replacing(
+    dir: &Path,
+    prefix: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
     let mut temp = layout_temp(dir, prefix)?;
     temp.write_all(bytes)?;
     temp.persist(path).map_err(|e| e.error)?;
@@ -529,6 +571,31 @@ fn write_layer(
     Ok((digest, size, diff_id))
 }
 
+/// The OCI platform of `list`: the os and arch labels of the first image
+/// of the list that names both (an app image on top of a pulled chain, or
+/// the pulled app image below a build), mapped to OCI's names.
+fn platform_of(
+    image: &str,
+    list: &DependencyList,
+) -> Result<(&'static str, &'static str, Option<&'static str>), OciError> {
+    let config_err = |problem: String| OciError::Config {
+        image: image.to_owned(),
+        problem,
+    };
+    let platform = list.images.iter().find_map(|l| {
+        let m = &l.image.manifest;
+        Some((m.label("os")?.to_owned(), m.label("arch")?.to_owned()))
+    });
+    let (os, arch) = platform.ok_or_else(|| {
+        config_err(
+            "no image of the dependency list has os and arch labels; an OCI image needs a platform (push it with --format aci, or add the labels)"
+                .to_owned(),
+        )
+    })?;
+    oci_platform(&os, &arch)
+        .ok_or_else(|| config_err(format!("appc platform {os}/{arch} has no OCI name")))
+}
+
 /// The OCI config for the top image's app (the inverse of
 /// [`super::config::app_manifest`]).
 fn config_json(
@@ -542,21 +609,7 @@ fn config_json(
         problem,
     };
     let top = &list.images[0].image.manifest;
-    // The platform: the first image of the list that names one (an app
-    // image on top of a pulled chain, or the pulled app image below a
-    // build).
-    let platform = list.images.iter().find_map(|l| {
-        let m = &l.image.manifest;
-        Some((m.label("os")?.to_owned(), m.label("arch")?.to_owned()))
-    });
-    let (os, arch) = platform.ok_or_else(|| {
-        config_err(
-            "no image of the dependency list has os and arch labels; an OCI image needs a platform"
-                .to_owned(),
-        )
-    })?;
-    let (oci_os, oci_arch, variant) = oci_platform(&os, &arch)
-        .ok_or_else(|| config_err(format!("appc platform {os}/{arch} has no OCI name")))?;
+    let (oci_os, oci_arch, variant) = platform_of(image, list)?;
     let mut c = Map::new();
     let annotation = |name: &str| top.annotations.get(name).map(str::to_owned);
     if let Some(app) = &top.app {

@@ -12,7 +12,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 
 use super::digest::{Sha256Digest, VerifyingReader};
 use super::source::{
-    choose_platform, layer_compression, Ctx, LayerBlob, Location, Platform, SourceImage,
+    choose_platform, layer_compression, Ctx, LayerBlob, Location, Opened, Platform, SourceImage,
 };
 use super::OciError;
 use crate::http::{Auth, Client, HttpError, Request, Url};
@@ -38,6 +38,15 @@ pub struct DockerReference {
 }
 
 impl DockerReference {
+    /// The image's name as a pull names it: registry and repository,
+    /// docker.io's registry spelled `docker.io`.
+    pub fn name_hint(&self) -> String {
+        match self.host.as_str() {
+            "registry-1.docker.io" => format!("docker.io/{}", self.repository),
+            host => format!("{host}/{}", self.repository),
+        }
+    }
+
     /// Parses what follows `docker://`.
     pub fn parse(text: &str) -> Result<DockerReference, String> {
         let (rest, digest) = match text.split_once('@') {
@@ -359,7 +368,7 @@ pub fn open_remote(
     auth: RegistryAuth,
     platform: &Platform,
     limits: &Limits,
-) -> Result<SourceImage, OciError> {
+) -> Result<Opened, OciError> {
     let remote = Arc::new(Remote { client, auth });
     let scheme = if remote.client.config().allow_http {
         "http"
@@ -455,6 +464,15 @@ pub fn open_remote(
         }
     }
     let manifest: ImageManifest = ctx.json("manifest", &bytes)?;
+    if super::artifact::is_aci_artifact(&manifest) {
+        return super::artifact::artifact_of(&ctx, &manifest, digest, |blob| {
+            Ok(Location::Remote {
+                remote: Arc::clone(&remote),
+                url: url(&format!("blobs/{blob}"))?,
+            })
+        })
+        .map(Opened::Artifact);
+    }
     ctx.check_layer_count(manifest.layers().len())?;
     let config_d = manifest.config();
     let config_digest = ctx.digest_of("config", config_d)?;
@@ -493,11 +511,8 @@ pub fn open_remote(
             },
         });
     }
-    let name = match reference.host.as_str() {
-        "registry-1.docker.io" => format!("docker.io/{}", reference.repository),
-        host => format!("{host}/{}", reference.repository),
-    };
-    Ok(SourceImage {
+    let name = reference.name_hint();
+    Ok(Opened::Image(Box::new(SourceImage {
         image: image.to_owned(),
         manifest_digest: Some(digest),
         annotations: manifest.annotations().clone().unwrap_or_default(),
@@ -506,7 +521,7 @@ pub fn open_remote(
         config,
         layers,
         name_hint: (name, reference.tag.clone()),
-    })
+    })))
 }
 
 /// A layer blob from the registry, checked as it streams.

@@ -167,18 +167,29 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OciError + '_ {
     }
 }
 
+/// What a reference names: an image, or an ACI artifact
+/// ([`super::artifact`]).
+#[derive(Debug)]
+pub enum Opened {
+    /// A runnable OCI or Docker image (boxed: it is much the larger).
+    Image(Box<SourceImage>),
+    /// ACIs carried as their exact bytes.
+    Artifact(super::artifact::AciArtifact),
+}
+
 /// Reads the image `reference` names, choosing `platform` from an index.
 pub fn open(
     reference: &Reference,
     platform: &Platform,
     limits: &Limits,
-) -> Result<SourceImage, OciError> {
+) -> Result<Opened, OciError> {
     match reference {
         Reference::Layout { dir, tag } => {
             open_layout(reference, dir, tag.as_deref(), platform, limits)
         }
         Reference::DockerArchive { file, repo_tag } => {
             open_docker_archive(reference, file, repo_tag.as_deref(), limits)
+                .map(|image| Opened::Image(Box::new(image)))
         }
         Reference::Docker(_) => Err(OciError::BadReference {
             reference: reference.to_string(),
@@ -326,7 +337,7 @@ fn open_layout(
     tag: Option<&str>,
     platform: &Platform,
     limits: &Limits,
-) -> Result<SourceImage, OciError> {
+) -> Result<Opened, OciError> {
     let ctx = Ctx {
         image: reference.to_string(),
         limits,
@@ -431,6 +442,14 @@ fn open_layout(
             ));
         }
     }
+    if super::artifact::is_aci_artifact(&manifest) {
+        return super::artifact::artifact_of(&ctx, &manifest, manifest_digest, |digest| {
+            Ok(Location::File(
+                dir.join("blobs").join("sha256").join(digest.hex()),
+            ))
+        })
+        .map(Opened::Artifact);
+    }
     ctx.check_layer_count(manifest.layers().len())?;
     let config_bytes = read_doc(manifest.config(), "config")?;
     let config_digest = ctx.digest_of("config", manifest.config())?;
@@ -461,7 +480,7 @@ fn open_layout(
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "image".to_owned());
-    Ok(SourceImage {
+    Ok(Opened::Image(Box::new(SourceImage {
         image: ctx.image.clone(),
         manifest_digest: Some(manifest_digest),
         annotations: manifest.annotations().clone().unwrap_or_default(),
@@ -470,7 +489,7 @@ fn open_layout(
         config,
         layers,
         name_hint: (name, tag.map(str::to_owned)),
-    })
+    })))
 }
 
 /// The compression a layer media type names; zstd and unknown types are

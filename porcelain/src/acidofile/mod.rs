@@ -78,6 +78,11 @@ pub struct AcidofileOptions {
     /// Run the step with this number (`FROM` is 1) and every later one
     /// even when they are cached (`--rebuild-from`).
     pub rebuild_from: Option<usize>,
+    /// How `FROM docker://…`, `FROM oci:…` and `FROM docker-archive:…`
+    /// pull their base when it is not stored.
+    pub pull: crate::pull::PullOptions,
+    /// When they pull a registry image (`--pull`).
+    pub pull_policy: crate::pull::PullPolicy,
 }
 
 /// What a build did.
@@ -107,6 +112,9 @@ pub enum StepError {
     /// `FROM`: the base image could not be named.
     #[error(transparent)]
     Naming(#[from] NamingError),
+    /// `FROM docker://…`, `FROM oci:…`: the base image could not be pulled.
+    #[error(transparent)]
+    Pull(#[from] crate::pull::PullError),
     /// `COPY`/`ADD`/`WORKDIR`: writing into the tree failed.
     #[error(transparent)]
     Copy(#[from] CopyError),

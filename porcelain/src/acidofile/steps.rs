@@ -494,7 +494,20 @@ impl Builder<'_> {
         let started = Instant::now();
         match base {
             Base::Image(image) => {
-                let resolved = naming::resolve(self.store, &ImageRef::parse(image, false)?)?;
+                let resolved = if crate::pull::is_transport_reference(image) {
+                    // `FROM docker://…`, `FROM oci:…`: pulled unless stored.
+                    let id = crate::pull::stored_or_pull(
+                        self.store,
+                        image,
+                        &self.opts.pull,
+                        self.opts.pull_policy,
+                        Arc::clone(&self.progress),
+                        self.interrupt,
+                    )?;
+                    naming::Resolved { id, matches: 1 }
+                } else {
+                    naming::resolve(self.store, &ImageRef::parse(image, false)?)?
+                };
                 if resolved.matches > 1 {
                     self.progress.note(&format!(
                         "{image}: {} images match, using the most recently imported {}",
