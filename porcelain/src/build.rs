@@ -116,6 +116,23 @@ pub fn build(
     scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<BuildReport, BuildCmdError> {
+    build_since(store, dir, opts, scratch, progress, None)
+}
+
+/// [`build`], for an overlay build tree whose upper directory had the stat
+/// snapshot `since` (when given) at a moment the whole tree was exactly
+/// the rendering of the manifest's dependencies: the upper directory is
+/// then read as the diff against that rendering, and its paths unchanged
+/// since the snapshot are not compared. The Acidofile's steps build on one
+/// overlay this way, each step against the image of the step before.
+pub(crate) fn build_since(
+    store: &Store,
+    dir: &Path,
+    opts: &BuildOptions,
+    scratch: &Path,
+    progress: &dyn Progress,
+    since: Option<&Snapshot>,
+) -> Result<BuildReport, BuildCmdError> {
     if opts.output.is_none() && !opts.import {
         return Err(BuildCmdError::NoOutput);
     }
@@ -172,7 +189,7 @@ pub fn build(
                     .iter()
                     .map(|l| l.id.to_string())
                     .collect();
-                (deps == state.images).then_some(&dirs.upper)
+                (since.is_some() || deps == state.images).then_some(&dirs.upper)
             });
             let snapshot = match (&overlay, upper) {
                 (None, _) => store
@@ -181,7 +198,7 @@ pub fn build(
                 _ => None,
             };
             let (changes, tree) = match upper {
-                Some(upper) => build::overlay::diff_upper(&rendering, upper)?,
+                Some(upper) => build::overlay::diff_upper(&rendering, upper, since)?,
                 None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
             };
             let selection = build::select(&changes);
