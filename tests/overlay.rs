@@ -656,3 +656,151 @@ fn overlay_without_root_fails_clearly_and_creates_nothing() {
     insta::assert_snapshot!("overlay_not_root", stderr);
     assert!(!tree.exists(), "a failed --overlay left {}", tree.display());
 }
+
+#[test]
+fn gc_sweeps_the_state_of_trees_gone_without_endbuild_and_never_a_mounted_one() {
+    if !can_mount_overlays("gc_sweeps_states") {
+        return;
+    }
+    let env = Env::new();
+    let layout = env.layout(
+        "base",
+        &manifest_json("example.com/small"),
+        &[("etc/a", "a\n")],
+    );
+    let base = import(&env, &layout);
+    let start = |name: &str| {
+        let tree = env.path(name);
+        env.run(["-q", "startbuild", "--overlay", &base, s(&tree)])
+            .ok();
+        let (state_dir, _) = state_of(&env, &tree);
+        (tree.clone(), tree.join("rootfs"), state_dir)
+    };
+    let swept = |state_dir: &Path| {
+        let name = state_dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let gc = env.run(["gc"]);
+        let out = gc.ok();
+        out.lines()
+            .any(|l| l.starts_with(&format!("removed build-state builds/{name} ")))
+    };
+
+    // Mounted: kept, and still mounted.
+    let (live, live_rootfs, live_state) = start("live");
+    let _g1 = Unmount(live_rootfs.clone());
+    fs::write(live_rootfs.join("etc/a"), "edited\n").unwrap();
+    assert!(!swept(&live_state));
+    assert!(live_state.exists() && is_mounted(&live_rootfs));
+
+    // Unmounted (a reboot) with its empty mount point: it can be resumed.
+    let (_, resumable_rootfs, resumable_state) = start("resumable");
+    let _g2 = Unmount(resumable_rootfs.clone());
+    sh("umount", &[s(&resumable_rootfs)]);
+    assert!(!swept(&resumable_state));
+    assert!(resumable_state.exists());
+
+    // Removed by hand while unmounted (or after a reboot): swept.
+    let (gone, gone_rootfs, gone_state) = start("gone");
+    let _g3 = Unmount(gone_rootfs.clone());
+    fs::write(gone_rootfs.join("etc/new"), "new\n").unwrap();
+    sh("umount", &[s(&gone_rootfs)]);
+    fs::remove_dir_all(&gone).unwrap();
+    assert!(swept(&gone_state));
+    assert!(!gone_state.exists());
+
+    // Its path now holds a plain tree: the old state is not that tree's,
+    // and once swept a plain build of it works again.
+    let (taken, taken_rootfs, taken_state) = start("taken");
+    let _g4 = Unmount(taken_rootfs.clone());
+    sh("umount", &[s(&taken_rootfs)]);
+    fs::remove_dir_all(&taken).unwrap();
+    env.run(["-q", "startbuild", &base, s(&taken)]).ok();
+    let refused = env.run(["build", "--import", s(&taken)]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(swept(&taken_state));
+    env.run(["build", "--import", s(&taken)]).ok();
+
+    // The live tree's changes are intact and it still builds.
+    assert_eq!(
+        fs::read_to_string(live_rootfs.join("etc/a")).unwrap(),
+        "edited\n"
+    );
+    build(&env, &live, "live.aci");
+    env.run(["endbuild", s(&live)]).ok();
+    env.run(["startbuild", "--resume", s(&env.path("resumable"))])
+        .ok();
+    env.run(["endbuild", s(&env.path("resumable"))]).ok();
+}
+
+#[test]
+fn run_in_an_overlay_tree_leaves_only_its_change_for_build() {
+    if !can_mount_overlays("run_in_an_overlay_tree") {
+        return;
+    }
+    const BUSYBOX: &str = "/bin/busybox";
+    if !Path::new(BUSYBOX).is_file() {
+        assert!(!under_ci(), "{BUSYBOX} is missing under CI");
+        println!("skipped: run_in_an_overlay_tree: {BUSYBOX} is missing");
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("busybox");
+    let root = dir.join("rootfs");
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "echo", "rm"] {
+        symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    write(&root.join("etc/hostname"), "busybox\n");
+    write(&root.join("etc/resolv.conf"), "");
+    for mount_point in ["proc", "dev", "tmp", "srv"] {
+        fs::create_dir_all(root.join(mount_point)).unwrap();
+    }
+    write(&dir.join("manifest"), &manifest_json("example.com/busybox"));
+    pin_times(&dir);
+    let base = import(&env, &dir);
+
+    let plain = env.path("P");
+    let over = env.path("O");
+    env.run(["-q", "startbuild", &base, s(&plain)]).ok();
+    env.run(["-q", "startbuild", "--overlay", &base, s(&over)])
+        .ok();
+    let _guard = Unmount(over.join("rootfs"));
+    for tree in [&plain, &over] {
+        let run = env.run([
+            "run",
+            s(tree),
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo hi > /srv/new; rm /etc/hostname",
+        ]);
+        run.ok();
+        // The times the command set, pinned, so both trees are the same.
+        for path in ["etc", "srv", "srv/new"] {
+            let full = tree.join("rootfs").join(path);
+            sh("touch", &["-h", "-d", "@1600000000", s(&full)]);
+        }
+    }
+    // The run's mounts (/proc, /dev, resolv.conf) left nothing in the
+    // upper directory: only the command's change is there.
+    let upper = upper_of(&env, &over);
+    let mut changed: Vec<String> = walkdir::WalkDir::new(&upper)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            e.path().strip_prefix(&upper).unwrap().display().to_string()
+        })
+        .collect();
+    changed.sort();
+    assert_eq!(changed, ["etc", "etc/hostname", "srv", "srv/new"]);
+    let (plain_id, _) = build(&env, &plain, "plain.aci");
+    let (over_id, run) = build(&env, &over, "over.aci");
+    assert!(
+        run.stderr().contains("overlay tree, only its changes read"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(over_id, plain_id);
+    env.run(["endbuild", s(&over)]).ok();
+}

@@ -54,7 +54,7 @@ fn base_image(env: &Env, with_busybox: bool) -> String {
         let bin = dir.join("rootfs/bin");
         fs::create_dir_all(&bin).unwrap();
         fs::copy(&busybox, bin.join("busybox")).unwrap();
-        for applet in ["sh", "echo", "cat", "touch", "mkdir", "rm"] {
+        for applet in ["sh", "echo", "cat", "touch", "mkdir", "rm", "chmod"] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
         for dir in ["proc", "dev", "tmp"] {
@@ -288,10 +288,18 @@ fn entries_are_listed_with_all_kept_by_gc_and_removed_by_gc_cache_or_rm() {
     // Three step entries and the pointer to the image.
     assert_eq!(all.len(), 6, "{all:?}");
 
-    // Nothing removed: no result on stdout, the summary on stderr.
+    // No image removed. (Where the build ran on an overlay tree, the
+    // rendering of the base it mounted stays in the tree cache unused,
+    // and that is all gc takes.)
     let gc = env.run(["gc"]);
-    assert_eq!(gc.ok(), "");
-    assert_eq!(gc.stderr(), "gc: removed 0 files, 0 bytes\n");
+    let out = gc.ok();
+    assert!(
+        out.lines().all(|l| l.starts_with("removed tree trees/")),
+        "{out}"
+    );
+    if out.is_empty() {
+        assert_eq!(gc.stderr(), "gc: removed 0 files, 0 bytes\n");
+    }
     assert_eq!(listed(&env, true), all);
     let (_, steps) = build(&env, "Acidofile", &[]);
     assert_eq!(steps, ran(&[], &[2, 3, 4]));
@@ -329,6 +337,31 @@ fn entries_are_listed_with_all_kept_by_gc_and_removed_by_gc_cache_or_rm() {
         gc.stderr()
     );
     assert!(listed(&env, true).contains(&entry));
+}
+
+/// Ends the build trees a killed `build -f` left in `$TMPDIR`: as root
+/// they are overlay trees still mounted, which `acido endbuild` ends (as
+/// acido-build(1) says); then nothing of them is mounted.
+fn end_killed_trees(env: &Env) {
+    for entry in fs::read_dir(env.path("tmp")).unwrap().flatten() {
+        let tree = entry.path().join("tree");
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("acido-acidofile-") || !tree.is_dir() {
+            continue;
+        }
+        let mounted = |tree: &std::path::Path| {
+            let rootfs = fs::canonicalize(tree.join("rootfs")).unwrap_or_default();
+            fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .any(|l| l.split(' ').nth(4) == rootfs.to_str())
+        };
+        if mounted(&tree) {
+            env.run(["endbuild", &tree.to_string_lossy()]).ok();
+            assert!(!mounted(&tree), "endbuild left {} mounted", tree.display());
+        }
+        fs::remove_dir_all(entry.path()).unwrap();
+    }
 }
 
 /// A running `acido build -f` paused at `step` by the test hook.
@@ -378,6 +411,7 @@ fn a_killed_build_leaves_no_entry_that_is_used() {
         let mut child = paused_build(&env, step);
         kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
         child.wait().unwrap();
+        end_killed_trees(&env);
         assert_eq!(
             listed(&env, true).len(),
             1,
@@ -485,4 +519,165 @@ fn from_scratch_is_cached_too_and_a_failed_step_stores_nothing() {
     assert_eq!(second, first);
     let fresh = env.run(["build", "-f", "Acidofile", "-o", "fresh.aci", "--no-cache"]);
     assert_eq!(fresh.ok().trim(), first);
+}
+
+#[test]
+fn an_image_built_on_a_cache_entry_is_no_cache_entry() {
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    let users = listed(&env, false);
+    let entry = listed(&env, true)
+        .into_iter()
+        .find(|id| !users.contains(id))
+        .unwrap();
+    let shown = env.run(["cat-manifest", &entry]).ok();
+    assert!(shown.contains("acido-cache-key"), "{shown}");
+    // Built on the entry as it is, manifest untouched.
+    env.run(["startbuild", &entry, "tree"]).ok();
+    fs::write(env.path("tree/rootfs/new"), "new\n").unwrap();
+    let built = env
+        .run(["build", "--import", "tree"])
+        .ok()
+        .trim()
+        .to_owned();
+    let manifest = env.run(["cat-manifest", &built]).ok();
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    // Its own labels and annotations (its dependency names the entry by
+    // id and labels, as every dependency does).
+    let own = format!("{} {}", m["labels"], m["annotations"]);
+    assert!(!own.contains("acido-cache-key"), "{manifest}");
+    assert!(!own.contains("acido-step"), "{manifest}");
+    // So it is the user's: listed, and gc --cache leaves it.
+    assert!(listed(&env, false).contains(&built));
+    env.run(["gc", "--cache"]).ok();
+    assert!(listed(&env, false).contains(&built));
+    assert!(listed(&env, true).contains(&entry), "its dependency stays");
+}
+
+/// Whether overlays can be mounted here; prints why not, and fails in CI.
+fn can_mount_overlays(test: &str) -> bool {
+    let listed = fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"));
+    if listed {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{test}: cannot run in CI: no overlayfs in /proc/filesystems"
+    );
+    eprintln!("skipping {test}: no overlayfs in /proc/filesystems");
+    false
+}
+
+/// Deterministic steps that stack: later RUNs change, delete and replace
+/// what earlier ones made, and what the base has.
+const STACKED: &str = "FROM example.com/base:1.0\n\
+RUN sh -c 'mkdir -p /srv/a/b; echo one > /srv/a/b/f; echo x > /srv/a/g; touch -d @1600000000 /srv/a/b/f /srv/a/g /srv/a/b /srv/a /srv'\n\
+RUN sh -c 'echo two >> /srv/a/b/f; rm /srv/a/g /etc/hostname; touch -d @1600000000 /srv/a/b/f /srv/a /etc'\n\
+COPY app/ /srv/app/\n\
+RUN sh -c 'rm -rf /srv/a; mkdir /srv/a; echo new > /srv/a/h; chmod 600 /srv/app/lib/code; touch -d @1600000000 /srv/a/h /srv/a /srv'\n\
+COPY motd /etc/motd\n\
+NAME example.com/app\n";
+
+/// A build of the Acidofile, on plain trees when `plain`.
+fn build_trees(env: &Env, plain: bool, extra: &[&str]) -> (String, Steps) {
+    let mut cmd = env.command();
+    cmd.args(["build", "-f", "Acidofile", "--import"])
+        .args(extra);
+    if plain {
+        cmd.env("ACIDO_TEST_PLAIN_TREES", "1");
+    }
+    let output = cmd.output().unwrap();
+    let run = Run {
+        args: vec!["build".into(), "-f".into(), format!("plain={plain}")],
+        output,
+    };
+    (run.ok().trim().to_owned(), steps(&run))
+}
+
+/// The store's tree-cache entries (an overlay build's lower directories).
+fn cached_trees(env: &Env) -> usize {
+    fs::read_dir(env.store().join("trees"))
+        .map(|d| d.flatten().filter(|e| e.file_name().len() == 64).count())
+        .unwrap_or(0)
+}
+
+/// Nothing of a build tree is left: no mount under the test's directory,
+/// no build state.
+fn no_tree_left(env: &Env) {
+    let dir = fs::canonicalize(env.path("")).unwrap();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = dir.to_str().unwrap();
+    assert!(
+        !mounts.contains(dir),
+        "a mount is left under {dir}:\n{mounts}"
+    );
+    let builds: Vec<_> = fs::read_dir(env.store().join("builds"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(builds.is_empty(), "build state left: {builds:?}");
+}
+
+#[test]
+fn steps_build_the_same_images_on_overlay_and_plain_trees() {
+    let test = "steps_build_the_same_images_on_overlay_and_plain_trees";
+    if !can_run(test) || !can_mount_overlays(test) {
+        return;
+    }
+    let plain = Env::new();
+    let overlay = Env::new();
+    for env in [&plain, &overlay] {
+        base_image(env, true);
+        copy_inputs(env);
+        fs::write(env.path("Acidofile"), STACKED).unwrap();
+    }
+    let sorted = |env: &Env| {
+        let mut all = listed(env, true);
+        all.sort();
+        all
+    };
+    let check = |what: &str, expect: Steps, extra: &[&str]| {
+        let (a, steps_a) = build_trees(&plain, true, extra);
+        let (b, steps_b) = build_trees(&overlay, false, extra);
+        assert_eq!(steps_a, expect, "{what}: plain");
+        assert_eq!(steps_b, expect, "{what}: overlay");
+        assert_eq!(a, b, "{what}: the same image");
+        // The same entries under the same keys: ids are the entries'
+        // bytes, and each holds its key in its manifest.
+        assert_eq!(sorted(&plain), sorted(&overlay), "{what}: the same entries");
+        no_tree_left(&plain);
+        no_tree_left(&overlay);
+        a
+    };
+    let first = check("first", ran(&[2, 3, 4, 5, 6], &[]), &[]);
+    // The overlay build mounted its steps over the base's cached
+    // rendering; the plain one rendered it into its tree.
+    assert_eq!(cached_trees(&plain), 0);
+    assert_eq!(cached_trees(&overlay), 1);
+    env_extract_is(&overlay, &first, "srv/a/h", "new\n");
+
+    // From a cached step: the overlay starts on that step's rendering.
+    fs::write(plain.path("app/lib/code"), "code v2\n").unwrap();
+    fs::write(overlay.path("app/lib/code"), "code v2\n").unwrap();
+    let edited = check("edited", ran(&[4, 5, 6], &[2, 3]), &[]);
+    assert_ne!(edited, first);
+    assert_eq!(cached_trees(&overlay), 2);
+    env_extract_is(&overlay, &edited, "srv/app/lib/code", "code v2\n");
+
+    // Everything run again gives the same image as the cached steps.
+    let fresh = check("no cache", ran(&[1, 2, 3, 4, 5, 6], &[]), &["--no-cache"]);
+    assert_eq!(fresh, edited);
+}
+
+/// `path` in the rootfs of the stored image `id` holds `text`.
+fn env_extract_is(env: &Env, id: &str, path: &str, text: &str) {
+    let out = format!("out-{}", &id[7..19]);
+    env.run(["extract", id, &out]).ok();
+    let got = fs::read_to_string(env.path(&format!("{out}/rootfs/{path}"))).unwrap();
+    assert_eq!(got, text, "{path} in {id}");
 }

@@ -116,6 +116,23 @@ pub fn build(
     scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<BuildReport, BuildCmdError> {
+    build_since(store, dir, opts, scratch, progress, None)
+}
+
+/// [`build`], for an overlay build tree whose upper directory had the stat
+/// snapshot `since` (when given) at a moment the whole tree was exactly
+/// the rendering of the manifest's dependencies: the upper directory is
+/// then read as the diff against that rendering, and its paths unchanged
+/// since the snapshot are not compared. The Acidofile's steps build on one
+/// overlay this way, each step against the image of the step before.
+pub(crate) fn build_since(
+    store: &Store,
+    dir: &Path,
+    opts: &BuildOptions,
+    scratch: &Path,
+    progress: &dyn Progress,
+    since: Option<&Snapshot>,
+) -> Result<BuildReport, BuildCmdError> {
     if opts.output.is_none() && !opts.import {
         return Err(BuildCmdError::NoOutput);
     }
@@ -172,7 +189,7 @@ pub fn build(
                     .iter()
                     .map(|l| l.id.to_string())
                     .collect();
-                (deps == state.images).then_some(&dirs.upper)
+                (since.is_some() || deps == state.images).then_some(&dirs.upper)
             });
             let snapshot = match (&overlay, upper) {
                 (None, _) => store
@@ -181,7 +198,7 @@ pub fn build(
                 _ => None,
             };
             let (changes, tree) = match upper {
-                Some(upper) => build::overlay::diff_upper(&rendering, upper)?,
+                Some(upper) => build::overlay::diff_upper(&rendering, upper, since)?,
                 None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
             };
             let selection = build::select(&changes);
@@ -250,22 +267,17 @@ pub fn build(
             (report, imported, same_name)
         }
         None => {
-            // Import only: the ACI lives in the store's tmp/ until
-            // imported, locked so a `gc` beside the build leaves it alone.
-            let (mut temp, _in_flight) = store.create_temp("build-")?;
             // The store keeps the tar uncompressed: compressing it only to
             // decompress it again would be wasted time.
             let uncompressed = PackOptions {
                 compression: Compression::None,
                 ..opts.pack.clone()
             };
-            let sink = pack::Sink::Writer(temp.as_file_mut());
-            let report = pack::pack(source(), sink, &uncompressed);
+            let packed = pack_into_store(store, source(), &uncompressed, &name);
             progress.end();
-            let report = report?;
+            let (report, record) = packed?;
             let same_name = others_named(&report.id);
-            let file = File::open(temp.path()).map_err(io_err(temp.path()))?;
-            (report, Some(store.import(file, &name)?.record), same_name)
+            (report, Some(record), same_name)
         }
     };
     Ok(BuildReport {
@@ -277,6 +289,206 @@ pub fn build(
         imported,
         same_name,
     })
+}
+
+/// Packs `source` straight into the store: the import reads the archive
+/// from an in-memory pipe while it is packed, so its bytes are written
+/// once, into the import's own locked temp, and never to a file before
+/// that. A pack that fails or is interrupted makes the import fail too
+/// (the pipe reports the abort, not an end of file), so nothing is stored.
+fn pack_into_store(
+    store: &Store,
+    source: pack::Source<'_>,
+    opts: &PackOptions,
+    name: &str,
+) -> Result<(PackReport, ImageRecord), BuildCmdError> {
+    let (mut writer, reader) = pipe::pipe();
+    std::thread::scope(|scope| {
+        let import = scope.spawn(move || store.import(reader, name));
+        let packed = pack::pack(source, pack::Sink::Writer(&mut writer), opts);
+        let packed = match packed {
+            Ok(report) => writer
+                .finish()
+                .map(|()| report)
+                .map_err(|source| BuildCmdError::Io {
+                    path: PathBuf::from(name),
+                    source,
+                }),
+            Err(e) => {
+                drop(writer);
+                Err(e.into())
+            }
+        };
+        let imported = import.join().unwrap_or_else(|_| {
+            Err(StoreError::Io {
+                path: PathBuf::from(name),
+                source: io::Error::other("the import thread panicked"),
+            })
+        });
+        match (packed, imported) {
+            (Ok(report), Ok(outcome)) => Ok((report, outcome.record)),
+            // The packer's own error says why; an import that stopped
+            // reading first shows up as the packer's broken pipe.
+            (Err(e), Ok(_)) => Err(e),
+            (Err(BuildCmdError::Pack(e)), Err(import)) if is_broken_pipe(&e) => Err(import.into()),
+            (Err(e), Err(_)) => Err(e),
+            (Ok(_), Err(import)) => Err(import.into()),
+        }
+    })
+}
+
+/// Whether a pack failed only because the reader went away.
+fn is_broken_pipe(e: &PackError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// An in-memory pipe between the packer and the import, in chunks of
+/// [`pipe::CHUNK`] bytes with at most [`pipe::DEPTH`] in flight.
+mod pipe {
+    use std::io::{self, Read, Write};
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+    /// Bytes per message: large enough that the channel costs nothing.
+    pub const CHUNK: usize = 1 << 20;
+    /// Messages in flight: bounds the memory the pipe holds.
+    pub const DEPTH: usize = 4;
+
+    /// `Err(())` is an abort: the writer went away without finishing.
+    type Message = Result<Vec<u8>, ()>;
+
+    pub fn pipe() -> (Writer, Reader) {
+        let (tx, rx) = sync_channel(DEPTH);
+        (
+            Writer {
+                buf: Vec::with_capacity(CHUNK),
+                tx: Some(tx),
+            },
+            Reader {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            },
+        )
+    }
+
+    pub struct Writer {
+        buf: Vec<u8>,
+        tx: Option<SyncSender<Message>>,
+    }
+
+    impl Writer {
+        fn send(&mut self, message: Message) -> io::Result<()> {
+            let tx = self.tx.as_ref().ok_or(io::ErrorKind::BrokenPipe)?;
+            tx.send(message)
+                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+        }
+
+        /// Sends what is buffered and then the end of the stream.
+        pub fn finish(mut self) -> io::Result<()> {
+            let rest = std::mem::take(&mut self.buf);
+            if !rest.is_empty() {
+                self.send(Ok(rest))?;
+            }
+            // Dropping the sender without an abort is the end of file.
+            self.tx = None;
+            Ok(())
+        }
+    }
+
+    impl Write for Writer {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let n = data.len().min(CHUNK - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            if self.buf.len() == CHUNK {
+                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+                self.send(Ok(full))?;
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Drop for Writer {
+        fn drop(&mut self) {
+            // Not finished: the reader must fail, not see a short archive.
+            if let Some(tx) = self.tx.take() {
+                let _ = tx.send(Err(()));
+            }
+        }
+    }
+
+    pub struct Reader {
+        rx: Receiver<Message>,
+        chunk: Vec<u8>,
+        at: usize,
+    }
+
+    impl Read for Reader {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            while self.at == self.chunk.len() {
+                match self.rx.recv() {
+                    Ok(Ok(chunk)) => {
+                        self.chunk = chunk;
+                        self.at = 0;
+                    }
+                    Ok(Err(())) => {
+                        return Err(io::Error::other("the archive was not completed"));
+                    }
+                    // The writer finished.
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = out.len().min(self.chunk.len() - self.at);
+            out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn carries_every_byte_and_an_abort_is_an_error() {
+            let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+            let (mut w, mut r) = pipe();
+            let sent = data.clone();
+            let t = std::thread::spawn(move || {
+                w.write_all(&sent).unwrap();
+                w.finish().unwrap();
+            });
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            t.join().unwrap();
+            assert_eq!(got, data);
+
+            let (mut w, mut r) = pipe();
+            w.write_all(b"half an archive").unwrap();
+            drop(w);
+            let mut got = Vec::new();
+            assert!(r.read_to_end(&mut got).is_err());
+
+            let (mut w, r) = pipe();
+            drop(r);
+            assert_eq!(
+                w.write_all(&data).unwrap_err().kind(),
+                io::ErrorKind::BrokenPipe
+            );
+        }
+    }
 }
 
 /// Stored images other than `id` whose name is the manifest's and whose

@@ -1,15 +1,17 @@
 //! `gc`: delete what no image needs: leftovers of interrupted writes in
 //! `tmp/` and `trees/`, indexes and records whose blob is gone, and cached
 //! trees no build tree uses (as `rkt image gc` removes unused tree
-//! stores). Never touches a live write (its temp is locked), a blob, or a
-//! cached tree a build tree still uses. With `--cache` it also removes the
+//! stores), and the overlay state of build trees removed without
+//! `endbuild`. Never touches a live write (its temp is locked), a blob, a
+//! cached tree a build tree still uses, or anything mounted. With `--cache` it also removes the
 //! step cache's entries ([`crate::acidofile::cache`]) that no other stored
 //! image depends on.
 
 use std::path::{Path, PathBuf};
 
+use acido_plumbing::build::mount;
 use acido_plumbing::id::ImageId;
-use acido_plumbing::store::{Store, StoreError, TempSweep};
+use acido_plumbing::store::{OverlayDirs, Store, StoreError, TempSweep, TreeKey};
 
 use crate::acidofile::cache;
 use crate::dependency_graph::DependencyGraph;
@@ -28,6 +30,9 @@ pub enum Garbage {
     /// A cached tree no existing build tree uses (or that holds an image
     /// no longer stored, or whose entry is damaged).
     Tree,
+    /// The overlay state (upper and work directories) of a build tree
+    /// removed without `endbuild`, or replaced by something else.
+    BuildState,
 }
 
 impl Garbage {
@@ -39,6 +44,7 @@ impl Garbage {
             Garbage::OrphanRecord => "orphan-record",
             Garbage::Cache => "cache",
             Garbage::Tree => "tree",
+            Garbage::BuildState => "build-state",
         }
     }
 }
@@ -128,6 +134,9 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     if cache {
         remove_cache_entries(store, &mut report)?;
     }
+    // Before the trees: a swept state's tree no longer keeps its lower
+    // directory in use.
+    sweep_overlay_states(store, &mut report)?;
     collect_trees(store, &mut report)?;
     Ok(report)
 }
@@ -180,6 +189,60 @@ fn remove_cache_entries(store: &Store, report: &mut GcReport) -> Result<(), Stor
     }
     report.cache_kept = needed.len();
     Ok(())
+}
+
+/// Removes the overlay states of build trees that are gone. The rule
+/// (acido-gc(1)): gc never unmounts anything, and never touches a state
+/// whose upper directory any mounted overlay uses. An unmounted state is
+/// removed when its tree directory is gone (deleted without `endbuild`,
+/// while unmounted or after a reboot) or its `rootfs` is no longer the
+/// empty mount point an unmounted overlay tree leaves (something else
+/// took the path); a tree with an empty `rootfs` can still be resumed
+/// and is kept, as is one without `rootfs` (a start under way, or a
+/// killed one `endbuild` ends). A state whose `state.json` cannot be read
+/// names no tree and is left alone.
+fn sweep_overlay_states(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    for (dirs, state) in store.overlay_states()? {
+        let Some(state) = state else { continue };
+        // Reading mountinfo failed: nothing can be known to be unused.
+        let in_use = |dirs: &OverlayDirs| mount::upper_in_use(&dirs.upper).unwrap_or(true);
+        if in_use(&dirs) || !abandoned(&state.tree) {
+            continue;
+        }
+        let bytes = tree_bytes(&dirs.root);
+        // Checked again just before: a `startbuild --resume` may have
+        // mounted it since.
+        if in_use(&dirs) {
+            continue;
+        }
+        store.remove_overlay_dirs(&dirs)?;
+        let ids: Option<Vec<ImageId>> = state.images.iter().map(|id| id.parse().ok()).collect();
+        if let Some(ids) = ids.filter(|ids| !ids.is_empty()) {
+            store.release_cached_tree(&TreeKey::new(ids), &state.tree)?;
+        }
+        report.removed.push(Removed {
+            kind: Garbage::BuildState,
+            path: relative(store, &dirs.root),
+            bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the (unmounted) overlay tree `tree` is gone or no longer
+/// ours: see [`sweep_overlay_states`].
+fn abandoned(tree: &Path) -> bool {
+    match std::fs::symlink_metadata(tree) {
+        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
+        Ok(meta) if !meta.is_dir() => return true,
+        Ok(_) => {}
+    }
+    let rootfs = tree.join("rootfs");
+    match std::fs::symlink_metadata(&rootfs) {
+        Err(_) => false,
+        Ok(meta) if !meta.is_dir() => true,
+        Ok(_) => std::fs::read_dir(&rootfs).is_ok_and(|mut d| d.next().is_some()),
+    }
 }
 
 /// Removes the cached trees nothing uses, damaged entries, and the temps

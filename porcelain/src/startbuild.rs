@@ -11,11 +11,14 @@ use std::sync::Arc;
 use acido_plumbing::build::Snapshot;
 use acido_plumbing::diff::{self, DiffError};
 use acido_plumbing::id::ImageId;
-use acido_plumbing::manifest::{Dependency, ImageIdRef, ImageManifest, ManifestError};
+use acido_plumbing::manifest::{
+    Annotation, Annotations, Dependency, ImageIdRef, ImageManifest, Label, Labels, ManifestError,
+};
 use acido_plumbing::naming::{self, ImageRef, NamingError};
 use acido_plumbing::render::{self, RenderError, RenderReport};
 use acido_plumbing::store::{Store, StoreError};
 
+use crate::acidofile::cache;
 use crate::extract::render_with_progress;
 use crate::progress::Progress;
 
@@ -70,10 +73,32 @@ pub struct StartBuildReport {
 /// The manifest of a new build on top of `base` (stored under `id`):
 /// the base's name, labels, app and annotations, and one dependency on the
 /// base by image id, name and labels. No whitelist: `build` sets one when
-/// something is deleted.
+/// something is deleted. A base that is a step-cache entry passes on
+/// neither its marker label nor its step annotation: an image built on it
+/// is the user's, never an entry that `images` hides and `gc --cache`
+/// removes.
 pub fn manifest_on_top_of(base: &ImageManifest, id: ImageId) -> ImageManifest {
     let mut manifest = base.clone();
     manifest.path_whitelist.clear();
+    let labels: Vec<Label> = base
+        .labels
+        .iter()
+        .filter(|l| l.name.as_str() != cache::KEY_LABEL)
+        .cloned()
+        .collect();
+    // Dropping a label from a checked list cannot make it invalid.
+    if let Ok(labels) = Labels::new(labels) {
+        manifest.labels = labels;
+    }
+    let annotations: Vec<Annotation> = base
+        .annotations
+        .iter()
+        .filter(|a| a.name.as_str() != cache::STEP_ANNOTATION)
+        .cloned()
+        .collect();
+    if let Ok(annotations) = Annotations::new(annotations) {
+        manifest.annotations = annotations;
+    }
     manifest.dependencies = vec![Dependency {
         image_name: base.name.clone(),
         image_id: Some(ImageIdRef::from(id)),

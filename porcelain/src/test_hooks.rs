@@ -9,7 +9,8 @@
 //! (render-after-temp-create, render-mid-write, render-before-rename) and
 //! of a pack (pack-after-temp-create, pack-mid-write), of an overlay
 //! startbuild (overlay-before-mount) and of a registry push
-//! (push-after-scratch).
+//! (push-after-scratch). `ACIDO_TEST_PLAIN_TREES=1` makes `build -f` use
+//! plain build trees where it would use overlay ones.
 //!
 //! Without the feature every function here returns `None` and the
 //! variables are never read, so a release binary carries no hook. The
@@ -113,6 +114,18 @@ pub fn overlay_pause(step: OverlayStep) {
     }
     #[cfg(not(feature = "test-hooks"))]
     let _ = step;
+}
+
+/// Whether `build -f` must use plain build trees even where it could
+/// mount overlay ones (`ACIDO_TEST_PLAIN_TREES=1`), so a test can compare
+/// the two paths; always `false` without the feature.
+pub fn plain_trees_forced() -> bool {
+    #[cfg(feature = "test-hooks")]
+    {
+        std::env::var_os("ACIDO_TEST_PLAIN_TREES").is_some_and(|v| v == "1")
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    false
 }
 
 #[cfg(feature = "test-hooks")]

@@ -258,6 +258,42 @@ pub fn overlay_options(target: &Path) -> Result<Option<BTreeMap<String, String>>
     Ok(overlay_options_in(&text, target.as_os_str().as_bytes()))
 }
 
+/// Whether any overlay listed in `/proc/self/mountinfo` has `upper` as
+/// its upper directory, wherever it is mounted: a state whose upper
+/// directory is in use must be left alone.
+pub fn upper_in_use(upper: &Path) -> Result<bool, MountError> {
+    let upper = fs::canonicalize(upper).unwrap_or_else(|_| upper.to_owned());
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read(path).map_err(|source| MountError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(overlay_uppers_in(&text)
+        .iter()
+        .any(|u| Path::new(u) == upper))
+}
+
+/// The `upperdir` of every overlay a `mountinfo` text lists.
+fn overlay_uppers_in(mountinfo: &[u8]) -> Vec<String> {
+    let mut uppers = Vec::new();
+    for line in mountinfo.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        if fields.get(dash + 1) != Some(&&b"overlay"[..]) {
+            continue;
+        }
+        let options = fields.get(dash + 3).copied().unwrap_or_default();
+        for option in options.split(|&b| b == b',') {
+            if let Some(value) = option.strip_prefix(b"upperdir=") {
+                uppers.push(String::from_utf8_lossy(&unescape(value)).into_owned());
+            }
+        }
+    }
+    uppers
+}
+
 /// [`overlay_options`] on a given `mountinfo` text.
 fn overlay_options_in(mountinfo: &[u8], target: &[u8]) -> Option<BTreeMap<String, String>> {
     let mut found = None;
@@ -363,6 +399,14 @@ mod tests {
         ]
         .concat();
         assert!(overlay_options_in(&hidden, b"/t/my tree/rootfs").is_none());
+    }
+
+    #[test]
+    fn lists_every_overlays_upper_directory() {
+        let info = b"22 27 0:21 / /proc rw - proc proc rw,upperdir=/not\n\
+47 27 0:40 / /t/a rw - overlay overlay rw,lowerdir=/l,upperdir=/s/my\\040up,workdir=/s/w\n\
+48 27 0:41 / /t/b rw shared:1 - overlay overlay rw,lowerdir=/l,upperdir=/s/b,workdir=/s/w2\n";
+        assert_eq!(overlay_uppers_in(info), ["/s/my up", "/s/b"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::path::Path;
 use crate::diff::{self, Attr, Change, DiffError, DiffOptions, FileMeta, Status, Tree};
 use crate::entry::EntryKind;
 
-use super::{BuildError, DependencyRendering};
+use super::{BuildError, DependencyRendering, Snapshot};
 
 /// The xattr namespace overlayfs keeps its own bookkeeping in; it is never
 /// part of the tree a user sees.
@@ -105,13 +105,23 @@ impl Upper {
 }
 
 /// Compares the overlay build tree whose upper directory is `upper` with
-/// `rendering` (which must be what its lower directory holds), reading
-/// only the upper directory, and returns the changes in the terms of
-/// `diff-tree` (A the rendering, B the tree) with the tree after the edits
-/// (for the `pathWhitelist`).
+/// `rendering`, reading only the upper directory, and returns the changes
+/// in the terms of `diff-tree` (A the rendering, B the tree) with the tree
+/// after the edits (for the `pathWhitelist`).
+///
+/// Without `since`, `rendering` must be what the lower directory holds.
+/// With `since`, a stat snapshot of the upper directory taken when the
+/// whole tree was exactly `rendering` (an Acidofile step stored as an
+/// image on top of the lower directory's), the upper paths whose stat is
+/// the snapshot's are unchanged since then and are not compared, and its
+/// paths no longer in the upper directory are gone (they were made after
+/// the lower directory, or removing them would have left a whiteout).
+/// Lower paths still untouched are the rendering's either way: they were
+/// the same then, and the tree then was the rendering.
 pub fn diff_upper(
     rendering: &DependencyRendering,
     upper: &Path,
+    since: Option<&Snapshot>,
 ) -> Result<(Vec<Change>, Tree), BuildError> {
     let expected = rendering.expected()?;
     let layer = Upper::read(upper)?;
@@ -125,6 +135,12 @@ pub fn diff_upper(
             path.to_vec()
         };
         if layer.present.contains_key(&key) || layer.hides(&key) {
+            continue;
+        }
+        // An upper path at `since` that is gone from the upper directory
+        // without a whiteout was made after the lower directory (removing
+        // a lower path leaves a whiteout): it is deleted, not a lower path.
+        if since.is_some_and(|s| s.contains(path)) {
             continue;
         }
         untouched.insert(key.clone());
@@ -152,6 +168,9 @@ pub fn diff_upper(
             // As in a plain build: only an explicit entry reproduces an
             // implied directory's time.
             return Ok(Some((Status::Modified, vec![Attr::Mtime])));
+        }
+        if !untouched.contains(key) && since.is_some_and(|s| s.unchanged(path, b)) {
+            return Ok(None);
         }
         let full = actual.full_path(path);
         let lower = untouched.contains(key);

@@ -82,6 +82,12 @@ impl Snapshot {
         self.stamps.len()
     }
 
+    /// Whether the snapshot has a stamp for `path` (keyed like
+    /// [`Tree::iter`]).
+    pub fn contains(&self, path: &[u8]) -> bool {
+        self.stamps.contains_key(path)
+    }
+
     /// Whether no path is recorded.
     pub fn is_empty(&self) -> bool {
         self.stamps.is_empty()

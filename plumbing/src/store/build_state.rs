@@ -203,6 +203,62 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every overlay state directory in `builds/`, with its state when
+    /// `state.json` can be read (`None`: missing, or damaged).
+    pub fn overlay_states(&self) -> Result<Vec<(OverlayDirs, Option<OverlayState>)>, StoreError> {
+        let builds = self.root.join("builds");
+        let listing = match fs::read_dir(&builds) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: builds,
+                    source,
+                })
+            }
+        };
+        let mut states = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(io_err(&builds))?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".overlay")) else {
+                continue;
+            };
+            if stem.len() != 32 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let root = entry.path();
+            let dirs = OverlayDirs {
+                upper: root.join("upper"),
+                work: root.join("work"),
+                state: root.join("state.json"),
+                root,
+            };
+            let state = fs::read(&dirs.state)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<OverlayState>(&bytes).ok())
+                .filter(|s| s.format_version == OVERLAY_STATE_VERSION);
+            states.push((dirs, state));
+        }
+        states.sort_by(|a, b| a.0.root.cmp(&b.0.root));
+        Ok(states)
+    }
+
+    /// Removes the overlay state directory `dirs` (the caller made sure no
+    /// overlay uses it).
+    pub fn remove_overlay_dirs(&self, dirs: &OverlayDirs) -> Result<(), StoreError> {
+        match fs::remove_dir_all(&dirs.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: dirs.root.clone(),
+                source,
+            }),
+        }
+    }
+}
+
 /// The image ids of a dependency list as `state.json` keeps them.
 pub fn image_list(ids: &[ImageId]) -> Vec<String> {
     ids.iter().map(ToString::to_string).collect()

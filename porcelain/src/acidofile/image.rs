@@ -72,7 +72,10 @@ pub(super) fn finish(
     b.write_manifest().map_err(last_step)?;
     // The snapshot of the FROM image's render, when the tree came from
     // it; otherwise every file is compared.
+    // (An overlay tree's build reads its upper directory; its state is
+    // the mount's and stays until `build_file` ends it.)
     let state = match &b.from_snapshot {
+        _ if b.on_overlay => Ok(()),
         Some(bytes) => b.store.save_build_state(&b.tree, bytes),
         None => b.store.remove_build_state(&b.tree),
     };

@@ -45,6 +45,7 @@ use serde_json::{Map, Value};
 
 use crate::build::{BuildCmdError, BuildOptions, BuildReport};
 use crate::copy::CopyError;
+use crate::overlay::{self, OverlayError};
 use crate::progress::Progress;
 use crate::run::RunError;
 use crate::startbuild::StartBuildError;
@@ -147,6 +148,10 @@ pub enum StepError {
         /// What went wrong.
         source: io::Error,
     },
+    /// Starting an overlay build tree failed (other than by the mount,
+    /// which falls back to a plain tree).
+    #[error(transparent)]
+    Overlay(#[from] OverlayError),
     /// Storing the step's result in the step cache failed.
     #[error("storing the step in the cache: {0}")]
     Cache(#[source] BuildCmdError),
@@ -300,7 +305,7 @@ pub fn build_file(
             source,
         })?
         .keep();
-    let _work_guard = RemoveOnDrop(work.clone());
+    let mut work_guard = RemoveOnDrop(Some(work.clone()));
     let tree = opts.keep_tree.clone().unwrap_or_else(|| work.join("tree"));
     let mut builder = Builder {
         store,
@@ -323,11 +328,31 @@ pub fn build_file(
         from_snapshot: None,
         outcomes: Vec::new(),
         announced: false,
+        allow_overlay: opts.keep_tree.is_none() && !crate::test_hooks::plain_trees_forced(),
+        on_overlay: false,
+        upper_since: None,
     };
     let result = builder
         .run_all(&instructions)
         .and_then(|()| image::finish(&mut builder, &instructions));
+    if builder.on_overlay {
+        // Unmounted and its state removed before the work directory goes:
+        // removing files through a live mount would write whiteouts, and
+        // the state would outlive the tree. If that fails the work
+        // directory is left as it is (gc's sweep and endbuild find it).
+        match overlay::endbuild(store, &tree) {
+            Ok(_) => builder.on_overlay = false,
+            Err(e) => {
+                progress.note(&format!(
+                    "{}: could not end the overlay build tree: {e}",
+                    tree.display()
+                ));
+                work_guard.0 = None;
+            }
+        }
+    }
     match (&opts.keep_tree, &builder.from_snapshot) {
+        _ if builder.on_overlay => {}
         // A kept tree's manifest depends on the FROM image, so the only
         // snapshot `acido build` may use for it is the one of that image's
         // render; one of a cache entry's render would hide changes.
@@ -353,20 +378,24 @@ pub fn build_file(
     })
 }
 
-/// Removes a directory tree we made, read-only directories included.
-struct RemoveOnDrop(PathBuf);
+/// Removes a directory tree we made, read-only directories included
+/// (nothing when disarmed).
+struct RemoveOnDrop(Option<PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
+        let Some(dir) = self.0.take() else {
+            return;
+        };
         // Directories are made writable first: a read-only directory from
         // an image would stop the removal as a normal user. Symlinks are
         // never followed (walkdir and remove_dir_all use lstat).
-        for entry in walkdir::WalkDir::new(&self.0).into_iter().flatten() {
+        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
             if entry.file_type().is_dir() {
                 let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
             }
         }
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = fs::remove_dir_all(&dir);
     }
 }
 

@@ -6,6 +6,18 @@
 //! first step that must run, the tree is rendered from the last cached
 //! image (or the `FROM` image) and from then on every step runs and
 //! stores its result as a new entry.
+//!
+//! Where overlays can be mounted (root, overlayfs) the tree is an overlay
+//! build tree (DESIGN §13) over the tree cache's rendering of the image it
+//! starts from, so starting costs nothing when that rendering is cached,
+//! and the steps stack in its one upper directory: after each step is
+//! stored, a stat snapshot of the upper directory is taken, and the next
+//! step's image is the diff of the upper directory against the image just
+//! stored, reading only the upper paths that changed since (see
+//! `build::build_since`). The images are the same bytes as on a plain
+//! tree. Elsewhere, or if the mount fails, the tree is a plain one, with
+//! no message: an overlay only makes it faster. A kept tree
+//! (`--keep-tree`) is always plain, so it needs no `endbuild`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -16,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use acido_plumbing::build::Snapshot;
+use acido_plumbing::build::{mount, Snapshot};
 use acido_plumbing::compression::Compression;
 use acido_plumbing::diff::{self, Tree};
 use acido_plumbing::entry::{EntryKind, Timestamp};
@@ -35,6 +47,7 @@ use super::parse::{Base, CopyStep, Instruction, Step};
 use super::{checked, shorten, upsert, AcidofileError, AcidofileOptions, StepError, AC_VERSION};
 use crate::build::{self, BuildOptions};
 use crate::copy::{self, CopyOptions};
+use crate::overlay::{self, OverlayError};
 use crate::progress::{NoProgress, Progress};
 use crate::run::{self, RunOptions};
 use crate::startbuild::{self, StartBuildError};
@@ -99,6 +112,17 @@ pub(super) struct Builder<'a> {
     pub(super) outcomes: Vec<StepOutcome>,
     /// Whether the current step's first line was printed before it ran.
     pub(super) announced: bool,
+    /// Whether the tree may be an overlay build tree (not for a kept tree,
+    /// nor when a test forces plain trees).
+    pub(super) allow_overlay: bool,
+    /// Whether the tree is a mounted overlay build tree of this build,
+    /// which `build_file` ends before removing the work directory.
+    pub(super) on_overlay: bool,
+    /// On an overlay tree, the stat snapshot of its upper directory taken
+    /// when the last step's image was stored (the tree was that image's
+    /// rendering then); `None` while the tree is still the lower
+    /// directory's rendering plus the upper directory.
+    pub(super) upper_since: Option<Snapshot>,
 }
 
 /// The instruction in a form that depends only on what it does: keyword
@@ -298,6 +322,9 @@ impl Builder<'_> {
         match self.top.clone() {
             Some((_, id)) => {
                 let image = id.to_string();
+                if self.start_overlay(&id)? {
+                    return Ok(());
+                }
                 if self.top_is_entry {
                     self.progress
                         .note(&format!("rendering the cached state {}", id.abbrev(12)));
@@ -343,6 +370,41 @@ impl Builder<'_> {
         }
     }
 
+    /// Makes the tree an overlay build tree on the tree cache's rendering
+    /// of `id`, when overlays can be mounted here; `false` (and nothing
+    /// made) when not, so the caller renders a plain tree instead.
+    fn start_overlay(&mut self, id: &ImageId) -> Result<bool, StepError> {
+        if !self.allow_overlay || mount::check_support().is_err() {
+            return Ok(false);
+        }
+        if self.top_is_entry {
+            self.progress
+                .note(&format!("starting from the cached state {}", id.abbrev(12)));
+        }
+        let started = overlay::startbuild_overlay(
+            self.store,
+            &id.to_string(),
+            Some(&self.tree),
+            self.temp_parent,
+            Arc::clone(&self.progress),
+            self.interrupt,
+        );
+        match started {
+            Ok(_) => {
+                self.on_overlay = true;
+                self.upper_since = None;
+                // The build reads the upper directory, not a snapshot.
+                self.from_snapshot = None;
+                Ok(true)
+            }
+            // The kernel refused this mount (a store on a file system
+            // overlayfs cannot use as upper, options it lacks): the start
+            // undid itself, and a plain tree does the same job.
+            Err(OverlayError::Mount(_)) => Ok(false),
+            Err(e) => Err(StepError::Overlay(e)),
+        }
+    }
+
     /// Stores the tree as the cache entry for `key`: its diff against
     /// `top`, which it then replaces.
     fn store_entry(&mut self, key: &Key, text: &str) -> Result<(), StepError> {
@@ -365,7 +427,16 @@ impl Builder<'_> {
                 ..self.opts.build.pack.clone()
             },
         };
-        let report = match build::build(self.store, &self.tree, &opts, &self.work, &NoProgress) {
+        let since = self.upper_since.as_ref().filter(|_| self.on_overlay);
+        let built = build::build_since(
+            self.store,
+            &self.tree,
+            &opts,
+            &self.work,
+            &NoProgress,
+            since,
+        );
+        let report = match built {
             Ok(report) => report,
             // A chain of entries deeper than a render may follow: the
             // steps from here on run without the cache.
@@ -384,6 +455,19 @@ impl Builder<'_> {
         self.top_is_entry = true;
         // The tree is now that entry's rendering: the next entry's build
         // skips what the next step leaves untouched.
+        if self.on_overlay {
+            let upper = self
+                .store
+                .overlay_dirs(&self.tree)
+                .map_err(|e| StepError::Cache(e.into()))?
+                .upper;
+            let walked = diff::walk(&upper).map_err(|e| StepError::Io {
+                path: upper.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            self.upper_since = Some(Snapshot::of(&walked));
+            return Ok(());
+        }
         let walked = diff::walk(&self.tree.join("rootfs")).map_err(|e| StepError::Io {
             path: self.tree.join("rootfs"),
             source: io::Error::other(e.to_string()),
