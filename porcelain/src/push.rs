@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::naming::{self, ImageRef, NamingError};
-use acido_plumbing::oci::push::{push_to_layout, PushReport};
+use acido_plumbing::oci::push::{push_to_layout, push_to_scratch_layout, PushReport};
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::RegistryAuth;
 use acido_plumbing::oci::upload::{push_layout_to_registry, UploadReport};
@@ -106,7 +106,7 @@ pub fn push(
                 .prefix("push-")
                 .tempdir_in(&tmp)
                 .map_err(|source| OciError::Io { path: tmp, source })?;
-            let report = push_to_layout(&id.to_string(), &list, scratch.path(), None)?;
+            let report = push_to_scratch_layout(&id.to_string(), &list, scratch.path())?;
             let upload = push_layout_to_registry(
                 destination,
                 scratch.path(),
