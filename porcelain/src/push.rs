@@ -12,7 +12,7 @@ use acido_plumbing::http::{Client, HttpConfig};
 use acido_plumbing::naming::{self, ImageRef, NamingError};
 use acido_plumbing::oci::artifact::{push_artifact_to_layout, ArtifactInput};
 use acido_plumbing::oci::digest::Sha256Digest;
-use acido_plumbing::oci::push::{push_to_layout, PushReport};
+use acido_plumbing::oci::push::{push_to_layout, push_to_scratch_layout, PushReport};
 use acido_plumbing::oci::reference::Reference;
 use acido_plumbing::oci::registry::RegistryAuth;
 use acido_plumbing::oci::upload::{push_layout_to_registry_with, UploadOptions, UploadReport};
@@ -44,6 +44,14 @@ pub enum PushError {
         /// The destination as given.
         destination: String,
     },
+}
+
+/// Whether the layout written is the user's (synced) or a registry push's
+/// scratch copy, read once by the upload and removed.
+#[derive(Clone, Copy)]
+enum Layout {
+    Kept,
+    Scratch,
 }
 
 /// What a push writes.
@@ -115,15 +123,18 @@ pub fn push(
             })
             .collect()
     };
-    let write = |dir: &std::path::Path, tag: Option<&str>| match options.format {
-        PushFormat::Oci => push_to_layout(&id.to_string(), &list, dir, tag)
-            .map(|report| (report.manifest_digest, Some(report))),
+    let write = |dir: &std::path::Path, tag: Option<&str>, layout: Layout| match options.format {
+        PushFormat::Oci => match layout {
+            Layout::Kept => push_to_layout(&id.to_string(), &list, dir, tag),
+            Layout::Scratch => push_to_scratch_layout(&id.to_string(), &list, dir),
+        }
+        .map(|report| (report.manifest_digest, Some(report))),
         PushFormat::Aci => push_artifact_to_layout(&id.to_string(), &members, dir, tag)
             .map(|report| (report.manifest_digest, None)),
     };
     match reference {
         Reference::Layout { dir, tag } => {
-            let (manifest_digest, report) = write(&dir, tag.as_deref())?;
+            let (manifest_digest, report) = write(&dir, tag.as_deref(), Layout::Kept)?;
             Ok(PushOutcome {
                 dir: Some(dir),
                 manifest_digest,
@@ -156,7 +167,7 @@ pub fn push(
             let scratch =
                 ScratchDir::new(&tmp).map_err(|source| OciError::Io { path: tmp, source })?;
             crate::test_hooks::push_pause(crate::test_hooks::PushStep::AfterScratch);
-            let (manifest_digest, report) = write(scratch.path(), None)?;
+            let (manifest_digest, report) = write(scratch.path(), None, Layout::Scratch)?;
             let upload = push_layout_to_registry_with(
                 destination,
                 scratch.path(),

@@ -104,6 +104,18 @@ impl Sha256Hasher {
     }
 }
 
+/// A layer's diff id is taken while [`crate::pack::tar_writer::TarSink`]
+/// writes its tar.
+impl crate::pack::tar_writer::StreamHasher for Sha256Hasher {
+    type Digest = Sha256Digest;
+    fn update(&mut self, bytes: &[u8]) {
+        Sha256Hasher::update(self, bytes);
+    }
+    fn finish(self) -> Sha256Digest {
+        Sha256Hasher::finish(self)
+    }
+}
+
 /// Reads `inner` while hashing it; fails (an `InvalidData` error) as soon
 /// as more than `size` bytes arrive, and at the end when the length or
 /// the digest differ. So a consumer that reads to the end never sees a

@@ -35,11 +35,11 @@ use super::reference::check_tag;
 use super::OciError;
 use crate::entry::{Entry, EntryKind, Timestamp};
 use crate::pack::tar_writer::{
-    encode_header, HeaderSpec, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
+    encode_header, HeaderSpec, TarSink, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
     TYPE_REGULAR, TYPE_SYMLINK,
 };
 use crate::render::deps::DependencyList;
-use crate::render::filemap::{file_map_of, Layer, Supplier};
+use crate::render::filemap::{file_map_of, parents, whitelist_keys, Layer, Supplier};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -89,19 +89,33 @@ enum Source {
     Implied,
 }
 
-/// The rendering of the tail of `list` from element `from`: archive path
-/// (below `rootfs/`) to its supplier.
-fn tail_map(list: &DependencyList, from: usize) -> BTreeMap<Vec<u8>, Source> {
-    let layers: Vec<Layer<'_>> = list.images[from..]
+/// A tail's rendering: archive path (below `rootfs/`) to its supplier.
+type TailMap = BTreeMap<Vec<u8>, Source>;
+
+/// The elements of `list` as the file map sees them, top first.
+fn list_layers(list: &DependencyList) -> Vec<Layer<'_>> {
+    list.images
         .iter()
         .map(|listed| Layer {
             entries: listed.image.image.entries(),
             whitelist: &listed.image.manifest.path_whitelist,
+            parent: listed.parent,
+        })
+        .collect()
+}
+
+/// The rendering of the tail of `layers` from element `from`, computed
+/// from scratch (every entry of every element of the tail considered).
+fn tail_map(layers: &[Layer<'_>], from: usize) -> TailMap {
+    let tail: Vec<Layer<'_>> = layers[from..]
+        .iter()
+        .map(|layer| Layer {
             // Ancestors not yet laid down filter nothing yet.
-            parent: listed.parent.and_then(|p| p.checked_sub(from)),
+            parent: layer.parent.and_then(|p| p.checked_sub(from)),
+            ..*layer
         })
         .collect();
-    file_map_of(&layers)
+    file_map_of(&tail)
         .paths
         .into_iter()
         .filter(|(path, _)| path.starts_with(b"rootfs/"))
@@ -116,6 +130,148 @@ fn tail_map(list: &DependencyList, from: usize) -> BTreeMap<Vec<u8>, Source> {
             (path, source)
         })
         .collect()
+}
+
+/// For every path some element has a non-directory at, the deepest such
+/// element (the highest index).
+fn deepest_nondirs<'a>(layers: &[Layer<'a>]) -> HashMap<&'a [u8], usize> {
+    let mut out = HashMap::new();
+    for (element, layer) in layers.iter().enumerate() {
+        for entry in layer.entries {
+            if !entry.kind.is_dir() {
+                out.insert(entry.path.as_slice(), element);
+            }
+        }
+    }
+    out
+}
+
+/// The rendering of the tail from element `k`, given `below`, the one
+/// from `k + 1`: element `k`'s own map laid over `below` filtered by
+/// `k`'s whitelist, so each element's entries are considered once and a
+/// push of `L` layers costs O(L·paths), not O(L²·paths) as recomputing
+/// every tail does. Where laying `k` on top can bring back a lower entry
+/// that `below` hides (a directory of `k` over a lower non-directory, or
+/// a whitelist that drops a non-directory but keeps a path below it), or
+/// the whitelist does not apply to every lower element, the tail is
+/// computed from scratch instead; the unit tests check both ways agree.
+/// `deepest_nondir` is [`deepest_nondirs`] of `layers`.
+fn next_tail_map(
+    layers: &[Layer<'_>],
+    deepest_nondir: &HashMap<&[u8], usize>,
+    k: usize,
+    below: &TailMap,
+) -> TailMap {
+    if below.is_empty() {
+        return tail_map(layers, k);
+    }
+    let is_dir = |source: &Source| match *source {
+        Source::Entry { element, entry } => layers[element].entries[entry].kind.is_dir(),
+        Source::Implied => true,
+    };
+    let filtered: std::borrow::Cow<'_, TailMap> = match whitelist_keys(layers[k].whitelist) {
+        None => std::borrow::Cow::Borrowed(below),
+        Some(keep) => {
+            // `k`'s whitelist filters every lower element it is an
+            // ancestor of (aci-format §9.2 rule 4).
+            let under_k = |mut at: Option<usize>| {
+                for _ in 0..layers.len() {
+                    match at {
+                        Some(a) if a == k => return true,
+                        Some(a) => at = layers.get(a).and_then(|l| l.parent),
+                        None => return false,
+                    }
+                }
+                false
+            };
+            if !(k + 1..layers.len()).all(|j| under_k(layers[j].parent)) {
+                return tail_map(layers, k);
+            }
+            let sorted: std::collections::BTreeSet<&[u8]> =
+                keep.iter().map(Vec::as_slice).collect();
+            let mut out = TailMap::new();
+            for (path, source) in below {
+                if matches!(source, Source::Implied) {
+                    continue;
+                }
+                if !keep.contains(path) {
+                    if !is_dir(source) {
+                        let mut start = path.clone();
+                        start.push(b'/');
+                        let mut end = path.clone();
+                        end.push(b'0');
+                        if sorted
+                            .range::<[u8], _>((
+                                std::ops::Bound::Included(start.as_slice()),
+                                std::ops::Bound::Excluded(end.as_slice()),
+                            ))
+                            .next()
+                            .is_some()
+                        {
+                            return tail_map(layers, k);
+                        }
+                    }
+                    // The path implied its parents, which hid any lower
+                    // non-directory at their paths; without it one may
+                    // come back where the whitelist keeps the parent.
+                    let unhides = parents(path).any(|parent| {
+                        keep.contains(parent) && deepest_nondir.get(parent).is_some_and(|&j| j > k)
+                    });
+                    if unhides {
+                        return tail_map(layers, k);
+                    }
+                    continue;
+                }
+                for parent in parents(path) {
+                    if out.contains_key(parent) {
+                        break;
+                    }
+                    out.insert(parent.to_vec(), Source::Implied);
+                }
+                out.insert(path.clone(), *source);
+            }
+            std::borrow::Cow::Owned(out)
+        }
+    };
+    let own = [Layer {
+        parent: None,
+        ..layers[k]
+    }];
+    let mut out: TailMap = tail_map(&own, 0)
+        .into_iter()
+        .map(|(path, source)| {
+            let source = match source {
+                Source::Entry { entry, .. } => Source::Entry { element: k, entry },
+                Source::Implied => Source::Implied,
+            };
+            (path, source)
+        })
+        .collect();
+    let own_len = out.len();
+    for (path, source) in filtered.iter() {
+        match out.get(path) {
+            Some(Source::Implied) if !is_dir(source) => return tail_map(layers, k),
+            // A lower directory supplies the attributes of one `k` only
+            // implies.
+            Some(Source::Implied) => {
+                out.insert(path.clone(), *source);
+            }
+            Some(upper) if is_dir(upper) && !is_dir(source) => return tail_map(layers, k),
+            Some(_) => {}
+            None => {
+                // Below a non-directory of `k`: hidden (parent-must-be-dir).
+                let hidden = own_len > 0
+                    && parents(path).any(|p| {
+                        matches!(out.get(p), Some(s @ Source::Entry { element, .. })
+                            if *element == k && !is_dir(s))
+                    });
+                if !hidden {
+                    out.insert(path.clone(), *source);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One entry of a layer to write.
@@ -140,6 +296,27 @@ pub fn push_to_layout(
     list: &DependencyList,
     dir: &Path,
     tag: Option<&str>,
+) -> Result<PushReport, OciError> {
+    write_layout(image, list, dir, tag, true)
+}
+
+/// [`push_to_layout`] into a scratch layout that is read once (by a
+/// registry upload) and removed: the same bytes and digests, but no layer
+/// blob is synced to disk, since nothing keeps it past the upload.
+pub fn push_to_scratch_layout(
+    image: &str,
+    list: &DependencyList,
+    dir: &Path,
+) -> Result<PushReport, OciError> {
+    write_layout(image, list, dir, None, false)
+}
+
+fn write_layout(
+    image: &str,
+    list: &DependencyList,
+    dir: &Path,
+    tag: Option<&str>,
+    sync: bool,
 ) -> Result<PushReport, OciError> {
     let invalid = |what: &str, problem: String| OciError::Invalid {
         image: image.to_owned(),
@@ -187,9 +364,11 @@ pub fn push_to_layout(
     let mut layers = Vec::with_capacity(count);
     let mut diff_ids = Vec::with_capacity(count);
     let mut history = Vec::with_capacity(count);
-    let mut below: BTreeMap<Vec<u8>, Source> = BTreeMap::new();
+    let tail_layers = list_layers(list);
+    let deepest_nondir = deepest_nondirs(&tail_layers);
+    let mut below = TailMap::new();
     for k in (0..count).rev() {
-        let now = tail_map(list, k);
+        let now = next_tail_map(&tail_layers, &deepest_nondir, k, &below);
         let mut whiteouts: Vec<Vec<u8>> = Vec::new();
         for path in below.keys() {
             if now.contains_key(path) {
@@ -303,7 +482,7 @@ pub fn push_to_layout(
 
         // Write the layer: tar → gzip → blob, hashing both streams.
         let (digest, size, diff_id) =
-            write_layer(&blobs, &whiteouts, &items).map_err(|source| OciError::Write {
+            write_layer(&blobs, &whiteouts, &items, sync).map_err(|source| OciError::Write {
                 image: image.to_owned(),
                 layer: count - k,
                 dir: blobs.clone(),
@@ -468,6 +647,7 @@ fn write_layer(
     blobs: &Path,
     whiteouts: &[Vec<u8>],
     items: &[Item<'_>],
+    sync: bool,
 ) -> io::Result<(Sha256Digest, u64, Sha256Digest)> {
     // Dropped on any early return below, which removes the partial blob.
     let temp = layout_temp(blobs, ".layer.")?;
@@ -476,24 +656,26 @@ fn write_layer(
         inner: BufWriter::with_capacity(1 << 20, file),
         hasher: Sha256Hasher::new(),
     };
-    // A fixed header (no name, mtime 0) keeps the blob deterministic.
+    // A fixed header (no name, mtime 0) and level keep the blob
+    // deterministic. Level 1: a push compresses every layer it sends
+    // (copying an image sends blobs already compressed), and zlib-rs's
+    // fastest level is several times faster than its default for blobs
+    // only slightly larger (acido-push(1)).
     let gzip = flate2::GzBuilder::new()
         .mtime(0)
-        .write(compressed, flate2::Compression::default());
-    let mut tar = Hashing {
-        inner: gzip,
-        hasher: Sha256Hasher::new(),
-    };
+        .write(compressed, flate2::Compression::fast());
+    // The diff id is the uncompressed stream's sha256; TarSink pads and
+    // ends the archive as every other tar acido writes.
+    let mut tar = TarSink::with_hasher(gzip, Sha256Hasher::new());
     let header_err = |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
     let mut header = Vec::with_capacity(2048);
-    let mut put = |tar: &mut Hashing<_>, spec: &HeaderSpec<'_>, data: &[u8]| -> io::Result<()> {
+    let mut put = |tar: &mut TarSink<_, _>, spec: &HeaderSpec<'_>, data: &[u8]| -> io::Result<()> {
         header.clear();
         encode_header(spec, &mut header).map_err(header_err)?;
         tar.write_all(&header)?;
         if !data.is_empty() {
             tar.write_all(data)?;
-            let pad = (512 - data.len() % 512) % 512;
-            tar.write_all(&[0u8; 512][..pad])?;
+            tar.pad()?;
         }
         Ok(())
     };
@@ -558,14 +740,15 @@ fn write_layer(
             data,
         )?;
     }
-    tar.write_all(&[0u8; 1024])?;
-    let diff_id = tar.hasher.finish();
-    let mut compressed = tar.inner.finish()?;
+    let (gzip, diff_id, _) = tar.finish()?;
+    let mut compressed = gzip.finish()?;
     compressed.flush()?;
     let size = compressed.hasher.len();
     let digest = compressed.hasher.finish();
     let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    if sync {
+        file.sync_all()?;
+    }
     let path = blobs.join(digest.hex());
     temp.persist(&path).map_err(|e| e.error)?;
     Ok((digest, size, diff_id))
@@ -700,6 +883,78 @@ fn config_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    /// Paths of a small tree, so random layers often collide, shadow and
+    /// nest under one another.
+    const PATHS: &[&str] = &["a", "a/b", "a/b/c", "a/d", "b", "b/x", "b/x/y", "c", "c/z"];
+
+    /// A random element: entries over [`PATHS`] (regular, directory or
+    /// symlink) and maybe a whitelist of some of them.
+    fn layer_strategy() -> impl Strategy<Value = (Vec<(usize, u8)>, Option<Vec<usize>>)> {
+        (
+            proptest::collection::vec((0..PATHS.len(), 0u8..3), 0..7),
+            proptest::option::of(proptest::collection::vec(0..PATHS.len(), 0..8)),
+        )
+    }
+
+    proptest! {
+        /// Laying each element over the tail below it gives exactly the
+        /// tail computed from scratch, for every element of random
+        /// stacks: linear chains and lists where a lower element hangs
+        /// from another branch.
+        #[test]
+        fn the_incremental_tail_map_is_the_tail_map(
+            stack in proptest::collection::vec(layer_strategy(), 1..6),
+            branch in any::<bool>(),
+        ) {
+            let entries: Vec<Vec<Entry>> = stack
+                .iter()
+                .map(|(list, _)| {
+                    list.iter()
+                        .map(|&(p, kind)| {
+                            let kind = match kind {
+                                0 => EntryKind::Regular,
+                                1 => EntryKind::Directory,
+                                _ => EntryKind::Symlink,
+                            };
+                            Entry::new(format!("rootfs/{}", PATHS[p]).into_bytes(), kind)
+                        })
+                        .collect()
+                })
+                .collect();
+            let whitelists: Vec<Vec<String>> = stack
+                .iter()
+                .map(|(_, w)| {
+                    w.iter()
+                        .flatten()
+                        .map(|&p| format!("/{}", PATHS[p]))
+                        .collect()
+                })
+                .collect();
+            let layers: Vec<Layer<'_>> = (0..stack.len())
+                .map(|i| Layer {
+                    entries: &entries[i],
+                    whitelist: &whitelists[i],
+                    // Each element depends on the one above it, or (a
+                    // branch) the last one hangs from the top.
+                    parent: match i {
+                        0 => None,
+                        i if branch && i == stack.len() - 1 => Some(0),
+                        i => Some(i - 1),
+                    },
+                })
+                .collect();
+            let deepest_nondir = deepest_nondirs(&layers);
+            let mut below = TailMap::new();
+            for k in (0..layers.len()).rev() {
+                let now = next_tail_map(&layers, &deepest_nondir, k, &below);
+                prop_assert_eq!(&now, &tail_map(&layers, k), "tail from {}", k);
+                below = now;
+            }
+        }
+    }
 
     #[test]
     fn a_failed_replace_leaves_no_temp_in_the_layout() {

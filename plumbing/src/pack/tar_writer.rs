@@ -332,31 +332,65 @@ fn put_octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
-/// The uncompressed tar stream: feeds every byte to the id hasher and the
-/// (compressing) sink, and counts what was written.
-pub(crate) struct TarSink<W: Write> {
+/// A digest taken over a tar stream while it is written: the SHA-512
+/// image id of an ACI ([`IdHasher`]), or the sha256 diff id of an OCI
+/// layer (implemented where that hasher lives). So every tar this crate
+/// writes is padded and ended by the one [`TarSink`].
+pub(crate) trait StreamHasher {
+    /// What [`StreamHasher::finish`] gives.
+    type Digest;
+    /// Feeds the next bytes.
+    fn update(&mut self, bytes: &[u8]);
+    /// The digest of everything fed.
+    fn finish(self) -> Self::Digest;
+}
+
+impl StreamHasher for IdHasher {
+    type Digest = ImageId;
+    fn update(&mut self, bytes: &[u8]) {
+        IdHasher::update(self, bytes);
+    }
+    fn finish(self) -> ImageId {
+        IdHasher::finish(self)
+    }
+}
+
+/// The uncompressed tar stream: feeds every byte to the hasher (the image
+/// id's unless told otherwise) and the (compressing) sink, and counts what
+/// was written.
+pub(crate) struct TarSink<W: Write, H: StreamHasher = IdHasher> {
     sink: W,
-    hasher: IdHasher,
+    hasher: H,
+    len: u64,
 }
 
 impl<W: Write> TarSink<W> {
-    /// A stream writing into `sink`.
+    /// A stream writing into `sink`, hashed to an image id.
     pub(crate) fn new(sink: W) -> Self {
+        TarSink::with_hasher(sink, IdHasher::new())
+    }
+}
+
+impl<W: Write, H: StreamHasher> TarSink<W, H> {
+    /// A stream writing into `sink`, hashed by `hasher`.
+    pub(crate) fn with_hasher(sink: W, hasher: H) -> Self {
         TarSink {
             sink,
-            hasher: IdHasher::new(),
+            hasher,
+            len: 0,
         }
     }
 
     /// Writes uncompressed tar bytes.
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
         self.sink.write_all(bytes)
     }
 
     /// Bytes written so far.
     pub(crate) fn len(&self) -> u64 {
-        self.hasher.len()
+        self.len
     }
 
     /// Pads the data just written to a block boundary.
@@ -370,11 +404,10 @@ impl<W: Write> TarSink<W> {
 
     /// Writes the end-of-archive marker (two zero blocks, as Go's writer
     /// ends an archive, with no further record padding) and returns the
-    /// sink, the id and the stream length.
-    pub(crate) fn finish(mut self) -> io::Result<(W, ImageId, u64)> {
+    /// sink, the digest and the stream length.
+    pub(crate) fn finish(mut self) -> io::Result<(W, H::Digest, u64)> {
         self.write_all(&[0u8; 2 * BLOCK])?;
-        let len = self.hasher.len();
-        Ok((self.sink, self.hasher.finish(), len))
+        Ok((self.sink, self.hasher.finish(), self.len))
     }
 }
 

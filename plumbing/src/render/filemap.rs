@@ -62,7 +62,7 @@ impl FileMap {
 /// A whitelist as the set of archive paths it keeps: each entry `p`
 /// normalised like Go's `filepath.Join("rootfs", p)` (aci-format §9.2), so
 /// `/etc/`, `etc` and `/x/../etc` all keep `rootfs/etc`.
-fn whitelist_keys(whitelist: &[String]) -> Option<HashSet<Vec<u8>>> {
+pub(crate) fn whitelist_keys(whitelist: &[String]) -> Option<HashSet<Vec<u8>>> {
     if whitelist.is_empty() {
         return None;
     }
@@ -80,7 +80,7 @@ fn whitelist_keys(whitelist: &[String]) -> Option<HashSet<Vec<u8>>> {
 
 /// Parents of `path` below `rootfs`, nearest first (`rootfs/a/b/c` gives
 /// `rootfs/a/b`, `rootfs/a`).
-fn parents(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn parents(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = path;
     std::iter::from_fn(move || {
         let slash = rest.iter().rposition(|&b| b == b'/')?;
