@@ -1283,6 +1283,24 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
     )
     .unwrap();
     assert_eq!(pull_with(&[], &[]).ok().trim(), top);
+    // An Acidofile's FROM docker:// reads the same files (--pull=always:
+    // the base is stored already, and must be asked for again).
+    fs::write(
+        env.path("Acidofile"),
+        format!("FROM {remote}\nNAME example.com/from-auth\nENV A=1\n"),
+    )
+    .unwrap();
+    let built = env
+        .command()
+        .env("SSL_CERT_FILE", pki.join("ca.pem"))
+        .args(["build", "-q", "-f", "Acidofile", "--import", "--pull=always"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     // A helper acido does not run: the 401 says so.
     fs::write(
         docker.join("config.json"),

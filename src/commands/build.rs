@@ -146,6 +146,8 @@ fn build_file(
             ca_files: std::env::var_os("SSL_CERT_FILE")
                 .map(|f| vec![std::path::PathBuf::from(f)])
                 .unwrap_or_default(),
+            // The files `acido pull` reads by default (acido-pull(1), FILES).
+            auth_files: crate::commands::registry_auth_files(None),
             ..Default::default()
         },
         pull_policy: match args.pull {
