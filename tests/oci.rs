@@ -1293,7 +1293,14 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
     let built = env
         .command()
         .env("SSL_CERT_FILE", pki.join("ca.pem"))
-        .args(["build", "-q", "-f", "Acidofile", "--import", "--pull=always"])
+        .args([
+            "build",
+            "-q",
+            "-f",
+            "Acidofile",
+            "--import",
+            "--pull=always",
+        ])
         .output()
         .unwrap();
     assert!(

@@ -339,28 +339,36 @@ fn entries_are_listed_with_all_kept_by_gc_and_removed_by_gc_cache_or_rm() {
     assert!(listed(&env, true).contains(&entry));
 }
 
-/// Ends the build trees a killed `build -f` left in `$TMPDIR`: as root
-/// they are overlay trees still mounted, which `acido endbuild` ends (as
-/// acido-build(1) says); then nothing of them is mounted.
-fn end_killed_trees(env: &Env) {
+/// The overlay mounts below the test's `$TMPDIR` in the mount namespace
+/// of `pid` (`None`: this test's own).
+fn overlay_mounts(env: &Env, pid: Option<u32>) -> usize {
+    let tmp = fs::canonicalize(env.path("tmp")).unwrap();
+    let info = match pid {
+        Some(pid) => format!("/proc/{pid}/mountinfo"),
+        None => "/proc/self/mountinfo".to_owned(),
+    };
+    fs::read_to_string(info)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" - overlay "))
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|m| std::path::Path::new(m).starts_with(&tmp))
+        })
+        .count()
+}
+
+/// Removes the work directories a killed `build -f` left in `$TMPDIR`.
+fn remove_killed_trees(env: &Env) {
     for entry in fs::read_dir(env.path("tmp")).unwrap().flatten() {
-        let tree = entry.path().join("tree");
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with("acido-acidofile-") || !tree.is_dir() {
-            continue;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("acido-acidofile-")
+        {
+            fs::remove_dir_all(entry.path()).unwrap();
         }
-        let mounted = |tree: &std::path::Path| {
-            let rootfs = fs::canonicalize(tree.join("rootfs")).unwrap_or_default();
-            fs::read_to_string("/proc/self/mountinfo")
-                .unwrap()
-                .lines()
-                .any(|l| l.split(' ').nth(4) == rootfs.to_str())
-        };
-        if mounted(&tree) {
-            env.run(["endbuild", &tree.to_string_lossy()]).ok();
-            assert!(!mounted(&tree), "endbuild left {} mounted", tree.display());
-        }
-        fs::remove_dir_all(entry.path()).unwrap();
     }
 }
 
@@ -392,6 +400,8 @@ fn paused_build(env: &Env, step: &str) -> std::process::Child {
 #[test]
 fn a_killed_build_leaves_no_entry_that_is_used() {
     let env = Env::new();
+    let overlays = nix::unistd::geteuid().is_root()
+        && can_mount_overlays("a_killed_build_leaves_no_entry_that_is_used");
     base_image(&env, false);
     copy_inputs(&env);
     let expected = env
@@ -409,9 +419,19 @@ fn a_killed_build_leaves_no_entry_that_is_used() {
     // place but before its record is.
     for step in ["pack-mid-write", "after-link-before-record"] {
         let mut child = paused_build(&env, step);
+        // As root the steps run in an overlay tree, mounted in the
+        // build's own mount namespace: seen by nothing else, gone with it.
+        if overlays {
+            assert!(
+                overlay_mounts(&env, Some(child.id())) > 0,
+                "{step}: the steps do not run in an overlay tree"
+            );
+        }
+        assert_eq!(overlay_mounts(&env, None), 0, "{step}: seen outside");
         kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
         child.wait().unwrap();
-        end_killed_trees(&env);
+        assert_eq!(overlay_mounts(&env, None), 0, "{step}: a mount was left");
+        remove_killed_trees(&env);
         assert_eq!(
             listed(&env, true).len(),
             1,

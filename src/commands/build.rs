@@ -126,6 +126,31 @@ pub enum PullArg {
     Never,
 }
 
+/// As root the steps run in an overlay tree (acido-build(1)). Mounted in
+/// a mount namespace of this process's own, the overlay is seen by no
+/// other process and the kernel unmounts it when the process ends, however
+/// it ends: a `build -f` killed by SIGKILL leaves no mount behind. New
+/// mounts stay inside (`/` is made a slave: the host's mounts still show
+/// through). Without the right to do this (not root) nothing changes, and
+/// no overlay is mounted either. Threads started from here on, the
+/// render's workers among them, share the namespace; the signal thread
+/// started earlier keeps the host's, and never looks at the file system.
+fn own_mount_namespace() {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    if unshare(CloneFlags::CLONE_NEWNS).is_ok() {
+        // Without this the overlay would still propagate to the host's
+        // shared mounts, and outlive the process there.
+        let _ = mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        );
+    }
+}
+
 fn build_file(
     ctx: &Context,
     store: &acido_plumbing::store::Store,
@@ -135,6 +160,7 @@ fn build_file(
     progress: Arc<Bar>,
 ) -> anyhow::Result<(ImageId, Option<BuildReport>)> {
     let interrupt = crate::interrupt::flag();
+    own_mount_namespace();
     let opts = AcidofileOptions {
         build,
         keep_tree: args.keep_tree.clone(),
