@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::build::mount;
+use acido_plumbing::fs::file_bytes_under;
 use acido_plumbing::id::ImageId;
 use acido_plumbing::store::{OverlayDirs, Store, StoreError, TempSweep, TreeKey};
 
@@ -209,7 +210,7 @@ fn sweep_overlay_states(store: &Store, report: &mut GcReport) -> Result<(), Stor
         if in_use(&dirs) || !abandoned(&state.tree) {
             continue;
         }
-        let bytes = tree_bytes(&dirs.root);
+        let bytes = file_bytes_under(&dirs.root);
         // Checked again just before: a `startbuild --resume` may have
         // mounted it since.
         if in_use(&dirs) {
@@ -254,7 +255,7 @@ fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError>
         if store.tree_temp_in_use(temp)? {
             report.in_use += 1;
         } else {
-            leftovers.push((temp, tree_bytes(temp)));
+            leftovers.push((temp, file_bytes_under(temp)));
         }
     }
     // One sweep takes every unlocked temp (and leaves the locked ones).
@@ -281,7 +282,7 @@ fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError>
     });
     let doomed: Vec<PathBuf> = unused.chain(inv.damaged.iter().cloned()).collect();
     for entry in doomed {
-        let bytes = tree_bytes(&entry);
+        let bytes = file_bytes_under(&entry);
         if store.remove_tree_entry(&entry)? {
             report.removed.push(Removed {
                 kind: Garbage::Tree,
@@ -293,16 +294,3 @@ fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError>
     Ok(())
 }
 
-/// The bytes of the regular files under `dir`, each inode once (a cached
-/// tree's hard links share their data).
-fn tree_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file() && seen.insert(m.ino()))
-        .map(|m| m.len())
-        .sum()
-}

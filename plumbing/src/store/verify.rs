@@ -606,7 +606,7 @@ impl Store {
                 if !TempKind::Scratch.matches(name.as_bytes()) {
                     return Ok(TempSweep::Directory);
                 }
-                let bytes = dir_bytes(path);
+                let bytes = crate::fs::file_bytes_under(path);
                 let report = crate::temp::sweep_leftover(&self.tmp_dir(), name, TempKind::Scratch);
                 return Ok(if report.removed > 0 {
                     TempSweep::Removed { bytes }
@@ -701,15 +701,3 @@ impl Store {
     }
 }
 
-/// The bytes of the regular files under `dir` (hard links once), for the
-/// report of a swept scratch directory.
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file() && seen.insert(m.ino()))
-        .map(|m| m.len())
-        .sum()
-}
