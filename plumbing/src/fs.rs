@@ -365,7 +365,6 @@ pub fn set_attrs(file: &File, attrs: &Attrs<'_>) -> Result<NotRestored, AttrErro
     Ok(missed)
 }
 
-
 /// The bytes of the regular files under `dir`, each inode once (hard links
 /// share their data), for reports of what removing it frees. Unreadable
 /// entries count nothing: this is an estimate, never a check.

@@ -293,4 +293,3 @@ fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError>
     }
     Ok(())
 }
-

@@ -700,4 +700,3 @@ impl Store {
         Ok(Some(meta.len()))
     }
 }
-
