@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{conformance, Env};
+
+#[path = "common/token_server.rs"]
+mod token_server;
 use sha2::{Digest, Sha256};
 
 fn tools() -> bool {
@@ -874,6 +877,19 @@ impl Registry {
     /// [`Registry::start`], with htpasswd (Basic) auth when `htpasswd`
     /// names a file.
     fn start_with(dir: &Path, tls: Option<(&Path, &Path)>, htpasswd: Option<&Path>) -> Registry {
+        let auth = match htpasswd {
+            Some(file) => format!(
+                "auth:\n  htpasswd:\n    realm: acido-test\n    path: {}\n",
+                file.display()
+            ),
+            None => String::new(),
+        };
+        Registry::start_config(dir, tls, &auth)
+    }
+
+    /// [`Registry::start`], with `auth` (the config's `auth:` section,
+    /// or nothing).
+    fn start_config(dir: &Path, tls: Option<(&Path, &Path)>, auth: &str) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -885,13 +901,6 @@ impl Registry {
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 cert.display(),
                 key.display()
-            ),
-            None => String::new(),
-        };
-        let auth = match htpasswd {
-            Some(file) => format!(
-                "auth:\n  htpasswd:\n    realm: acido-test\n    path: {}\n",
-                file.display()
             ),
             None => String::new(),
         };
@@ -1335,6 +1344,178 @@ htpasswd -Bbc htpasswd alice s3cret 2>/dev/null
         "authfile_missing",
         env.snap(&missing).replace(&host, "[REGISTRY]")
     );
+}
+
+/// The Bearer token flow against docker-registry with token auth: a
+/// purpose-built token server (tests/common/token_server.rs) signs JWTs
+/// the registry verifies through their `x5c` chain; skopeo pushes through
+/// the flow as an independent peer, then acido pulls and pushes through
+/// it, asking for the scopes the registry names.
+#[test]
+fn a_registry_with_token_auth_takes_the_credentials_through_the_token_server() {
+    if !registry_tools() || !conformance::system_tool("openssl", "openssl") {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let pki = env.path("pki");
+    fs::create_dir_all(&pki).unwrap();
+    sh(
+        &pki,
+        r#"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=acido-test-token-signer \
+  -keyout sign.key -out sign.pem 2>/dev/null
+openssl x509 -in sign.pem -outform der | base64 -w0 > sign.der.b64
+"#,
+    );
+    let (service, issuer) = ("acido-test-registry", "acido-test-issuer");
+    let tokens = token_server::TokenServer::start(token_server::TokenConfig {
+        key: pki.join("sign.key"),
+        x5c: fs::read_to_string(pki.join("sign.der.b64")).unwrap(),
+        issuer: issuer.to_owned(),
+        user: "alice".to_owned(),
+        password: "s3cret".to_owned(),
+    });
+    let registry = Registry::start_config(
+        &env.path("registry"),
+        None,
+        &format!(
+            "auth:\n  token:\n    realm: {}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            tokens.realm(),
+            pki.join("sign.pem").display()
+        ),
+    );
+    let host = format!("127.0.0.1:{}", registry.port);
+    let remote = format!("docker://{host}/test/img:t");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("oci:{}:t", layout.display()),
+        &remote,
+    ]));
+    // skopeo got its tokens here: the server and the registry agree.
+    assert!(
+        tokens
+            .requests()
+            .iter()
+            .any(|r| r.status == 200 && r.scopes.iter().any(|s| s.contains("test/img"))),
+        "{:#?}",
+        tokens.requests()
+    );
+    let acido_requests = || -> Vec<token_server::TokenRequest> {
+        tokens
+            .requests()
+            .into_iter()
+            .filter(|r| r.user_agent.starts_with("acido/"))
+            .collect()
+    };
+    let acido = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let output = env.command().args(&args).output().unwrap();
+        common::Run { args, output }
+    };
+    for wrong in [None, Some("alice:wrong")] {
+        let mut args = vec!["pull", "--tls-verify=false"];
+        if let Some(c) = wrong {
+            args.extend(["--creds", c]);
+        }
+        args.push(&remote);
+        let out = acido(&args);
+        assert_eq!(out.code(), 128, "{}", out.stderr());
+        assert!(out.stderr().contains("401"), "{}", out.stderr());
+    }
+    // Refused at the token server, each for the pull scope only.
+    let refused = acido_requests();
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    for r in &refused {
+        assert_eq!(r.status, 401, "{r:?}");
+        assert_eq!(r.service, service, "{r:?}");
+        assert_eq!(r.scopes, ["repository:test/img:pull"], "{r:?}");
+    }
+    assert_eq!(refused[1].user.as_deref(), Some("alice"));
+    let pulled = acido(&[
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &remote,
+    ]);
+    let top = pulled.ok().trim().to_owned();
+    env.run(["extract", &top, &env.path("ours").display().to_string()])
+        .ok();
+    umoci_unpack(&format!("{}:t", layout.display()), &env.path("bundle"));
+    assert_same_tree(&env.path("ours/rootfs"), &env.path("bundle/rootfs"));
+    // One token, asked for once, serves the whole pull.
+    let granted: Vec<_> = acido_requests().into_iter().skip(2).collect();
+    assert_eq!(granted.len(), 1, "{granted:#?}");
+    for r in &granted {
+        assert_eq!(
+            (r.status, r.service.as_str(), r.user.as_deref()),
+            (200, service, Some("alice")),
+            "{r:?}"
+        );
+        assert_eq!(r.scopes, ["repository:test/img:pull"], "{r:?}");
+    }
+    // Push to a new repository, the token now in `access_token` as an
+    // OAuth2 server sends it: the registry asks for pull and push.
+    tokens.reply_with("access_token");
+    let pushed_remote = format!("docker://{host}/test/new:p");
+    let seen = acido_requests().len();
+    let refused = acido(&["push", "--tls-verify=false", &top, &pushed_remote]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(refused.stderr().contains("401"), "{}", refused.stderr());
+    assert_eq!(registry.requests("POST", "/test/new/blobs/uploads/"), 0);
+    let pushed = acido(&[
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &top,
+        &pushed_remote,
+    ]);
+    let digest = pushed.ok().trim().to_owned();
+    // Without credentials: refused for the first scope the registry
+    // named, and nothing uploaded.
+    let requests = acido_requests();
+    let refused = &requests[seen];
+    assert_eq!(
+        (refused.status, refused.user.as_deref()),
+        (401, None),
+        "{refused:?}"
+    );
+    assert_eq!(refused.scopes, ["repository:test/new:pull"], "{refused:?}");
+    // With them: one token per scope the registry named (its blob checks
+    // need pull, its uploads pull and push), each asked for once and
+    // kept for the requests after it.
+    let push_requests = &requests[seen + 1..];
+    let scopes: Vec<&[String]> = push_requests.iter().map(|r| &r.scopes[..]).collect();
+    assert_eq!(
+        scopes,
+        [
+            &["repository:test/new:pull".to_owned()][..],
+            &["repository:test/new:pull,push".to_owned()][..]
+        ],
+        "{push_requests:#?}"
+    );
+    for r in push_requests {
+        assert_eq!(
+            (r.status, r.service.as_str(), r.user.as_deref()),
+            (200, service, Some("alice")),
+            "{r:?}"
+        );
+    }
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &pushed_remote,
+    ])))
+    .unwrap();
+    assert_eq!(inspect["Digest"], digest.as_str());
 }
 
 #[test]
