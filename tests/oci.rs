@@ -1490,13 +1490,24 @@ openssl x509 -in sign.pem -outform der | base64 -w0 > sign.der.b64
     // With them: one token per scope the registry named (its blob checks
     // need pull, its uploads pull and push), each asked for once and
     // kept for the requests after it.
+    // The registry lists a scope's actions in no fixed order (a Go map):
+    // compared sorted.
+    let sorted = |scope: &String| -> String {
+        let (resource, actions) = scope.rsplit_once(':').unwrap_or((scope, ""));
+        let mut actions: Vec<&str> = actions.split(',').collect();
+        actions.sort_unstable();
+        format!("{resource}:{}", actions.join(","))
+    };
     let push_requests = &requests[seen + 1..];
-    let scopes: Vec<&[String]> = push_requests.iter().map(|r| &r.scopes[..]).collect();
+    let scopes: Vec<Vec<String>> = push_requests
+        .iter()
+        .map(|r| r.scopes.iter().map(sorted).collect())
+        .collect();
     assert_eq!(
         scopes,
         [
-            &["repository:test/new:pull".to_owned()][..],
-            &["repository:test/new:pull,push".to_owned()][..]
+            ["repository:test/new:pull".to_owned()],
+            ["repository:test/new:pull,push".to_owned()]
         ],
         "{push_requests:#?}"
     );
