@@ -260,6 +260,32 @@ fn parse_challenge(value: &str) -> (String, Vec<(String, String)>) {
     (scheme.to_ascii_lowercase(), params)
 }
 
+/// The token server's URL for a Bearer challenge: `realm` with its
+/// `service` and one `scope` parameter per scope the challenge names. A
+/// challenge lists several scopes space-separated in one parameter (a
+/// cross-repository mount needs pull on the source too); the token
+/// specification asks for each as its own `scope` query parameter, and
+/// token servers that read one scope per parameter would grant none of a
+/// joined string.
+fn token_url(realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<Url, HttpError> {
+    let mut url = crate::http::parse_url(realm)?;
+    let pairs: Vec<(&str, &str)> = service
+        .map(|s| ("service", s))
+        .into_iter()
+        .chain(
+            scope
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|s| ("scope", s)),
+        )
+        .collect();
+    // Not even a bare `?` when there is nothing to add.
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    Ok(url)
+}
+
 impl Auth for RegistryAuth {
     fn authorization(&self, _url: &Url) -> Option<String> {
         // The client asks per hop and never sends this across hosts on a
@@ -294,16 +320,8 @@ impl Auth for RegistryAuth {
                 }
                 "bearer" => {
                     let Some(realm) = get("realm") else { continue };
-                    let mut token_url = crate::http::parse_url(&realm)?;
-                    {
-                        let mut query = token_url.query_pairs_mut();
-                        if let Some(service) = get("service") {
-                            query.append_pair("service", &service);
-                        }
-                        if let Some(scope) = get("scope") {
-                            query.append_pair("scope", &scope);
-                        }
-                    }
+                    let token_url =
+                        token_url(&realm, get("service").as_deref(), get("scope").as_deref())?;
                     let mut request = Request::get(token_url);
                     let basic = self.basic();
                     if let Some(basic) = &basic {
@@ -568,6 +586,29 @@ mod tests {
             ("127.0.0.1:5000", "app", Some("1.0"))
         );
         assert!(DockerReference::parse("localhost/UPPER").is_err());
+    }
+
+    #[test]
+    fn each_challenged_scope_is_its_own_query_parameter() {
+        let url = token_url(
+            "https://auth.example/token?x=1",
+            Some("registry.example"),
+            Some("repository:a/b:pull,push  repository:c:pull"),
+        )
+        .unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let expected: Vec<(String, String)> = [
+            ("x", "1"),
+            ("service", "registry.example"),
+            ("scope", "repository:a/b:pull,push"),
+            ("scope", "repository:c:pull"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(pairs, expected);
+        let bare = token_url("https://auth.example/token", None, None).unwrap();
+        assert_eq!(bare.query(), None);
     }
 
     #[test]
