@@ -459,6 +459,31 @@ fn a_docker_archive_shares_the_layer_chain_of_the_same_image() {
     };
     // Same diff ids, same chain: the very same layer ACIs.
     assert_eq!(dep(&from_archive), dep(&from_layout));
+    // An Acidofile's FROM docker-archive: reads the same archive onto the
+    // same app image (stored already: the read stores nothing new).
+    fs::write(
+        env.path("Acidofile"),
+        format!(
+            "FROM docker-archive:{}\nNAME example.com/from-archive\nENV A=1\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    // The images, not the derivable tree cache an overlay build fills.
+    let images = |env: &Env| -> Vec<String> {
+        store_state(env)
+            .into_iter()
+            .filter(|e| !e.contains("/trees/"))
+            .collect()
+    };
+    let before = images(&env);
+    let built = env
+        .run(["build", "-q", "-f", "Acidofile", "-o", "from-archive.aci"])
+        .ok();
+    assert!(built.trim().starts_with("sha512-"), "{built}");
+    assert_eq!(images(&env), before, "FROM docker-archive: stored anew");
+    let on = env.run(["cat-manifest", "from-archive.aci"]).ok();
+    assert!(on.contains(&from_archive), "{on}");
     let manifest: serde_json::Value =
         serde_json::from_str(&env.run(["cat-manifest", &from_archive]).ok()).unwrap();
     // skopeo writes the familiar name fully qualified.
