@@ -143,6 +143,36 @@ struct Expected {
     implied: HashSet<Vec<u8>>,
 }
 
+impl Expected {
+    /// Whether the regular file `full` holds the bytes `rendering` gives
+    /// the path `key` (false where it gives none): the content check of
+    /// the plain and of the overlay build.
+    fn content_matches(
+        &self,
+        rendering: &DependencyRendering,
+        key: &[u8],
+        full: &Path,
+    ) -> std::io::Result<bool> {
+        let Some(&(element, entry)) = self.data.get(key) else {
+            return Ok(false);
+        };
+        match (rendering.image(element), rendering.entry(element, entry)) {
+            (Some(image), Some(e)) => diff::content_equals(full, image.data(e)),
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The error of a content check of `full` that could not read it.
+fn content_error(
+    rendering: &DependencyRendering,
+    full: &Path,
+) -> impl FnOnce(std::io::Error) -> DiffError {
+    let a = PathBuf::from(format!("{}", rendering.list.images[0].id));
+    let b = full.to_owned();
+    move |source| DiffError::Content { a, b, source }
+}
+
 impl DependencyRendering {
     fn entry(&self, element: usize, entry: usize) -> Option<&Entry> {
         self.list
@@ -313,19 +343,9 @@ pub fn diff_against_rendering(
         }
         let full = actual.full_path(path);
         diff::compare(a, b, &opts, || {
-            let Some(&(element, entry)) = expected.data.get(key) else {
-                return Ok(false);
-            };
-            match (rendering.image(element), rendering.entry(element, entry)) {
-                (Some(image), Some(e)) => diff::content_equals(&full, image.data(e)),
-                _ => Ok(false),
-            }
+            expected.content_matches(rendering, key, &full)
         })
-        .map_err(|source| DiffError::Content {
-            a: PathBuf::from(format!("{}", rendering.list.images[0].id)),
-            b: full.clone(),
-            source,
-        })
+        .map_err(content_error(rendering, &full))
     })?;
     Ok((changes, actual))
 }

@@ -26,10 +26,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use crate::diff::{self, Attr, Change, DiffError, DiffOptions, FileMeta, Status, Tree};
+use crate::diff::{self, Attr, Change, DiffOptions, FileMeta, Status, Tree};
 use crate::entry::EntryKind;
 
-use super::{BuildError, DependencyRendering, Snapshot};
+use super::{content_error, BuildError, DependencyRendering, Snapshot};
 
 /// The xattr namespace overlayfs keeps its own bookkeeping in; it is never
 /// part of the tree a user sees.
@@ -175,23 +175,10 @@ pub fn diff_upper(
         let full = actual.full_path(path);
         let lower = untouched.contains(key);
         diff::compare(a, b, &opts, || {
-            if lower {
-                // Untouched, so its bytes are the rendering's.
-                return Ok(true);
-            }
-            let Some(&(element, entry)) = expected.data.get(key) else {
-                return Ok(false);
-            };
-            match (rendering.image(element), rendering.entry(element, entry)) {
-                (Some(image), Some(e)) => diff::content_equals(&full, image.data(e)),
-                _ => Ok(false),
-            }
+            // Untouched, so its bytes are the rendering's.
+            Ok(lower || expected.content_matches(rendering, key, &full)?)
         })
-        .map_err(|source| DiffError::Content {
-            a: std::path::PathBuf::from(format!("{}", rendering.list.images[0].id)),
-            b: full.clone(),
-            source,
-        })
+        .map_err(content_error(rendering, &full))
     })?;
     Ok((changes, actual))
 }

@@ -19,7 +19,7 @@
 //! the shape and the bounds here; the bytes are checked (sha256, size,
 //! then SHA-512 against the announced id) by whoever streams them.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -27,7 +27,7 @@ use oci_spec::image::ImageManifest;
 use serde_json::json;
 
 use super::digest::{Sha256Digest, Sha256Hasher, VerifyingReader};
-use super::push::{add_to_index, layout_temp, put_blob, read_index};
+use super::push::{add_to_index, layout_temp, open_layout, put_blob};
 use super::reference::check_tag;
 use super::source::{Ctx, Location};
 use super::OciError;
@@ -93,14 +93,7 @@ pub fn push_artifact_to_layout(
         let path = path.to_owned();
         move |source| OciError::Io { path, source }
     };
-    let index = read_index(dir)?;
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-    let layout_file = dir.join("oci-layout");
-    if !layout_file.exists() {
-        fs::write(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)
-            .map_err(io_err(&layout_file))?;
-    }
+    let (index, blobs) = open_layout(dir)?;
 
     let mut layers = Vec::with_capacity(images.len());
     let mut members = Vec::with_capacity(images.len());

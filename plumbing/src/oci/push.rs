@@ -333,14 +333,7 @@ fn write_layout(
     // An image without a platform, or a layout whose index cannot be
     // updated, is refused before any blob is written into it.
     platform_of(image, list)?;
-    let index = read_index(dir)?;
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-    let layout_file = dir.join("oci-layout");
-    if !layout_file.exists() {
-        fs::write(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)
-            .map_err(io_err(&layout_file))?;
-    }
+    let (index, blobs) = open_layout(dir)?;
 
     // Entries by path, per element, for hard-link targets.
     let by_path: Vec<HashMap<&[u8], usize>> = list
@@ -530,7 +523,27 @@ fn write_layout(
 /// The index of the OCI image layout `dir` (a fresh empty one when it has
 /// none), checked to be an index this push can extend: a JSON object
 /// whose `manifests` is an array. The error names the file.
-pub(super) fn read_index(dir: &Path) -> Result<Value, OciError> {
+/// Opens the OCI image layout `dir` for writing, making it when new: its
+/// `index.json` read and checked first (so a broken one is refused before
+/// any blob is written), `blobs/sha256` and `oci-layout` in place.
+/// Returns the index and the blob directory.
+pub(super) fn open_layout(dir: &Path) -> Result<(Value, std::path::PathBuf), OciError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OciError::Io { path, source }
+    };
+    let index = read_index(dir)?;
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+    let layout_file = dir.join("oci-layout");
+    if !layout_file.exists() {
+        fs::write(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(io_err(&layout_file))?;
+    }
+    Ok((index, blobs))
+}
+
+fn read_index(dir: &Path) -> Result<Value, OciError> {
     let path = dir.join("index.json");
     let invalid = |problem: String| OciError::Invalid {
         image: path.display().to_string(),
