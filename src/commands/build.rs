@@ -169,9 +169,7 @@ fn build_file(
         rebuild_from: args.rebuild_from.map(|n| n as usize),
         pull: acido_porcelain::pull::PullOptions {
             allow_http: !args.tls_verify,
-            ca_files: std::env::var_os("SSL_CERT_FILE")
-                .map(|f| vec![std::path::PathBuf::from(f)])
-                .unwrap_or_default(),
+            ca_files: crate::commands::ssl_cert_file(),
             // The files `acido pull` reads by default (acido-pull(1), FILES).
             auth_files: crate::commands::registry_auth_files(None),
             ..Default::default()

@@ -176,6 +176,24 @@ pub fn pack_options(
     }
 }
 
+/// The CA file `$SSL_CERT_FILE` names for the registry clients of `pull`,
+/// `push` and `build -f` (none when unset or empty, as `fetch` reads it:
+/// then the built-in roots).
+pub fn ssl_cert_file() -> Vec<PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .filter(|v| !v.is_empty())
+        .map(|f| vec![PathBuf::from(f)])
+        .unwrap_or_default()
+}
+
+/// `--creds USER[:PASSWORD]` as user and password (empty without a colon).
+pub fn split_creds(creds: String) -> (String, String) {
+    match creds.split_once(':') {
+        Some((user, pass)) => (user.to_owned(), pass.to_owned()),
+        None => (creds, String::new()),
+    }
+}
+
 /// The registry credential files `pull` and `push` search, in the order
 /// containers-auth.json(5) gives: the primary file (`--authfile FILE`,
 /// else `$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`),

@@ -56,13 +56,8 @@ pub fn run(ctx: &Context, args: PullArgs) -> anyhow::Result<Outcome> {
         architecture: args.arch.unwrap_or(host.architecture),
         variant: args.variant,
     };
-    let ca_files = std::env::var_os("SSL_CERT_FILE")
-        .map(|f| vec![std::path::PathBuf::from(f)])
-        .unwrap_or_default();
-    let credentials = args.creds.map(|c| match c.split_once(':') {
-        Some((user, pass)) => (user.to_owned(), pass.to_owned()),
-        None => (c, String::new()),
-    });
+    let ca_files = crate::commands::ssl_cert_file();
+    let credentials = args.creds.map(crate::commands::split_creds);
     let options = PullOptions {
         platform: Some(platform),
         allow_http: !args.tls_verify,

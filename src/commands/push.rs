@@ -58,13 +58,8 @@ pub enum Format {
 /// Pushes the image and prints the digest of the manifest written.
 pub fn run(ctx: &Context, args: PushArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store()?;
-    let ca_files = std::env::var_os("SSL_CERT_FILE")
-        .map(|f| vec![std::path::PathBuf::from(f)])
-        .unwrap_or_default();
-    let credentials = args.creds.map(|c| match c.split_once(':') {
-        Some((user, pass)) => (user.to_owned(), pass.to_owned()),
-        None => (c, String::new()),
-    });
+    let ca_files = crate::commands::ssl_cert_file();
+    let credentials = args.creds.map(crate::commands::split_creds);
     let options = PushOptions {
         format: match args.format {
             Format::Oci => PushFormat::Oci,
