@@ -162,6 +162,18 @@ pub enum HttpError {
         /// Names the bound.
         source: LimitExceeded,
     },
+    /// The server closed the connection before the body's end: before
+    /// the `Content-Length` it announced, or inside a chunked body.
+    #[error("{url}: the connection closed after {read} bytes of the response{}",
+        announced.map(|n| format!(", of {n} announced")).unwrap_or_default())]
+    Cut {
+        /// The URL.
+        url: String,
+        /// Bytes of the body that arrived.
+        read: u64,
+        /// The `Content-Length`, when the server sent one.
+        announced: Option<u64>,
+    },
     /// Reading a response body failed.
     #[error("{url}: reading the response: {source}")]
     Read {

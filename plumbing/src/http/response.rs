@@ -93,7 +93,9 @@ impl Response {
                 source: LimitExceeded::new(kind),
             });
         }
+        let announced = self.content_length();
         Ok(BodyReader {
+            announced,
             // One byte more than the bound, to tell "exactly max" from
             // "more".
             inner: self.body.into_with_config().limit(max + 1).reader(),
@@ -138,6 +140,8 @@ impl Response {
 /// A response body being read, bounded (see [`Response::into_reader`]).
 pub struct BodyReader {
     inner: ureq::BodyReader<'static>,
+    /// The `Content-Length`, when sent (for the report of a cut body).
+    announced: Option<u64>,
     url: Url,
     read: u64,
     max: u64,
@@ -189,6 +193,17 @@ impl BodyReader {
         }
     }
 
+    fn cut(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            HttpError::Cut {
+                url: self.url.to_string(),
+                read: self.read,
+                announced: self.announced,
+            },
+        )
+    }
+
     fn too_large(&self) -> io::Error {
         io::Error::other(HttpError::BodyTooLarge {
             url: self.url.to_string(),
@@ -236,8 +251,12 @@ impl BodyReader {
                     source: LimitExceeded::new(LimitKind::HttpTimeout),
                 })
             }
-            // The URL and the step, so that "Peer disconnected" says
-            // which transfer was cut short.
+            // ureq's "Peer disconnected": say how much of what arrived.
+            Some(ureq::Error::Io(inner)) if inner.kind() == io::ErrorKind::UnexpectedEof => {
+                self.cut()
+            }
+            None if err.kind() == io::ErrorKind::UnexpectedEof => self.cut(),
+            // Anything else keeps its own words, with the URL.
             _ => io::Error::new(
                 err.kind(),
                 HttpError::Read {
