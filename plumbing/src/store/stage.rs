@@ -165,6 +165,12 @@ impl<'s> Staging<'s> {
         Ok(())
     }
 
+    /// Whether a write was refused (the checks, the file or an
+    /// interrupt): [`Staging::finish`] then returns why.
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     fn interrupted(&self) -> bool {
         self.store
             .interrupt
