@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 
 use crate::compression::Compression;
 use crate::entry::Entry;
-use crate::id::{IdHasher, ImageId};
+use crate::id::{HashThread, IdHasher, ImageId};
 use crate::limits::LimitKind;
 
 pub use self::decompress::{decoder, Chunks};
@@ -78,8 +78,9 @@ pub enum ArchiveError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The decoder thread could not be started.
-    #[error("starting decompression thread: {source}")]
+    /// A helper thread (the decoder's, the SHA-512 one) could not be
+    /// started or stopped on the way.
+    #[error("decompression or hashing thread: {source}")]
     Thread {
         /// The I/O error.
         source: io::Error,
@@ -214,7 +215,7 @@ pub fn scan(
 /// writes into), hashed, copied and parsed with the same checks and the
 /// same errors as [`scan`] gives for the same bytes.
 pub struct Scanner<'l> {
-    hasher: IdHasher,
+    hasher: HashThread,
     parser: TarParser<'l>,
     limits: &'l Limits,
 }
@@ -223,7 +224,7 @@ impl<'l> Scanner<'l> {
     /// A scanner applying `limits`.
     pub fn new(limits: &'l Limits) -> Self {
         Scanner {
-            hasher: IdHasher::new(),
+            hasher: HashThread::new(),
             parser: TarParser::new(limits),
             limits,
         }
@@ -269,8 +270,12 @@ impl<'l> Scanner<'l> {
         let size = self.hasher.len();
         let parsed = self.parser.finish()?;
         check_layout(&parsed.entries)?;
+        let id = self
+            .hasher
+            .finish()
+            .map_err(|source| ArchiveError::Thread { source })?;
         Ok(Scanned {
-            id: self.hasher.finish(),
+            id,
             size,
             compression,
             entries: parsed.entries,
