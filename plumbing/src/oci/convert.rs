@@ -801,12 +801,10 @@ fn staged_or_why<'s>(
 ) -> Result<Staged<'s>, OciError> {
     match written {
         Ok(()) => Ok(staging.finish()?),
-        Err(_) if staging.failed() => Err(staging
-            .finish()
-            .err()
-            .map(OciError::from)
-            .expect("a failed staging fails to finish")),
-        Err(source) => Err(write_err(source)),
+        Err(source) => Err(match staging.into_error() {
+            Some(why) => why.into(),
+            None => write_err(source),
+        }),
     }
 }
 

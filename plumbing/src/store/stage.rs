@@ -84,7 +84,7 @@ impl Write for TempOut {
 /// A write that the checks refuse fails with an [`io::Error`] carrying
 /// the message; the typed error is kept, every later write fails, and
 /// [`Staging::finish`] returns it, so a producer that sees a write fail
-/// calls `finish` to learn why.
+/// learns why from `finish` or [`Staging::into_error`].
 pub struct Staging<'s> {
     store: &'s Store,
     input: String,
@@ -165,10 +165,11 @@ impl<'s> Staging<'s> {
         Ok(())
     }
 
-    /// Whether a write was refused (the checks, the file or an
-    /// interrupt): [`Staging::finish`] then returns why.
-    pub fn failed(&self) -> bool {
-        self.failed.is_some()
+    /// Why a write was refused (the checks, the file or an interrupt),
+    /// if one was: what a producer whose write failed reports. Dropping
+    /// the staging discards it.
+    pub fn into_error(mut self) -> Option<StoreError> {
+        self.failed.take()
     }
 
     fn interrupted(&self) -> bool {
