@@ -38,18 +38,84 @@ use crate::manifest::ImageManifest;
 /// with SIMD, and the file gets few large writes.
 const BUFFER: usize = 1 << 20;
 
+/// How many bytes the temp file grows between two early syncs.
+const SYNC_EVERY: u64 = 16 << 20;
+
+/// Syncs the temp file on a thread of its own while it is being written,
+/// every [`SYNC_EVERY`] bytes, so the disk writes the blob while the
+/// producer is still making it and the sync before the link (the write
+/// protocol's) finds little left to do. It changes no promise: the link
+/// still waits for a full sync, and an error of an early sync is reported
+/// by the commit (the two syncs share one open file description, so the
+/// later one would not see it again).
+struct EarlySync {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl EarlySync {
+    fn start(file: &File) -> Option<EarlySync> {
+        let file = file.try_clone().ok()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::Builder::new()
+            .name("early-sync".into())
+            .spawn(move || {
+                for () in rx {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })
+            .ok()?;
+        Some(EarlySync {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Asks for a sync unless one is still waiting to start.
+    fn poke(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Waits for the thread; the first error of its syncs.
+    fn join(&mut self) -> io::Result<()> {
+        self.tx = None;
+        match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the early-sync thread stopped")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The temp file's writer: buffered, and every byte that reaches the file
 /// fed to the fast digest, which so covers exactly the blob's bytes.
 struct TempOut {
     file: File,
     buf: Vec<u8>,
     fast: FastHasher,
+    written: u64,
+    synced_at: u64,
+    early: Option<EarlySync>,
 }
 
 impl TempOut {
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.fast.update(bytes);
-        self.file.write_all(bytes)
+        self.file.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        if self.written - self.synced_at >= SYNC_EVERY {
+            self.synced_at = self.written;
+            if self.early.is_none() {
+                self.early = EarlySync::start(&self.file);
+            }
+            if let Some(early) = &self.early {
+                early.poke();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -107,6 +173,7 @@ pub struct Staged<'s> {
     entries: Vec<Entry>,
     manifest: ImageManifest,
     fast: FastDigest,
+    early: Option<EarlySync>,
 }
 
 impl std::fmt::Debug for Staging<'_> {
@@ -141,6 +208,9 @@ impl Store {
                 file,
                 buf: Vec::with_capacity(BUFFER),
                 fast: FastHasher::new(),
+                written: 0,
+                synced_at: 0,
+                early: None,
             },
             scanner: Scanner::new(&self.limits),
             mid_stream_called: false,
@@ -220,6 +290,7 @@ impl<'s> Staging<'s> {
             entries: scanned.entries,
             manifest,
             fast: self.out.fast.finish(),
+            early: self.out.early.take(),
         })
     }
 }
@@ -271,6 +342,9 @@ impl Staged<'_> {
         let store = self.store;
         let id = self.id;
         let temp = self.temp;
+        if let Some(mut early) = self.early {
+            early.join().map_err(io_err(temp.path()))?;
+        }
         let blob = store.blob_path(&id);
         let newly_stored = if blob.exists() {
             false

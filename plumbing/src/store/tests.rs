@@ -599,7 +599,10 @@ fn a_staged_import_stores_what_a_file_import_stores() {
     let dir = tempfile::tempdir().unwrap();
     let by_file = Store::at(dir.path().join("file"));
     let by_stage = Store::at(dir.path().join("stage"));
-    let input = aci("example.com/a", &vec![7u8; 3 << 20]);
+    // Larger than two early-sync steps, so the staging's sync thread
+    // runs while it is written.
+    let content: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let input = aci("example.com/a", &content);
     let imported = by_file.import(io::Cursor::new(input.clone()), "input");
     let imported = imported.unwrap();
     // Small pieces (headers) and pieces larger than the write buffer.
