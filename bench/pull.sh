@@ -30,6 +30,10 @@
 # file maps and gzips it (deterministically) before sending it. A line
 # "acido push to a layout" shows that generation alone.
 #
+# ACIDO_BENCH_BASE=/path/to/another/acido also times that binary's pull +
+# extract in the same interleaved runs and prints this tree's ÷ it: a
+# before/after comparison in which the machine's noise cancels.
+#
 # Everything is written below the bench cache: give it an ext4 of its own
 # (see render.sh): ACIDO_BENCH_CACHE=/mnt/acido-bench bash bench/pull.sh 5
 set -euo pipefail
@@ -144,11 +148,19 @@ median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1
 # One pull kept for the push runs.
 top=$("$acido" -q --store "$work/keep" pull --tls-verify=false "docker://$remote")
 
-acido_pull() {
+base=${ACIDO_BENCH_BASE:-}
+# pull_extract BIN N: one pull + extract into a fresh store; prints ms.
+pull_extract() {
     local t0 id; t0=$(now)
-    id=$("$acido" -q --store "$work/s$1" pull --tls-verify=false "docker://$remote")
-    "$acido" -q --store "$work/s$1" extract "$id" "$work/x$1"
-    a+=("$(ms "$t0" "$(now)")")
+    id=$("$1" -q --store "$work/s$2" pull --tls-verify=false "docker://$remote")
+    "$1" -q --store "$work/s$2" extract "$id" "$work/x$2"
+    ms "$t0" "$(now)"
+    rm -rf "$work/s$2" "$work/x$2"
+}
+acido_pull() {
+    if [ -n "$base" ] && [ $(($1 % 2)) -eq 0 ]; then b+=("$(pull_extract "$base" "b$1")"); fi
+    a+=("$(pull_extract "$acido" "$1")")
+    if [ -n "$base" ] && [ $(($1 % 2)) -eq 1 ]; then b+=("$(pull_extract "$base" "b$1")"); fi
 }
 skopeo_pull() {
     local t0; t0=$(now)
@@ -176,7 +188,7 @@ layout_push() {
 
 echo "load before: $(cat /proc/loadavg)"
 settle_disk
-a=() s=() p=() p2=() q=() l=()
+a=() b=() s=() p=() p2=() q=() l=()
 for i in $(seq "$runs"); do
     # The pushes go to a registry of this run's own: skopeo remembers
     # where it saw a blob and mounts it from another repository of the
@@ -203,5 +215,10 @@ echo "acido push (new repository):     ${p[*]} ms (median $mp)"
 echo "skopeo copy oci: docker://:      ${q[*]} ms (median $mq)"
 echo "acido push again (all skipped):  ${p2[*]} ms (median $mp2)"
 echo "acido push to a layout (no net): ${l[*]} ms (median $ml)"
+if [ -n "$base" ]; then
+    mb=$(median "${b[@]}")
+    echo "base ($base) pull + extract: ${b[*]} ms (median $mb)"
+    awk -v a="$ma" -v b="$mb" 'BEGIN { printf "this tree / base (pull + extract): %.2f\n", a / b }'
+fi
 awk -v a="$ma" -v s="$msk" -v p="$mp" -v q="$mq" 'BEGIN {
     printf "ratio pull: %.2f (target <= 0.5)   ratio push: %.2f (target <= 1.0)\n", a / s, p / q }'

@@ -220,6 +220,123 @@ impl IdHasher {
     }
 }
 
+/// An [`IdHasher`] on a thread of its own: SHA-512 is the costliest step
+/// of writing a blob (more than writing, parsing or BLAKE3), so the
+/// writer hands its bytes over in MiB pieces and goes on while the other
+/// core hashes them. At most [`HashThread::IN_FLIGHT`] pieces wait, so
+/// memory stays bounded. If the thread cannot be started the bytes are
+/// hashed on the caller's thread: the id is the same.
+pub struct HashThread {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    empties: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+    handle: Option<std::thread::JoinHandle<IdHasher>>,
+    /// Bytes not yet handed over (and, without a thread, the hasher).
+    buf: Vec<u8>,
+    local: IdHasher,
+    len: u64,
+}
+
+impl HashThread {
+    /// Size of the pieces handed to the thread.
+    pub const PIECE: usize = 1 << 20;
+    /// Pieces that may wait for the thread.
+    pub const IN_FLIGHT: usize = 4;
+
+    /// Starts the thread.
+    pub fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::IN_FLIGHT);
+        let (back, empties) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::IN_FLIGHT + 2);
+        let handle = std::thread::Builder::new()
+            .name("sha512".into())
+            .spawn(move || {
+                let mut hasher = IdHasher::new();
+                for piece in rx {
+                    hasher.update(&piece);
+                    let _ = back.try_send(piece);
+                }
+                hasher
+            })
+            .ok();
+        let started = handle.is_some();
+        HashThread {
+            tx: started.then_some(tx),
+            empties: started.then_some(empties),
+            handle,
+            buf: Vec::with_capacity(Self::PIECE),
+            local: IdHasher::new(),
+            len: 0,
+        }
+    }
+
+    /// Feeds the next bytes.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if self.tx.is_none() {
+            self.local.update(bytes);
+            return;
+        }
+        while !bytes.is_empty() {
+            let n = bytes.len().min(Self::PIECE - self.buf.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == Self::PIECE {
+                self.hand_over();
+            }
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let mut next = self
+            .empties
+            .as_ref()
+            .and_then(|e| e.try_recv().ok())
+            .unwrap_or_default();
+        next.clear();
+        next.reserve(Self::PIECE);
+        let piece = std::mem::replace(&mut self.buf, next);
+        if let Some(tx) = &self.tx {
+            // A thread that is gone (it only hashes, but a panic would
+            // end it) is reported by `finish`.
+            let _ = tx.send(piece);
+        }
+    }
+
+    /// How many bytes were fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no bytes were fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The id of everything fed; an error if the thread died on the way
+    /// (then some bytes were not hashed).
+    pub fn finish(mut self) -> std::io::Result<ImageId> {
+        let tx = self.tx.take();
+        let handle = self.handle.take();
+        match (tx, handle) {
+            (Some(tx), Some(handle)) => {
+                let rest = std::mem::take(&mut self.buf);
+                let sent = tx.send(rest).is_ok();
+                drop(tx);
+                match handle.join() {
+                    Ok(hasher) if sent && hasher.len() == self.len => Ok(hasher.finish()),
+                    _ => Err(std::io::Error::other("the SHA-512 thread stopped")),
+                }
+            }
+            _ => Ok(self.local.finish()),
+        }
+    }
+}
+
+impl Default for HashThread {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The BLAKE3 digest of a stored blob: the fast integrity check a render
 /// makes instead of re-hashing SHA-512 (DESIGN §13). It is computed at
 /// import from the same bytes as the id, kept in the blob's entry index,
@@ -306,6 +423,31 @@ impl std::io::Write for IdHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hash_thread_gives_the_id_of_the_bytes_however_they_are_fed() {
+        assert_eq!(HashThread::new().finish().unwrap().to_string(), EMPTY);
+        let bytes: Vec<u8> = (0..(3 * HashThread::PIECE + 12345))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let mut plain = IdHasher::new();
+        plain.update(&bytes);
+        let want = plain.finish();
+        for piece in [
+            1,
+            511,
+            HashThread::PIECE,
+            HashThread::PIECE + 1,
+            bytes.len(),
+        ] {
+            let mut threaded = HashThread::new();
+            for chunk in bytes.chunks(if piece == 1 { 100_000 } else { piece }) {
+                threaded.update(chunk);
+            }
+            assert_eq!(threaded.len(), bytes.len() as u64);
+            assert_eq!(threaded.finish().unwrap(), want, "pieces of {piece}");
+        }
+    }
 
     const EMPTY: &str = "sha512-cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
 

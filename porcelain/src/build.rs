@@ -291,204 +291,45 @@ pub(crate) fn build_since(
     })
 }
 
-/// Packs `source` straight into the store: the import reads the archive
-/// from an in-memory pipe while it is packed, so its bytes are written
-/// once, into the import's own locked temp, and never to a file before
-/// that. A pack that fails or is interrupted makes the import fail too
-/// (the pipe reports the abort, not an end of file), so nothing is stored.
+/// Packs `source` straight into a staged import (`Store::stage`): the
+/// archive's bytes are written once, into the store's locked temp, and
+/// hashed, parsed and checked there as the packer makes them. A pack that
+/// fails or is interrupted drops the staging, so nothing is stored and no
+/// temp is left.
 fn pack_into_store(
     store: &Store,
     source: pack::Source<'_>,
     opts: &PackOptions,
     name: &str,
 ) -> Result<(PackReport, ImageRecord), BuildCmdError> {
-    let (mut writer, reader) = pipe::pipe();
-    std::thread::scope(|scope| {
-        let import = scope.spawn(move || store.import(reader, name));
-        let packed = pack::pack(source, pack::Sink::Writer(&mut writer), opts);
-        let packed = match packed {
-            Ok(report) => writer
-                .finish()
-                .map(|()| report)
-                .map_err(|source| BuildCmdError::Io {
-                    path: PathBuf::from(name),
-                    source,
-                }),
-            Err(e) => {
-                drop(writer);
-                Err(e.into())
-            }
-        };
-        let imported = import.join().unwrap_or_else(|_| {
-            Err(StoreError::Io {
-                path: PathBuf::from(name),
-                source: io::Error::other("the import thread panicked"),
+    let mut staging = store.stage(name)?;
+    let report = match pack::pack(source, pack::Sink::Writer(&mut staging), opts) {
+        Ok(report) => report,
+        // When the staging refused the bytes (its checks, the store's
+        // disk), its own error says why, as an import of them would; an
+        // interrupt it saw first is the pack's interrupt.
+        Err(e) => {
+            return Err(match staging.into_error() {
+                Some(StoreError::Interrupted { .. }) => PackError::Interrupted.into(),
+                Some(why) => why.into(),
+                None => e.into(),
             })
+        }
+    };
+    let staged = staging.finish()?;
+    // The packer hashed what it wrote and the staging what it got: the
+    // same bytes, so the same id (anything else is a bug, not stored).
+    if *staged.id() != report.id {
+        return Err(BuildCmdError::Io {
+            path: store.tmp_dir(),
+            source: io::Error::other(format!(
+                "{name}: the packer made {} but the store got {}",
+                report.id,
+                staged.id()
+            )),
         });
-        match (packed, imported) {
-            (Ok(report), Ok(outcome)) => Ok((report, outcome.record)),
-            // The packer's own error says why; an import that stopped
-            // reading first shows up as the packer's broken pipe.
-            (Err(e), Ok(_)) => Err(e),
-            (Err(BuildCmdError::Pack(e)), Err(import)) if is_broken_pipe(&e) => Err(import.into()),
-            (Err(e), Err(_)) => Err(e),
-            (Ok(_), Err(import)) => Err(import.into()),
-        }
-    })
-}
-
-/// Whether a pack failed only because the reader went away.
-fn is_broken_pipe(e: &PackError) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if io.kind() == io::ErrorKind::BrokenPipe {
-                return true;
-            }
-        }
-        cause = err.source();
     }
-    false
-}
-
-/// An in-memory pipe between the packer and the import, in chunks of
-/// [`pipe::CHUNK`] bytes with at most [`pipe::DEPTH`] in flight.
-mod pipe {
-    use std::io::{self, Read, Write};
-    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-
-    /// Bytes per message: large enough that the channel costs nothing.
-    pub const CHUNK: usize = 1 << 20;
-    /// Messages in flight: bounds the memory the pipe holds.
-    pub const DEPTH: usize = 4;
-
-    /// `Err(())` is an abort: the writer went away without finishing.
-    type Message = Result<Vec<u8>, ()>;
-
-    pub fn pipe() -> (Writer, Reader) {
-        let (tx, rx) = sync_channel(DEPTH);
-        (
-            Writer {
-                buf: Vec::with_capacity(CHUNK),
-                tx: Some(tx),
-            },
-            Reader {
-                rx,
-                chunk: Vec::new(),
-                at: 0,
-            },
-        )
-    }
-
-    pub struct Writer {
-        buf: Vec<u8>,
-        tx: Option<SyncSender<Message>>,
-    }
-
-    impl Writer {
-        fn send(&mut self, message: Message) -> io::Result<()> {
-            let tx = self.tx.as_ref().ok_or(io::ErrorKind::BrokenPipe)?;
-            tx.send(message)
-                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
-        }
-
-        /// Sends what is buffered and then the end of the stream.
-        pub fn finish(mut self) -> io::Result<()> {
-            let rest = std::mem::take(&mut self.buf);
-            if !rest.is_empty() {
-                self.send(Ok(rest))?;
-            }
-            // Dropping the sender without an abort is the end of file.
-            self.tx = None;
-            Ok(())
-        }
-    }
-
-    impl Write for Writer {
-        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-            let n = data.len().min(CHUNK - self.buf.len());
-            self.buf.extend_from_slice(&data[..n]);
-            if self.buf.len() == CHUNK {
-                let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-                self.send(Ok(full))?;
-            }
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Drop for Writer {
-        fn drop(&mut self) {
-            // Not finished: the reader must fail, not see a short archive.
-            if let Some(tx) = self.tx.take() {
-                let _ = tx.send(Err(()));
-            }
-        }
-    }
-
-    pub struct Reader {
-        rx: Receiver<Message>,
-        chunk: Vec<u8>,
-        at: usize,
-    }
-
-    impl Read for Reader {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            while self.at == self.chunk.len() {
-                match self.rx.recv() {
-                    Ok(Ok(chunk)) => {
-                        self.chunk = chunk;
-                        self.at = 0;
-                    }
-                    Ok(Err(())) => {
-                        return Err(io::Error::other("the archive was not completed"));
-                    }
-                    // The writer finished.
-                    Err(_) => return Ok(0),
-                }
-            }
-            let n = out.len().min(self.chunk.len() - self.at);
-            out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-            self.at += n;
-            Ok(n)
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn carries_every_byte_and_an_abort_is_an_error() {
-            let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
-            let (mut w, mut r) = pipe();
-            let sent = data.clone();
-            let t = std::thread::spawn(move || {
-                w.write_all(&sent).unwrap();
-                w.finish().unwrap();
-            });
-            let mut got = Vec::new();
-            r.read_to_end(&mut got).unwrap();
-            t.join().unwrap();
-            assert_eq!(got, data);
-
-            let (mut w, mut r) = pipe();
-            w.write_all(b"half an archive").unwrap();
-            drop(w);
-            let mut got = Vec::new();
-            assert!(r.read_to_end(&mut got).is_err());
-
-            let (mut w, r) = pipe();
-            drop(r);
-            assert_eq!(
-                w.write_all(&data).unwrap_err().kind(),
-                io::ErrorKind::BrokenPipe
-            );
-        }
-    }
+    Ok((report, staged.commit()?.record))
 }
 
 /// Stored images other than `id` whose name is the manifest's and whose

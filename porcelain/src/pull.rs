@@ -1,10 +1,12 @@
 //! `pull`: an OCI or Docker image into the store as a chain of ACIs (one
 //! per layer, plus the app image on top), DESIGN §11.
 //!
-//! Every layer is read, checked (digest, size, diff id) and converted into
-//! a scratch file in the store's `tmp/` before anything is stored; only
-//! then are the ACIs imported, bottom first. An import that fails removes
-//! what this pull stored, so a failed pull leaves the store as it was.
+//! Every layer is read, checked (digest, size, diff id) and converted
+//! into a staged import in the store's `tmp/` (written, hashed and checked
+//! once: `Store::stage`) before anything is stored; only then are the
+//! ACIs committed, bottom first. A failure before that drops the stagings
+//! (nothing stored, no temp left); a commit that fails removes what this
+//! pull committed, so a failed pull leaves the store as it was.
 //! A chain whose top layer is already stored (found by its name, which
 //! holds the chain id) is not read again, so a second pull of the same
 //! image reads no layer and writes nothing.
@@ -28,8 +30,7 @@ use acido_plumbing::oci::config::{
     ac_identifier, app_manifest, appc_platform, AppSource, MANIFEST_DIGEST_ANNOTATION,
 };
 use acido_plumbing::oci::convert::{
-    layer_name, resolve_path, unpack_layer, write_manifest_aci, Converter, ScratchFile,
-    MAX_READ_FILE,
+    layer_name, resolve_path, unpack_layer, write_manifest_aci, Converter, MAX_READ_FILE,
 };
 use acido_plumbing::oci::digest::Sha256Digest;
 use acido_plumbing::oci::reference::Reference;
@@ -37,7 +38,7 @@ use acido_plumbing::oci::registry::{open_remote, DockerReference, RegistryAuth};
 use acido_plumbing::oci::source::{self, Opened, Platform};
 use acido_plumbing::oci::OciError;
 use acido_plumbing::render::{self, DependencyList, FileMap, RenderError, Supplier};
-use acido_plumbing::store::{Store, StoreError};
+use acido_plumbing::store::{Staged, Store, StoreError};
 
 use crate::progress::Progress;
 
@@ -164,8 +165,8 @@ pub fn pull(
 
     store.ensure_layout()?;
     let scratch = store.tmp_dir();
-    // The ACIs to import, bottom first, and the ids of the layers.
-    let mut pending: Vec<(ScratchFile, ImageId)> = Vec::new();
+    // The ACIs to commit, bottom first, and the ids of the layers.
+    let mut pending: Vec<Staged<'_>> = Vec::new();
     let mut layer_ids = Vec::with_capacity(src.layers.len());
     let top_name = layer_name(chain_ids.last().expect("checked non-empty"));
     let (top, passwd, group, root) = match stored_layer(store, &top_name)? {
@@ -211,9 +212,9 @@ pub fn pull(
                     &mut |n| progress.advance(n),
                 );
                 progress.end();
-                let converted = converter.add_layer(tar?, layer.diff_id, &scratch)?;
+                let converted = converter.add_layer(tar?, layer.diff_id, store)?;
                 layer_ids.push(converted.id);
-                pending.push((converted.file, converted.id));
+                pending.push(converted.staged);
             }
             let passwd = converter.read_file(b"etc/passwd");
             let group = converter.read_file(b"etc/group");
@@ -240,24 +241,19 @@ pub fn pull(
         },
         &top,
     )?;
-    let (app_file, app_id) = write_manifest_aci(&image, &manifest, root.as_ref(), &scratch)?;
-    pending.push((app_file, app_id));
+    let app = write_manifest_aci(&image, &manifest, root.as_ref(), store)?;
+    let app_id = *app.id();
+    pending.push(app);
 
     if interrupt.load(Ordering::SeqCst) {
         return Err(stopped());
     }
     let mut stored: Vec<ImageId> = Vec::new();
-    for (file, id) in &pending {
-        if store.contains(id) {
+    for staged in pending {
+        if store.contains(staged.id()) {
             continue;
         }
-        let result = File::open(file.path())
-            .map_err(|source| StoreError::Io {
-                path: file.path().to_owned(),
-                source,
-            })
-            .and_then(|f| store.import(f, &image));
-        match result {
+        match staged.commit() {
             Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
             Ok(_) => {}
             Err(e) => {

@@ -125,6 +125,69 @@ impl Chunks {
     }
 }
 
+/// `reader` read on a thread of its own, a few [`CHUNK_SIZE`] buffers
+/// ahead of the caller: what the caller reads, errors included, is exactly
+/// what `reader` gives, while the caller works on the previous chunk (a
+/// pull's layer: the network, its digest and the decoder on one core, the
+/// diff id, the parser and the scratch file on the other). Dropping it
+/// stops the thread at its next send.
+pub struct ReadAhead {
+    filled: Receiver<Message>,
+    recycle: SyncSender<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl ReadAhead {
+    /// Starts reading `reader` on a new thread.
+    pub fn start(reader: Box<dyn Read + Send>) -> io::Result<ReadAhead> {
+        let (fill_tx, filled) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (recycle, empties) = mpsc::sync_channel(CHUNKS_IN_FLIGHT + 2);
+        thread::Builder::new()
+            .name("read-ahead".into())
+            .spawn(move || produce(reader, &fill_tx, &empties))?;
+        Ok(ReadAhead {
+            filled,
+            recycle,
+            chunk: Vec::new(),
+            at: 0,
+            done: false,
+        })
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.filled.recv() {
+                Ok(Message::Data(data)) => {
+                    let used = std::mem::replace(&mut self.chunk, data);
+                    self.at = 0;
+                    // The thread may already be gone; then the buffer is freed.
+                    let _ = self.recycle.try_send(used);
+                }
+                Ok(Message::End) => self.done = true,
+                Ok(Message::Failed(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::other("the read-ahead thread stopped"));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 fn produce(
     mut reader: Box<dyn Read + Send>,
     out: &SyncSender<Message>,

@@ -6,7 +6,8 @@
 //!   without any layout check (what `hash-object` needs).
 //! - [`scan`] does the same while copying every decompressed byte to a
 //!   writer (the store's temp file), parsing the tar into [`Entry`]s with
-//!   exact offsets, and checking the layout.
+//!   exact offsets, and checking the layout; [`Scanner`] is the same
+//!   for uncompressed bytes pushed in by their producer.
 //! - [`scan_blob`] re-indexes an already uncompressed tar held in memory.
 //!
 //! Decompression runs on its own thread (see [`decompress`]); hashing,
@@ -21,7 +22,7 @@ use std::io::{self, Read, Write};
 
 use crate::compression::Compression;
 use crate::entry::Entry;
-use crate::id::{IdHasher, ImageId};
+use crate::id::{HashThread, IdHasher, ImageId};
 use crate::limits::LimitKind;
 
 pub use self::decompress::{decoder, Chunks};
@@ -77,8 +78,9 @@ pub enum ArchiveError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The decoder thread could not be started.
-    #[error("starting decompression thread: {source}")]
+    /// A helper thread (the decoder's, the SHA-512 one) could not be
+    /// started or stopped on the way.
+    #[error("decompression or hashing thread: {source}")]
     Thread {
         /// The I/O error.
         source: io::Error,
@@ -203,38 +205,85 @@ pub fn scan(
 ) -> Result<Scanned, ArchiveError> {
     let chunks = Chunks::start(input)?;
     let compression = chunks.compression();
-    let mut hasher = IdHasher::new();
-    let mut parser = TarParser::new(limits);
-    let size = chunks.for_each(|chunk| {
-        if hasher.len().saturating_add(chunk.len() as u64) > limits.max_decompressed_size {
+    let mut scanner = Scanner::new(limits);
+    chunks.for_each(|chunk| scanner.feed(chunk, copy_to))?;
+    scanner.finish(compression)
+}
+
+/// [`scan`] driven by its caller: uncompressed tar bytes pushed in as they
+/// are made (the store's staged import, which a converter or a packer
+/// writes into), hashed, copied and parsed with the same checks and the
+/// same errors as [`scan`] gives for the same bytes.
+pub struct Scanner<'l> {
+    hasher: HashThread,
+    parser: TarParser<'l>,
+    limits: &'l Limits,
+}
+
+impl<'l> Scanner<'l> {
+    /// A scanner applying `limits`.
+    pub fn new(limits: &'l Limits) -> Self {
+        Scanner {
+            hasher: HashThread::new(),
+            parser: TarParser::new(limits),
+            limits,
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.hasher.len() == 0
+    }
+
+    /// Hashes and parses `chunk`, the next bytes of the tar, and writes
+    /// them to `copy_to`. After an error the scan is over: `copy_to` holds
+    /// a prefix and must be discarded.
+    pub fn feed(&mut self, chunk: &[u8], copy_to: &mut dyn Write) -> Result<(), ArchiveError> {
+        let max = self.limits.max_decompressed_size;
+        if self.hasher.len().saturating_add(chunk.len() as u64) > max {
             // Parse up to the limit to name the entry it cuts into (a tar
             // error before that point is the better report). `room` is
             // less than the chunk's length, so it fits in usize.
-            let room = limits.max_decompressed_size.saturating_sub(hasher.len());
-            parser.feed(&chunk[..room as usize])?;
+            let room = max.saturating_sub(self.hasher.len());
+            self.parser.feed(&chunk[..room as usize])?;
             return Err(ArchiveError::TooLarge {
-                max: limits.max_decompressed_size,
-                entry: Some(parser.current_entry()),
+                max,
+                entry: Some(self.parser.current_entry()),
             });
         }
-        hasher.update(chunk);
+        self.hasher.update(chunk);
         copy_to
             .write_all(chunk)
             .map_err(|source| ArchiveError::Write { source })?;
-        parser.feed(chunk)?;
+        self.parser.feed(chunk)?;
         Ok(())
-    })?;
-    let parsed = parser.finish()?;
-    check_layout(&parsed.entries)?;
-    Ok(Scanned {
-        id: hasher.finish(),
-        size,
-        compression,
-        entries: parsed.entries,
-        // check_layout guarantees one regular manifest, whose data the
-        // parser kept; an empty one is left to the manifest parser.
-        manifest: parsed.manifest.unwrap_or_default(),
-    })
+    }
+
+    /// Ends the tar: the parser's end checks and the layout check. The
+    /// stream was compressed with `compression` (only reported).
+    pub fn finish(self, compression: Compression) -> Result<Scanned, ArchiveError> {
+        let size = self.hasher.len();
+        let parsed = self.parser.finish()?;
+        check_layout(&parsed.entries)?;
+        let id = self
+            .hasher
+            .finish()
+            .map_err(|source| ArchiveError::Thread { source })?;
+        Ok(Scanned {
+            id,
+            size,
+            compression,
+            entries: parsed.entries,
+            // check_layout guarantees one regular manifest, whose data the
+            // parser kept; an empty one is left to the manifest parser.
+            manifest: parsed.manifest.unwrap_or_default(),
+        })
+    }
 }
 
 /// Parses an uncompressed tar held in memory (a stored blob, e.g. through

@@ -42,9 +42,10 @@ use crate::manifest::{
     AcIdentifier, Annotation, Annotations, Dependency, ImageIdRef, ImageManifest, Labels,
 };
 use crate::pack::tar_writer::{
-    encode_header, HeaderSpec, TarSink, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
-    TYPE_REGULAR, TYPE_SYMLINK,
+    encode_header, HeaderSpec, NoHash, TarSink, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO,
+    TYPE_HARDLINK, TYPE_REGULAR, TYPE_SYMLINK,
 };
+use crate::store::{Staged, Staging, Store};
 
 /// Most symlinks followed while resolving one path, as Linux's `ELOOP`.
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -83,11 +84,12 @@ struct Inode {
     members: BTreeSet<Vec<u8>>,
 }
 
-/// One layer converted: the ACI in a scratch file, with its id and name.
+/// One layer converted: the ACI staged in the store (not yet committed),
+/// with its id and name.
 #[derive(Debug)]
-pub struct ConvertedLayer {
-    /// The uncompressed ACI.
-    pub file: ScratchFile,
+pub struct ConvertedLayer<'s> {
+    /// The ACI, checked, ready to commit.
+    pub staged: Staged<'s>,
     /// Its image id.
     pub id: ImageId,
     /// Its name (`oci-layer/sha256-<chain id hex>`).
@@ -393,13 +395,13 @@ impl Converter {
     }
 
     /// Applies the next layer (its diff id `diff_id`) and writes its ACI
-    /// into a scratch file in `scratch`.
-    pub fn add_layer(
+    /// into a staged import in `store` (committing it is the caller's).
+    pub fn add_layer<'s>(
         &mut self,
         mut tar: LayerTar,
         diff_id: Sha256Digest,
-        scratch: &Path,
-    ) -> Result<ConvertedLayer, OciError> {
+        store: &'s Store,
+    ) -> Result<ConvertedLayer<'s>, OciError> {
         let layer = self.tars.len();
         let entries = std::mem::take(&mut tar.entries);
         if let Some(root) = tar.root.take() {
@@ -425,15 +427,16 @@ impl Converter {
         let chain_id = Sha256Digest::chain(self.chain, diff_id);
         let name = layer_name(&chain_id);
         let manifest = self.layer_manifest(&pass, &name, diff_id, chain_id)?;
-        let file = ScratchFile::create(scratch, "pull-aci-")
-            .map_err(|source| self.write_err(layer, scratch, source))?;
-        let id = self
-            .write_aci(layer, &manifest, &file)
-            .map_err(|source| self.write_err(layer, scratch, source))?;
+        let mut staging = store.stage(&self.image)?;
+        let written = self.write_aci(layer, &manifest, &mut staging);
+        let staged = staged_or_why(staging, written, |source| {
+            self.write_err(layer, &store.tmp_dir(), source)
+        })?;
+        let id = *staged.id();
         self.chain = Some(chain_id);
         self.parent = Some((id, name.clone()));
         Ok(ConvertedLayer {
-            file,
+            staged,
             id,
             name,
             chain_id,
@@ -538,14 +541,15 @@ impl Converter {
         &self,
         layer: usize,
         manifest: &ImageManifest,
-        file: &ScratchFile,
-    ) -> io::Result<ImageId> {
-        let mut sink = TarSink::new(BufWriter::with_capacity(1 << 20, file.as_file()));
+        staging: &mut Staging<'_>,
+    ) -> io::Result<()> {
+        // The staging hashes the bytes to the id: the sink need not.
+        let mut sink = TarSink::with_hasher(BufWriter::with_capacity(1 << 20, staging), NoHash);
         let mut header = Vec::with_capacity(2048);
         let header_err =
             |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
         let json = manifest.to_json();
-        let mut put = |sink: &mut TarSink<_>, spec: &HeaderSpec<'_>| -> io::Result<()> {
+        let mut put = |sink: &mut TarSink<_, NoHash>, spec: &HeaderSpec<'_>| -> io::Result<()> {
             header.clear();
             encode_header(spec, &mut header).map_err(header_err)?;
             sink.write_all(&header)
@@ -667,11 +671,8 @@ impl Converter {
                 EntryKind::Directory | EntryKind::HardLink => {}
             }
         }
-        let (mut writer, id, _len) = sink.finish()?;
-        writer.flush()?;
-        // No fsync: the scratch ACI is read back by the store's import,
-        // which syncs the blob it makes; a crash loses only scratch.
-        Ok(id)
+        let (mut writer, (), _len) = sink.finish()?;
+        writer.flush()
     }
 
     /// The content of the regular file at `path` (resolved through
@@ -744,23 +745,16 @@ pub fn resolve_path(path: &[u8], symlink: impl Fn(&[u8]) -> Option<Vec<u8>>) -> 
 }
 
 /// An ACI of just `manifest` and an empty `rootfs` (the app image of a
-/// pulled chain), written into a scratch file in `scratch`.
-pub fn write_manifest_aci(
+/// pulled chain), written into a staged import in `store`.
+pub fn write_manifest_aci<'s>(
     image: &str,
     manifest: &ImageManifest,
     root: Option<&Entry>,
-    scratch: &Path,
-) -> Result<(ScratchFile, ImageId), OciError> {
-    let write_err = |source: io::Error| OciError::Write {
-        image: image.to_owned(),
-        layer: 0,
-        dir: scratch.to_owned(),
-        source,
-    };
-    let file = ScratchFile::create(scratch, "pull-aci-").map_err(write_err)?;
+    store: &'s Store,
+) -> Result<Staged<'s>, OciError> {
     let json = manifest.to_json();
-    let write = || -> io::Result<ImageId> {
-        let mut sink = TarSink::new(BufWriter::new(file.as_file()));
+    let write = |staging: &mut Staging<'_>| -> io::Result<()> {
+        let mut sink = TarSink::with_hasher(BufWriter::new(staging), NoHash);
         let mut header = Vec::with_capacity(1024);
         let header_err =
             |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
@@ -784,13 +778,34 @@ pub fn write_manifest_aci(
         header.clear();
         encode_header(&root_spec(root).spec(), &mut header).map_err(header_err)?;
         sink.write_all(&header)?;
-        let (mut writer, id, _) = sink.finish()?;
-        writer.flush()?;
-        // Scratch, as in `write_aci`: the import syncs the blob.
-        Ok(id)
+        let (mut writer, (), _) = sink.finish()?;
+        writer.flush()
     };
-    let id = write().map_err(write_err)?;
-    Ok((file, id))
+    let mut staging = store.stage(image)?;
+    let written = write(&mut staging);
+    staged_or_why(staging, written, |source| OciError::Write {
+        image: image.to_owned(),
+        layer: 0,
+        dir: store.tmp_dir(),
+        source,
+    })
+}
+
+/// The staged image once its bytes are written, or why not: when a write
+/// failed because the staging refused the bytes, its own error (what the
+/// store's import says of the same bytes), else `write_err` of the cause.
+fn staged_or_why<'s>(
+    staging: Staging<'s>,
+    written: io::Result<()>,
+    write_err: impl FnOnce(io::Error) -> OciError,
+) -> Result<Staged<'s>, OciError> {
+    match written {
+        Ok(()) => Ok(staging.finish()?),
+        Err(source) => Err(match staging.into_error() {
+            Some(why) => why.into(),
+            None => write_err(source),
+        }),
+    }
 }
 
 /// The `rootfs` entry's attributes: `root`'s, or mode 0755, root, mtime 0.

@@ -216,4 +216,8 @@ pub enum OciError {
         /// The image.
         image: String,
     },
+    /// A converted ACI could not be staged in the store (its checks
+    /// refused it, or the store could not be written).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }

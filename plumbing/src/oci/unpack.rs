@@ -102,7 +102,14 @@ pub fn unpack_layer(
             })?
         }
     };
-    let mut decoded = crate::archive::decoder(compression, Cursor::new(head).chain(input));
+    // The network, the blob's digest and the decoder run a few chunks
+    // ahead on their own thread, while this one takes the diff id, parses
+    // and writes the scratch file.
+    let mut decoded = crate::archive::decompress::ReadAhead::start(crate::archive::decoder(
+        compression,
+        Cursor::new(head).chain(input),
+    ))
+    .map_err(read_err)?;
     let file = ScratchFile::create(scratch, "pull-layer-").map_err(|source| OciError::Write {
         image: image.to_owned(),
         layer: number,

@@ -1,25 +1,19 @@
 //! Importing: streaming an ACI into a blob, its index and its record
 //! (the write protocol in the module docs).
 
-use super::files::create_locked_temp;
-use super::files::now_ns;
-use super::files::set_read_only;
-use super::files::sync_dir;
 use super::files::write_atomically;
 use super::io_err;
 use super::records::ImageRecord;
 use super::Store;
 use super::StoreError;
 use std::fs::{self};
-use std::io::{self, BufWriter, Read, Write};
-use std::sync::atomic::Ordering;
+use std::io::Read;
 use std::sync::Arc;
 
-use crate::archive::{self};
-use crate::id::{FastHasher, ImageId};
+use crate::archive::Chunks;
+use crate::id::ImageId;
 use crate::index::EntryIndex;
 use crate::interrupt::Interruptible;
-use crate::manifest::ImageManifest;
 
 /// What [`Store::import`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,153 +69,33 @@ impl std::fmt::Debug for Hook {
     }
 }
 
-/// Writes through to the temp file and, on the first write, flushes it
-/// so the bytes are on disk and calls the hook at [`ImportStep::MidStream`].
-pub(super) struct MidStreamHook<'h, W: Write> {
-    inner: W,
-    hook: &'h Hook,
-    fired: bool,
-}
-
-impl<W: Write> Write for MidStreamHook<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        if !self.fired && n > 0 && self.hook.0.is_some() {
-            self.fired = true;
-            self.inner.flush()?;
-            self.hook.call(ImportStep::MidStream);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Writes through to the blob's temp file and feeds the same bytes to the
-/// fast digest.
-struct FastHashing<'h, W: Write> {
-    inner: W,
-    hasher: &'h mut FastHasher,
-}
-
-impl<W: Write> Write for FastHashing<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 impl Store {
     /// Imports one ACI read from `input` (any supported compression).
     ///
     /// `input_name` names the input in errors. The archive is validated
     /// (layout and manifest) while it streams; a rejected input leaves the
     /// store exactly as it was. Importing an image that is already stored
-    /// changes nothing and reports `newly_stored: false`.
+    /// changes nothing and reports `newly_stored: false`. The decompressed
+    /// bytes go through [`Store::stage`], the one import path.
     pub fn import(
         &self,
         input: impl Read + Send + 'static,
         input_name: &str,
     ) -> Result<ImportOutcome, StoreError> {
-        self.ensure_layout()?;
-        // The lock marks the temp as in flight, so `gc` can tell a live
-        // import from the leftovers of a killed one.
-        let (temp, in_flight) = create_locked_temp(&self.tmp_dir(), "import-")?;
-        self.hook.call(ImportStep::AfterTempCreate);
-
-        // The fast digest is taken from exactly the bytes the blob gets
-        // (which the scan hashes to the id), after the buffer, so BLAKE3
-        // sees MiB-sized pieces it can hash with SIMD.
-        let mut fast = FastHasher::new();
-        let mut writer = MidStreamHook {
-            inner: BufWriter::with_capacity(
-                1 << 20,
-                FastHashing {
-                    inner: temp.as_file(),
-                    hasher: &mut fast,
-                },
-            ),
-            hook: &self.hook,
-            fired: false,
+        let mut staging = self.stage(input_name)?;
+        let archive_err = |source| StoreError::Archive {
+            input: input_name.to_owned(),
+            source,
         };
         let input: Box<dyn Read + Send> = match &self.interrupt {
             Some(flag) => Box::new(Interruptible::new(input, Arc::clone(flag))),
             None => Box::new(input),
         };
-        let scanned = archive::scan(input, &mut writer, &self.limits).map_err(|source| {
-            StoreError::Archive {
-                input: input_name.to_owned(),
-                source,
-            }
-        })?;
-        writer.flush().map_err(io_err(temp.path()))?;
-        drop(writer);
-        let manifest = ImageManifest::from_slice_with(&scanned.manifest, &self.limits.manifest())
-            .map_err(|source| StoreError::Manifest {
-            input: input_name.to_owned(),
-            source,
-        })?;
-
-        // The last moment to stop: after this, the store changes.
-        if self
-            .interrupt
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
-        {
-            return Err(StoreError::Interrupted {
-                input: input_name.to_owned(),
-            });
-        }
-        let id = scanned.id;
-        let blob = self.blob_path(&id);
-        let newly_stored = if blob.exists() {
-            false
-        } else {
-            temp.as_file().sync_all().map_err(io_err(temp.path()))?;
-            set_read_only(temp.as_file(), temp.path())?;
-            let dir = blob.parent().expect("blob paths have a fan-out parent");
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
-            self.hook.call(ImportStep::BeforeLink);
-            match temp.persist_noclobber(&blob) {
-                Ok(_) => {
-                    sync_dir(dir)?;
-                    true
-                }
-                // Another process stored the same image first: its blob has
-                // the same bytes, ours is dropped with the temp file.
-                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(io_err(&blob)(e.error)),
-            }
-        };
-        drop(in_flight);
-        self.hook.call(ImportStep::AfterLinkBeforeRecord);
-
-        // When the blob was already stored, its bytes are these bytes
-        // (the same id), so the digest holds for it too.
-        self.write_index(
-            &id,
-            &EntryIndex {
-                entries: scanned.entries,
-                fast_digest: Some(fast.finish()),
-            },
-        )?;
-        let record = self.record_or_insert(ImageRecord::from_manifest(
-            id,
-            &manifest,
-            scanned.size,
-            now_ns(),
-        ))?;
-        Ok(ImportOutcome {
-            record,
-            newly_stored,
-        })
+        let chunks = Chunks::start(input).map_err(archive_err)?;
+        chunks
+            .for_each(|chunk| staging.feed(chunk))
+            .map_err(archive_err)?;
+        staging.finish()?.commit()
     }
 
     pub(super) fn write_index(&self, id: &ImageId, index: &EntryIndex) -> Result<(), StoreError> {

@@ -13,7 +13,9 @@
 //! trees/                          the rendered-tree cache (see `trees.rs`; derivable)
 //! ```
 //!
-//! Write protocol of [`Store::import`]: the input streams through the
+//! Write protocol of [`Store::import`] (and of [`Store::stage`], which it
+//! is built on: a producer writes the uncompressed tar into the temp
+//! itself and commits when it chooses): the input streams through the
 //! decompressor into a temp file in `tmp/` while it is hashed, parsed and
 //! checked; the manifest is validated; the temp file is fsynced and linked
 //! into place with a no-replace link, so a blob name never holds partial
@@ -32,7 +34,8 @@
 //! move what is damaged to `quarantine/`.
 //!
 //! This file holds [`Store`] itself: its paths, the layout version and the
-//! lock. The jobs live beside it: `import` (the write protocol),
+//! lock. The jobs live beside it: `stage` (the write protocol, for bytes
+//! written in by their producer), `import` (an input read through it),
 //! `records` (image records), `build_state` (what `startbuild` leaves for
 //! `build`), `verify` (inventory, verification, repair and quarantine),
 //! `export` (writing an image out), `trees` (the rendered-tree cache)
@@ -43,6 +46,7 @@ mod export;
 mod files;
 mod import;
 mod records;
+mod stage;
 #[cfg(test)]
 mod tests;
 mod trees;
@@ -69,6 +73,7 @@ use files::*;
 use import::Hook;
 pub use import::{ImportHook, ImportOutcome, ImportStep};
 pub use records::{ImageRecord, RecordLabel};
+pub use stage::{Staged, Staging};
 pub use trees::{CachedTree, TreeInfo, TreeInventory, TreeKey, TreeStaging, TREE_NAME_LEN};
 pub use verify::{
     BlobState, FileKind, IdFile, IndexState, Inventory, RecordState, StoreFile, TempSweep,

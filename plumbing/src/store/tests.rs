@@ -3,6 +3,7 @@ use crate::archive;
 use crate::archive::tar::tests::{header, push};
 use crate::compression::Compression;
 use crate::id::FastDigest;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 
@@ -556,4 +557,190 @@ fn a_store_root_that_is_not_a_directory_is_named() {
         .is_empty());
     std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
     assert!(Store::at(dir.path().join("link")).check_root().is_ok());
+}
+
+/// Every file below `sub` of the store (not directories).
+fn files_below(store: &Store, sub: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(store.root().join(sub))
+        .min_depth(1)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.path().to_owned())
+        .collect()
+}
+
+/// Writes `bytes` into a staged import in pieces of `piece` bytes and
+/// commits it.
+fn stage_bytes(store: &Store, bytes: &[u8], piece: usize) -> Result<ImportOutcome, StoreError> {
+    let mut staging = store.stage("input")?;
+    for chunk in bytes.chunks(piece.max(1)) {
+        if staging.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    staging.finish()?.commit()
+}
+
+/// The blob, index and record an import left, the record's import time
+/// left out.
+fn stored_files(store: &Store, id: &ImageId) -> (Vec<u8>, Vec<u8>, ImageRecord) {
+    let mut record = store.record(id).unwrap();
+    record.import_time_ns = 0;
+    (
+        fs::read(store.blob_path(id)).unwrap(),
+        fs::read(store.index_path(id)).unwrap(),
+        record,
+    )
+}
+
+#[test]
+fn a_staged_import_stores_what_a_file_import_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_file = Store::at(dir.path().join("file"));
+    let by_stage = Store::at(dir.path().join("stage"));
+    // Larger than two early-sync steps, so the staging's sync thread
+    // runs while it is written.
+    let content: Vec<u8> = (0..(40u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let input = aci("example.com/a", &content);
+    let imported = by_file.import(io::Cursor::new(input.clone()), "input");
+    let imported = imported.unwrap();
+    // Small pieces (headers) and pieces larger than the write buffer.
+    for piece in [1000, 5 << 20] {
+        let staged = stage_bytes(&by_stage, &input, piece).unwrap();
+        assert_eq!(staged.record.id, imported.record.id);
+        assert_eq!(
+            stored_files(&by_stage, &staged.record.id),
+            stored_files(&by_file, &imported.record.id)
+        );
+    }
+    // The index carries the fast digest of the blob's bytes.
+    let index = EntryIndex::decode(&fs::read(by_stage.index_path(&imported.record.id)).unwrap());
+    let blob = fs::read(by_stage.blob_path(&imported.record.id)).unwrap();
+    let mut fast = crate::id::FastHasher::new();
+    fast.update(&blob);
+    assert_eq!(index.unwrap().fast_digest, Some(fast.finish()));
+    assert!(files_below(&by_stage, "tmp").is_empty());
+}
+
+#[test]
+fn a_dropped_staging_stores_nothing_and_leaves_no_temp() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path());
+    let input = aci("example.com/a", b"a");
+    // Dropped mid-stream.
+    let mut staging = store.stage("input").unwrap();
+    staging.write_all(&input[..700]).unwrap();
+    assert_eq!(files_below(&store, "tmp").len(), 1);
+    drop(staging);
+    // Dropped complete and checked, before the commit.
+    let mut staging = store.stage("input").unwrap();
+    staging.write_all(&input).unwrap();
+    let staged = staging.finish().unwrap();
+    let id = *staged.id();
+    assert_eq!(files_below(&store, "tmp").len(), 1);
+    drop(staged);
+    assert!(!store.contains(&id));
+    for sub in ["blobs/sha512", "index/sha512", "images", "tmp"] {
+        assert!(files_below(&store, sub).is_empty(), "{sub}");
+    }
+}
+
+#[test]
+fn a_bad_tar_fails_a_staged_import_as_it_fails_an_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path());
+    let good = aci("example.com/a", b"a");
+    let mut escaping = Vec::new();
+    push(&mut escaping, header(b"../x", b'0', 1), b"x");
+    escaping.extend_from_slice(&[0u8; 1024]);
+    let mut bad_manifest = good.clone();
+    bad_manifest[512 + 1] = b'#';
+    let truncated = good[..good.len() - 1500].to_vec();
+    let small = Store::at(dir.path()).with_limits(Limits {
+        max_decompressed_size: 1000,
+        ..Limits::default()
+    });
+    for (store, input) in [
+        (&store, escaping),
+        (&store, bad_manifest),
+        (&store, truncated),
+        (&small, good),
+    ] {
+        let imported = store.import(io::Cursor::new(input.clone()), "input");
+        let staged = stage_bytes(store, &input, 100);
+        let (imported, staged) = (imported.unwrap_err(), staged.unwrap_err());
+        assert_eq!(imported.to_string(), staged.to_string());
+        assert_eq!(
+            crate::limit_kind(&imported),
+            crate::limit_kind(&staged),
+            "{staged}"
+        );
+    }
+    for sub in ["blobs/sha512", "index/sha512", "images", "tmp"] {
+        assert!(files_below(&store, sub).is_empty(), "{sub}");
+    }
+}
+
+#[test]
+fn an_interrupted_staging_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    let store = Store::at(dir.path()).with_interrupt(Arc::clone(&flag));
+    let input = aci("example.com/a", b"a");
+    let mut staging = store.stage("input").unwrap();
+    staging.write_all(&input[..512]).unwrap();
+    flag.store(true, Ordering::SeqCst);
+    assert!(staging.write_all(&input[512..]).is_err());
+    let err = staging.finish().unwrap_err();
+    assert!(matches!(err, StoreError::Interrupted { .. }), "{err}");
+    assert!(files_below(&store, "tmp").is_empty());
+}
+
+mod staged_matches_import {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any bytes (a valid ACI, mutated or cut) split anyhow give a
+        /// staged import the outcome a file import gives: the same stored
+        /// files, or the same error.
+        #[test]
+        fn any_bytes_any_split(
+            content in proptest::collection::vec(any::<u8>(), 0..3000),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+            cut in proptest::option::of(any::<usize>()),
+            piece in 1usize..2000,
+        ) {
+            let mut input = aci("example.com/p", &content);
+            for (at, value) in flips {
+                let at = at % input.len();
+                input[at] = value;
+            }
+            if let Some(cut) = cut {
+                input.truncate(cut % input.len());
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let by_file = Store::at(dir.path().join("file"));
+            let by_stage = Store::at(dir.path().join("stage"));
+            // A flipped first byte may look like a compression magic to
+            // the file import; the staged one takes plain tar only.
+            prop_assume!(matches!(archive::detect(&input), Ok(Compression::None)));
+            let imported = by_file.import(io::Cursor::new(input.clone()), "input");
+            let staged = stage_bytes(&by_stage, &input, piece);
+            match (imported, staged) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a.record.id, b.record.id);
+                    prop_assert_eq!(
+                        stored_files(&by_file, &a.record.id),
+                        stored_files(&by_stage, &b.record.id)
+                    );
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => prop_assert!(false, "import {:?} but staged {:?}", a, b),
+            }
+            prop_assert!(files_below(&by_stage, "tmp").is_empty());
+        }
+    }
 }
