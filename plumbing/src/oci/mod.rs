@@ -202,6 +202,9 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
+    /// The store's layer cache could not be written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A registry credentials file that cannot be read as one.
     #[error("auth file {}: {problem}", path.display())]
     AuthFile {

@@ -21,10 +21,11 @@
 //! deterministically, so the same image gives the same digests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use serde_json::{json, Map, Value};
 use tempfile::NamedTempFile;
@@ -40,12 +41,20 @@ use crate::pack::tar_writer::{
 };
 use crate::render::deps::DependencyList;
 use crate::render::filemap::{file_map_of, parents, whitelist_keys, Layer, Supplier};
+use crate::store::{LayerKey, LayerRecord, Store};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The generator's name and version in the store's layer cache keys
+/// ([`LayerKey`]). Bump the version whenever the bytes written for the
+/// same images change (the tar entries, their order or headers, the gzip
+/// settings or the encoder): old entries then no longer match any key,
+/// and `gc` sweeps them once their images go.
+pub const LAYER_GENERATOR: &str = "acido oci-layer tar+gzip level-1 v1";
 
 /// What [`push_to_layout`] wrote.
 #[derive(Debug, Clone)]
@@ -56,6 +65,26 @@ pub struct PushReport {
     pub layers: Vec<Sha256Digest>,
     /// The config's digest.
     pub config_digest: Sha256Digest,
+    /// How many layers were read from the store's layer cache rather
+    /// than generated.
+    pub cached_layers: usize,
+}
+
+/// Where the bytes of one layer of a push are: the store's layer cache
+/// entry, or (without a usable cache) the layout's blob file.
+#[derive(Debug)]
+pub struct LayerBlob {
+    /// The blob's digest.
+    pub digest: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+    /// The file, open for reading at offset 0.
+    pub file: File,
+    /// Where it is (for messages).
+    pub path: PathBuf,
+    /// Whether it is a layer cache entry (whose bytes have not been
+    /// hashed by this push yet: a reader must check them).
+    pub cached: bool,
 }
 
 /// The OCI os, architecture and variant for appc's labels (oci-bridge
@@ -291,24 +320,45 @@ fn strip_rootfs(path: &[u8]) -> &[u8] {
 
 /// Writes `list` (as resolved for its top image) into the OCI image layout
 /// `dir` as a runnable image, tagged `tag` when given; see the module docs.
+/// With `cache`, layers come from the store's layer cache when it has
+/// them (copied into the layout while hashed; a blob that does not hash
+/// to its record is generated again) and the ones generated are added to
+/// it.
 pub fn push_to_layout(
     image: &str,
     list: &DependencyList,
     dir: &Path,
     tag: Option<&str>,
+    cache: Option<&Store>,
 ) -> Result<PushReport, OciError> {
-    write_layout(image, list, dir, tag, true)
+    write_layout(image, list, dir, tag, cache, true).map(|(report, _)| report)
 }
 
-/// [`push_to_layout`] into a scratch layout that is read once (by a
-/// registry upload) and removed: the same bytes and digests, but no layer
-/// blob is synced to disk, since nothing keeps it past the upload.
+/// [`push_to_layout`] for a registry upload: the scratch layout `dir`
+/// gets the config and the manifest only, and the layers stay where they
+/// are, in the store's layer cache (generated into it when missing), as
+/// the returned [`LayerBlob`]s, base first. Without a usable cache they
+/// are generated into the scratch layout, unsynced, since nothing keeps
+/// them past the upload.
 pub fn push_to_scratch_layout(
     image: &str,
     list: &DependencyList,
     dir: &Path,
-) -> Result<PushReport, OciError> {
-    write_layout(image, list, dir, None, false)
+    cache: Option<&Store>,
+) -> Result<(PushReport, Vec<LayerBlob>), OciError> {
+    write_layout(image, list, dir, None, cache, false)
+}
+
+/// The layer cache key of the layer of element `k` of `list`: the images
+/// from `k` down to the bottom with their parents' positions relative to
+/// `k` (see [`tail_map`]: a parent above `k` filters nothing yet), which
+/// is all the layer is computed from.
+fn layer_key(list: &DependencyList, k: usize) -> LayerKey {
+    let images: Vec<_> = list.images[k..]
+        .iter()
+        .map(|l| (l.id, l.parent.and_then(|p| p.checked_sub(k))))
+        .collect();
+    LayerKey::new(LAYER_GENERATOR, &images)
 }
 
 fn write_layout(
@@ -316,8 +366,9 @@ fn write_layout(
     list: &DependencyList,
     dir: &Path,
     tag: Option<&str>,
-    sync: bool,
-) -> Result<PushReport, OciError> {
+    cache: Option<&Store>,
+    keep: bool,
+) -> Result<(PushReport, Vec<LayerBlob>), OciError> {
     let invalid = |what: &str, problem: String| OciError::Invalid {
         image: image.to_owned(),
         what: what.to_owned(),
@@ -357,10 +408,68 @@ fn write_layout(
     let mut layers = Vec::with_capacity(count);
     let mut diff_ids = Vec::with_capacity(count);
     let mut history = Vec::with_capacity(count);
+    let mut blob_files = Vec::with_capacity(count);
+    let mut cached_layers = 0;
     let tail_layers = list_layers(list);
     let deepest_nondir = deepest_nondirs(&tail_layers);
-    let mut below = TailMap::new();
+    // The rendering of the tail below the layer being written, when it is
+    // known (it is not after a layer read from the cache).
+    let mut known_below = Some(TailMap::new());
     for k in (0..count).rev() {
+        let write_err = |source| OciError::Write {
+            image: image.to_owned(),
+            layer: count - k,
+            dir: blobs.clone(),
+            source,
+        };
+        let key = cache.map(|_| layer_key(list, k));
+        let hit = cache.zip(key.as_ref()).and_then(|(store, key)| {
+            let hit = store.cached_layer(key)?;
+            let digest = Sha256Digest::parse(&hit.record.digest).ok()?;
+            let diff_id = Sha256Digest::parse(&hit.record.diff_id).ok()?;
+            (hit.record.media_type == LAYER_GZIP).then_some((hit, digest, diff_id))
+        });
+        if let Some((hit, digest, diff_id)) = hit {
+            let size = hit.record.size;
+            let placed = if keep {
+                copy_cached_into(&blobs, hit.file, &digest, size)
+                    .map_err(write_err)?
+                    .map(|file| LayerBlob {
+                        digest,
+                        size,
+                        file,
+                        path: blobs.join(digest.hex()),
+                        cached: false,
+                    })
+            } else {
+                Some(LayerBlob {
+                    digest,
+                    size,
+                    file: hit.file,
+                    path: hit.path,
+                    cached: true,
+                })
+            };
+            // A cached blob that is not what its record says is
+            // generated again below (which replaces the entry).
+            if let Some(placed) = placed {
+                layers.push(
+                    json!({"mediaType": LAYER_GZIP, "digest": digest.to_string(), "size": size}),
+                );
+                diff_ids.push(diff_id.to_string());
+                history.push(json!({
+                    "created_by": format!("acido push {}", list.images[k].id),
+                }));
+                blob_files.push(placed);
+                cached_layers += 1;
+                known_below = None;
+                continue;
+            }
+        }
+        let below = match known_below.take() {
+            Some(below) => below,
+            None => tail_map(&tail_layers, k + 1),
+        };
         let now = next_tail_map(&tail_layers, &deepest_nondir, k, &below);
         let mut whiteouts: Vec<Vec<u8>> = Vec::new();
         for path in below.keys() {
@@ -474,19 +583,21 @@ fn write_layout(
         items.extend(links);
 
         // Write the layer: tar → gzip → blob, hashing both streams.
-        let (digest, size, diff_id) =
-            write_layer(&blobs, &whiteouts, &items, sync).map_err(|source| OciError::Write {
-                image: image.to_owned(),
-                layer: count - k,
-                dir: blobs.clone(),
-                source,
-            })?;
+        let (blob, diff_id) =
+            generate_layer(cache.zip(key.as_ref()), &blobs, &whiteouts, &items, keep).map_err(
+                |e| match e {
+                    Generated::Io(source) => write_err(source),
+                    Generated::Store(e) => OciError::Store(e),
+                },
+            )?;
+        let (digest, size) = (blob.digest, blob.size);
+        blob_files.push(blob);
         layers.push(json!({"mediaType": LAYER_GZIP, "digest": digest.to_string(), "size": size}));
         diff_ids.push(diff_id.to_string());
         history.push(json!({
             "created_by": format!("acido push {}", list.images[k].id),
         }));
-        below = now;
+        known_below = Some(now);
     }
 
     let config = config_json(image, list, diff_ids, history)?;
@@ -506,7 +617,7 @@ fn write_layout(
         "size": manifest.len(),
     });
     add_to_index(dir, index, descriptor, tag)?;
-    Ok(PushReport {
+    let report = PushReport {
         manifest_digest,
         layers: layers
             .iter()
@@ -517,7 +628,9 @@ fn write_layout(
             })
             .collect(),
         config_digest,
-    })
+        cached_layers,
+    };
+    Ok((report, blob_files))
 }
 
 /// The index of the OCI image layout `dir` (a fresh empty one when it has
@@ -656,38 +769,260 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-fn write_layer(
+/// Why [`generate_layer`] failed: writing the blob, or the store's cache.
+enum Generated {
+    Io(io::Error),
+    Store(crate::store::StoreError),
+}
+
+/// Generates one layer's blob: into the store's layer cache under `key`
+/// when `cache` is given and its temp can be made (a read-only store
+/// cannot: the layer then goes to the layout as without a cache), and
+/// copied from there into the layout when `keep`; else straight into the
+/// layout `blobs` (synced when `keep`). Returns where the blob is and the
+/// layer's diff id.
+fn generate_layer(
+    cache: Option<(&Store, &LayerKey)>,
     blobs: &Path,
     whiteouts: &[Vec<u8>],
     items: &[Item<'_>],
-    sync: bool,
-) -> io::Result<(Sha256Digest, u64, Sha256Digest)> {
+    keep: bool,
+) -> Result<(LayerBlob, Sha256Digest), Generated> {
+    if let Some((store, key)) = cache {
+        if let Ok((temp, _in_flight)) = store.layer_temp() {
+            let file = temp.as_file().try_clone().map_err(Generated::Io)?;
+            let (digest, size, diff_id, _) =
+                write_layer(file, whiteouts, items).map_err(Generated::Io)?;
+            let record = LayerRecord {
+                digest: digest.to_string(),
+                size,
+                diff_id: diff_id.to_string(),
+                media_type: LAYER_GZIP.to_owned(),
+            };
+            let entry = store
+                .publish_layer(key, temp, &record)
+                .map_err(Generated::Store)?;
+            let blob = if keep {
+                // Just written and hashed: a plain copy (in the kernel
+                // where it can) needs no second hash.
+                let mut temp = layout_temp(blobs, ".layer.").map_err(Generated::Io)?;
+                let mut from = entry.file;
+                io::copy(&mut from, temp.as_file_mut()).map_err(Generated::Io)?;
+                temp.as_file().sync_all().map_err(Generated::Io)?;
+                let path = blobs.join(digest.hex());
+                let file = temp.persist(&path).map_err(|e| Generated::Io(e.error))?;
+                LayerBlob {
+                    digest,
+                    size,
+                    file,
+                    path,
+                    cached: false,
+                }
+            } else {
+                LayerBlob {
+                    digest,
+                    size,
+                    file: entry.file,
+                    path: entry.path,
+                    cached: false,
+                }
+            };
+            return Ok((blob, diff_id));
+        }
+    }
     // Dropped on any early return below, which removes the partial blob.
+    let temp = layout_temp(blobs, ".layer.").map_err(Generated::Io)?;
+    let file = temp.as_file().try_clone().map_err(Generated::Io)?;
+    let (digest, size, diff_id, file) =
+        write_layer(file, whiteouts, items).map_err(Generated::Io)?;
+    if keep {
+        file.sync_all().map_err(Generated::Io)?;
+    }
+    let path = blobs.join(digest.hex());
+    let file = temp.persist(&path).map_err(|e| Generated::Io(e.error))?;
+    Ok((
+        LayerBlob {
+            digest,
+            size,
+            file,
+            path,
+            cached: false,
+        },
+        diff_id,
+    ))
+}
+
+/// Copies a cached layer blob into the layout `blobs` while hashing it,
+/// synced; `None` (nothing left in the layout) when it is not `size`
+/// bytes hashing to `digest`. A blob the layout already has is kept.
+fn copy_cached_into(
+    blobs: &Path,
+    mut from: File,
+    digest: &Sha256Digest,
+    size: u64,
+) -> io::Result<Option<File>> {
+    let path = blobs.join(digest.hex());
+    if let Ok(file) = File::open(&path) {
+        return Ok(Some(file));
+    }
     let temp = layout_temp(blobs, ".layer.")?;
-    let file = temp.as_file().try_clone()?;
-    let compressed = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, file),
+    let mut out = Hashing {
+        inner: BufWriter::with_capacity(1 << 20, temp.as_file().try_clone()?),
         hasher: Sha256Hasher::new(),
     };
-    // A fixed header (no name, mtime 0) and level keep the blob
-    // deterministic. Level 1: a push compresses every layer it sends
-    // (copying an image sends blobs already compressed), and zlib-rs's
-    // fastest level is several times faster than its default for blobs
-    // only slightly larger (acido-push(1)).
-    let gzip = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(compressed, flate2::Compression::fast());
+    io::copy(&mut (&mut from).take(size + 1), &mut out)?;
+    out.flush()?;
+    if out.hasher.len() != size || out.hasher.finish() != *digest {
+        return Ok(None);
+    }
+    temp.as_file().sync_all()?;
+    let file = temp.persist(&path).map_err(|e| e.error)?;
+    Ok(Some(file))
+}
+
+/// Bytes of tar gathered before a batch goes to the gzip thread.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Batches in flight between the threads: enough that neither waits on
+/// the other's jitter, few enough to bound memory (the owned pieces are
+/// headers and padding; file data is borrowed from the images' maps).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// One write of the tar stream: a header or padding (owned), or a file's
+/// data (borrowed from its image's map).
+enum Piece<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+impl Piece<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Owned(v) => v,
+            Piece::Borrowed(b) => b,
+        }
+    }
+}
+
+/// The tar thread's end of the pipe: it batches the tar stream's writes
+/// and sends them to the gzip thread, which replays them one by one. The
+/// compressor's output depends on how its input is cut into writes, so
+/// it sees exactly the writes a single-threaded writer makes, whatever
+/// the batching, and writes the same bytes.
+struct PieceSender<'a> {
+    batch: Vec<Piece<'a>>,
+    bytes: usize,
+    to_gzip: mpsc::SyncSender<Vec<Piece<'a>>>,
+}
+
+impl<'a> PieceSender<'a> {
+    fn push(&mut self, piece: Piece<'a>) -> io::Result<()> {
+        self.bytes += piece.bytes().len();
+        self.batch.push(piece);
+        if self.bytes >= BATCH_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.bytes = 0;
+        self.to_gzip
+            .send(batch)
+            .map_err(|_| io::Error::other("the gzip thread stopped"))
+    }
+}
+
+impl Write for PieceSender<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.push(Piece::Owned(bytes.to_vec()))?;
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes one layer into `file`: the tar is generated (and its diff id
+/// hashed) on this thread while another gzips it and hashes the blob, so
+/// a cold push uses two cores; the blob is byte for byte what one thread
+/// writes (see [`PieceSender`]). Returns the blob's digest and size, the
+/// diff id and the file.
+fn write_layer(
+    file: File,
+    whiteouts: &[Vec<u8>],
+    items: &[Item<'_>],
+) -> io::Result<(Sha256Digest, u64, Sha256Digest, File)> {
+    let (to_gzip, from_tar) = mpsc::sync_channel::<Vec<Piece<'_>>>(BATCHES_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let gzip_thread = scope.spawn(move || -> io::Result<(Sha256Digest, u64, File)> {
+            let compressed = Hashing {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                hasher: Sha256Hasher::new(),
+            };
+            // A fixed header (no name, mtime 0) and level keep the blob
+            // deterministic. Level 1: a push compresses every layer it
+            // generates, and zlib-rs's fastest level is several times
+            // faster than its default for blobs only slightly larger
+            // (acido-push(1)).
+            let mut gzip = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(compressed, flate2::Compression::fast());
+            for batch in from_tar {
+                for piece in &batch {
+                    gzip.write_all(piece.bytes())?;
+                }
+            }
+            let mut compressed = gzip.finish()?;
+            compressed.flush()?;
+            let size = compressed.hasher.len();
+            let digest = compressed.hasher.finish();
+            let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
+            Ok((digest, size, file))
+        });
+        let sender = PieceSender {
+            batch: Vec::new(),
+            bytes: 0,
+            to_gzip,
+        };
+        let tarred = write_tar(sender, whiteouts, items);
+        // The sender is dropped by now (sent or failed), which ends the
+        // gzip thread's loop.
+        let compressed = gzip_thread
+            .join()
+            .map_err(|_| io::Error::other("the gzip thread panicked"))?;
+        // The gzip thread's error is the cause when both failed (the tar
+        // side then only saw the channel close).
+        let (digest, size, file) = compressed?;
+        let diff_id = tarred?;
+        Ok((digest, size, diff_id, file))
+    })
+}
+
+/// Writes the layer's tar into `sink` (whiteouts first, then the items)
+/// and hands over its last chunk; returns the diff id.
+fn write_tar<'a>(
+    sink: PieceSender<'a>,
+    whiteouts: &[Vec<u8>],
+    items: &[Item<'a>],
+) -> io::Result<Sha256Digest> {
     // The diff id is the uncompressed stream's sha256; TarSink pads and
     // ends the archive as every other tar acido writes.
-    let mut tar = TarSink::with_hasher(gzip, Sha256Hasher::new());
+    let mut tar = TarSink::with_hasher(sink, Sha256Hasher::new());
     let header_err = |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
     let mut header = Vec::with_capacity(2048);
-    let mut put = |tar: &mut TarSink<_, _>, spec: &HeaderSpec<'_>, data: &[u8]| -> io::Result<()> {
+    let mut put = |tar: &mut TarSink<PieceSender<'a>, _>,
+                   spec: &HeaderSpec<'_>,
+                   data: &'a [u8]|
+     -> io::Result<()> {
         header.clear();
         encode_header(spec, &mut header).map_err(header_err)?;
         tar.write_all(&header)?;
         if !data.is_empty() {
-            tar.write_all(data)?;
+            // By reference: the gzip thread reads it from the map.
+            tar.account(data);
+            tar.sink_mut().push(Piece::Borrowed(data))?;
             tar.pad()?;
         }
         Ok(())
@@ -753,18 +1088,11 @@ fn write_layer(
             data,
         )?;
     }
-    let (gzip, diff_id, _) = tar.finish()?;
-    let mut compressed = gzip.finish()?;
-    compressed.flush()?;
-    let size = compressed.hasher.len();
-    let digest = compressed.hasher.finish();
-    let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
-    if sync {
-        file.sync_all()?;
+    let (mut sink, diff_id, _) = tar.finish()?;
+    if !sink.batch.is_empty() {
+        sink.send()?;
     }
-    let path = blobs.join(digest.hex());
-    temp.persist(&path).map_err(|e| e.error)?;
-    Ok((digest, size, diff_id))
+    Ok(diff_id)
 }
 
 /// The OCI platform of `list`: the os and arch labels of the first image

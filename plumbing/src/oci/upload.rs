@@ -5,13 +5,15 @@
 //! rest are streamed from the layout's files, as one monolithic `PUT`
 //! each up to [`UploadOptions::chunk_size`], in `PATCH` chunks above it.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::Path;
+use std::io::{self, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageManifest;
 
-use super::digest::Sha256Digest;
+use super::digest::{Sha256Digest, Sha256Hasher};
+use super::push::LayerBlob;
 use super::registry::{DockerReference, RegistryAuth};
 use super::OciError;
 use crate::http::{Body, Client, Method, Request, Response, Url};
@@ -62,6 +64,7 @@ pub fn push_layout_to_registry(
         destination,
         layout,
         manifest_digest,
+        Vec::new(),
         reference,
         client,
         auth,
@@ -79,10 +82,18 @@ pub fn push_layout_to_registry(
 /// previous answer gave, and a closing `PUT` with `?digest=`; then the
 /// manifest `PUT` by tag with its media type. `destination` names the
 /// push in errors, each of which also says the step.
+///
+/// A blob of `layer_blobs` is read from its file rather than from the
+/// layout (the store's layer cache, [`super::push::push_to_scratch_layout`]);
+/// one from the cache is hashed as it is sent, and the upload fails
+/// before its last byte leaves when it is not what its record says, so
+/// the registry never receives a complete wrong blob.
+#[allow(clippy::too_many_arguments)]
 pub fn push_layout_to_registry_with(
     destination: &str,
     layout: &Path,
     manifest_digest: &Sha256Digest,
+    layer_blobs: Vec<LayerBlob>,
     reference: &DockerReference,
     client: &Client,
     auth: &RegistryAuth,
@@ -163,6 +174,8 @@ pub fn push_layout_to_registry_with(
         manifest.config().digest().as_ref().to_owned(),
     ));
 
+    let mut external: HashMap<Sha256Digest, LayerBlob> =
+        layer_blobs.into_iter().map(|b| (b.digest, b)).collect();
     let mut report = UploadReport::default();
     for (what, digest) in blobs {
         let digest = Sha256Digest::parse(&digest).map_err(|p| failed(what.clone(), p))?;
@@ -200,18 +213,44 @@ pub fn push_layout_to_registry_with(
                 "the registry answered without a valid Location".to_owned(),
             )
         })?;
-        let path = blob_path(&digest);
-        let mut file = File::open(&path).map_err(|source| OciError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let length = file
-            .metadata()
-            .map_err(|source| OciError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .len();
+        let (mut source, length): (Box<dyn Read + Send>, u64) = match external.remove(&digest) {
+            Some(mut blob) => {
+                blob.file.rewind().map_err(|source| OciError::Io {
+                    path: blob.path.clone(),
+                    source,
+                })?;
+                let length = blob.size;
+                if blob.cached {
+                    (
+                        Box::new(CheckedBlob {
+                            inner: blob.file,
+                            hasher: Sha256Hasher::new(),
+                            size: length,
+                            expected: digest,
+                            path: blob.path,
+                        }),
+                        length,
+                    )
+                } else {
+                    (Box::new(blob.file), length)
+                }
+            }
+            None => {
+                let path = blob_path(&digest);
+                let file = File::open(&path).map_err(|source| OciError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let length = file
+                    .metadata()
+                    .map_err(|source| OciError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len();
+                (Box::new(file), length)
+            }
+        };
         // The registry may ask for larger chunks than ours; a garbled
         // value is ignored (it is only a wish).
         let min_chunk = started
@@ -234,7 +273,10 @@ pub fn push_layout_to_registry_with(
                         .header("Content-Type", "application/octet-stream")
                         .header("Content-Range", &format!("{sent}-{end}"))
                         .body(Body::Reader {
-                            reader: Box::new(BufReader::new((&mut file).take(size))),
+                            reader: Box::new(BufReader::with_capacity(
+                                1 << 20,
+                                (&mut source).take(size),
+                            )),
                             length: Some(size),
                         })
                         .auth(auth),
@@ -270,7 +312,7 @@ pub fn push_layout_to_registry_with(
             Body::Empty
         } else {
             Body::Reader {
-                reader: Box::new(BufReader::new(file)),
+                reader: Box::new(BufReader::with_capacity(1 << 20, source)),
                 length: Some(length),
             }
         };
@@ -328,4 +370,53 @@ fn next_location(response: &Response) -> Option<Url> {
     response
         .header("location")
         .and_then(|loc| response.url().join(loc).ok())
+}
+
+/// A layer cache blob being sent: hashed as it is read, and failing
+/// instead of yielding its last bytes when it is not `size` bytes hashing
+/// to `expected`, so a damaged entry never reaches the registry whole.
+struct CheckedBlob {
+    inner: File,
+    hasher: Sha256Hasher,
+    size: u64,
+    expected: Sha256Digest,
+    path: PathBuf,
+}
+
+impl Read for CheckedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.size - self.hasher.len();
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        let damaged = |problem: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "layer cache entry {} {problem} (acido fsck --repair removes it)",
+                    self.path.display()
+                ),
+            )
+        };
+        if n == 0 {
+            return Err(damaged(format!(
+                "ends after {} bytes, its record says {}",
+                self.hasher.len(),
+                self.size
+            )));
+        }
+        self.hasher.update(&buf[..n]);
+        if self.hasher.len() == self.size {
+            let found = self.hasher.clone().finish();
+            if found != self.expected {
+                return Err(damaged(format!(
+                    "hashes to {found}, not its recorded {}",
+                    self.expected
+                )));
+            }
+        }
+        Ok(n)
+    }
 }
