@@ -2,8 +2,9 @@
 //! oci-bridge §9) what [`super::push::push_to_layout`] wrote into a
 //! layout, through the crate's one HTTP client and the registry auth of
 //! [`super::registry`]. Blobs the registry has are skipped (`HEAD`); the
-//! rest are streamed from the layout's files, as one monolithic `PUT`
-//! each up to [`UploadOptions::chunk_size`], in `PATCH` chunks above it.
+//! rest are streamed from the layout's files or the store's layer cache,
+//! as one monolithic `PUT` each up to [`UploadOptions::chunk_size`], in
+//! `PATCH` chunks above it, a few blobs at once.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -177,159 +178,179 @@ pub fn push_layout_to_registry_with(
     let mut external: HashMap<Sha256Digest, LayerBlob> =
         layer_blobs.into_iter().map(|b| (b.digest, b)).collect();
     let mut report = UploadReport::default();
+    // Each blob once (two images that change nothing give the same empty
+    // layer): a repeat is one the registry has by then.
+    let mut jobs = Vec::with_capacity(blobs.len());
+    let mut seen = std::collections::HashSet::new();
     for (what, digest) in blobs {
         let digest = Sha256Digest::parse(&digest).map_err(|p| failed(what.clone(), p))?;
-        let step = |verb: &str| format!("{verb} {what} {digest}");
-        let exists = send(
-            &step("checking"),
-            Request::new(
-                Method::Head,
-                url(&format!("blobs/{digest}"), &step("checking"))?,
-            )
-            .auth(auth),
-        )?;
-        match exists.status() {
-            200 => {
-                report.skipped += 1;
-                continue;
-            }
-            404 => {}
-            _ => return Err(refusal(step("checking"), exists)),
+        if seen.insert(digest) {
+            let blob = external.remove(&digest);
+            jobs.push((what, digest, blob));
+        } else {
+            report.skipped += 1;
         }
-        let started = send(
-            &step("starting the upload of"),
-            Request::new(
-                Method::Post,
-                url("blobs/uploads/", &step("starting the upload of"))?,
-            )
-            .auth(auth),
-        )?;
-        if started.status() != 202 {
-            return Err(refusal(step("starting the upload of"), started));
-        }
-        let location = next_location(&started).ok_or_else(|| {
-            failed(
-                step("starting the upload of"),
-                "the registry answered without a valid Location".to_owned(),
-            )
-        })?;
-        let (mut source, length): (Box<dyn Read + Send>, u64) = match external.remove(&digest) {
-            Some(mut blob) => {
-                blob.file.rewind().map_err(|source| OciError::Io {
-                    path: blob.path.clone(),
-                    source,
-                })?;
-                let length = blob.size;
-                if blob.cached {
-                    (
-                        Box::new(CheckedBlob {
-                            inner: blob.file,
-                            hasher: Sha256Hasher::new(),
-                            size: length,
-                            expected: digest,
-                            path: blob.path,
-                        }),
-                        length,
-                    )
-                } else {
-                    (Box::new(blob.file), length)
-                }
+    }
+    // Whether the blob was sent (`false`: the registry had it).
+    let upload_one =
+        |what: &str, digest: Sha256Digest, blob: Option<LayerBlob>| -> Result<bool, OciError> {
+            let step = |verb: &str| format!("{verb} {what} {digest}");
+            let exists = send(
+                &step("checking"),
+                Request::new(
+                    Method::Head,
+                    url(&format!("blobs/{digest}"), &step("checking"))?,
+                )
+                .auth(auth),
+            )?;
+            match exists.status() {
+                200 => return Ok(false),
+                404 => {}
+                _ => return Err(refusal(step("checking"), exists)),
             }
-            None => {
-                let path = blob_path(&digest);
-                let file = File::open(&path).map_err(|source| OciError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                let length = file
-                    .metadata()
-                    .map_err(|source| OciError::Io {
-                        path: path.clone(),
+            let started = send(
+                &step("starting the upload of"),
+                Request::new(
+                    Method::Post,
+                    url("blobs/uploads/", &step("starting the upload of"))?,
+                )
+                .auth(auth),
+            )?;
+            if started.status() != 202 {
+                return Err(refusal(step("starting the upload of"), started));
+            }
+            let location = next_location(&started).ok_or_else(|| {
+                failed(
+                    step("starting the upload of"),
+                    "the registry answered without a valid Location".to_owned(),
+                )
+            })?;
+            let (mut source, length): (Box<dyn Read + Send>, u64) = match blob {
+                Some(mut blob) => {
+                    blob.file.rewind().map_err(|source| OciError::Io {
+                        path: blob.path.clone(),
                         source,
-                    })?
-                    .len();
-                (Box::new(file), length)
-            }
-        };
-        // The registry may ask for larger chunks than ours; a garbled
-        // value is ignored (it is only a wish).
-        let min_chunk = started
-            .header("oci-chunk-min-length")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let chunk = options.chunk_size.max(min_chunk).max(1);
-        let mut target = location;
-        let body = if length > chunk {
-            let mut sent = 0u64;
-            let mut n = 0usize;
-            while sent < length {
-                n += 1;
-                let size = chunk.min(length - sent);
-                let end = sent + size - 1;
-                let step = step(&format!("uploading chunk {n} (bytes {sent}-{end}) of"));
-                let patch = send(
-                    &step,
-                    Request::new(Method::Patch, target.clone())
-                        .header("Content-Type", "application/octet-stream")
-                        .header("Content-Range", &format!("{sent}-{end}"))
-                        .body(Body::Reader {
-                            reader: Box::new(BufReader::with_capacity(
-                                1 << 20,
-                                (&mut source).take(size),
-                            )),
-                            length: Some(size),
-                        })
-                        .auth(auth),
-                )?;
-                if patch.status() != 202 {
-                    return Err(refusal(step, patch));
-                }
-                // The registry says how much it holds: anything but all
-                // we sent means a lost or reordered chunk.
-                // (Some registries write it with a `bytes=` unit.)
-                if let Some(range) = patch.header("range") {
-                    let held = range.trim();
-                    let held = held.strip_prefix("bytes=").unwrap_or(held);
-                    if held != format!("0-{end}") {
-                        return Err(failed(
-                            step,
-                            format!(
-                                "the registry holds bytes {} after the chunk, not 0-{end}",
-                                range.escape_debug()
-                            ),
-                        ));
+                    })?;
+                    let length = blob.size;
+                    if blob.cached {
+                        (
+                            Box::new(CheckedBlob {
+                                inner: blob.file,
+                                hasher: Sha256Hasher::new(),
+                                size: length,
+                                expected: digest,
+                                path: blob.path,
+                            }),
+                            length,
+                        )
+                    } else {
+                        (Box::new(blob.file), length)
                     }
                 }
-                target = next_location(&patch).ok_or_else(|| {
-                    failed(
-                        step.clone(),
-                        "the registry answered without a valid Location".to_owned(),
-                    )
-                })?;
-                sent += size;
+                None => {
+                    let path = blob_path(&digest);
+                    let file = File::open(&path).map_err(|source| OciError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    let length = file
+                        .metadata()
+                        .map_err(|source| OciError::Io {
+                            path: path.clone(),
+                            source,
+                        })?
+                        .len();
+                    (Box::new(file), length)
+                }
+            };
+            // The registry may ask for larger chunks than ours; a garbled
+            // value is ignored (it is only a wish).
+            let min_chunk = started
+                .header("oci-chunk-min-length")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            let chunk = options.chunk_size.max(min_chunk).max(1);
+            let mut target = location;
+            let body = if length > chunk {
+                let mut sent = 0u64;
+                let mut n = 0usize;
+                while sent < length {
+                    n += 1;
+                    let size = chunk.min(length - sent);
+                    let end = sent + size - 1;
+                    let step = step(&format!("uploading chunk {n} (bytes {sent}-{end}) of"));
+                    let patch = send(
+                        &step,
+                        Request::new(Method::Patch, target.clone())
+                            .header("Content-Type", "application/octet-stream")
+                            .header("Content-Range", &format!("{sent}-{end}"))
+                            .body(Body::Reader {
+                                reader: Box::new(BufReader::with_capacity(
+                                    1 << 20,
+                                    (&mut source).take(size),
+                                )),
+                                length: Some(size),
+                            })
+                            .auth(auth),
+                    )?;
+                    if patch.status() != 202 {
+                        return Err(refusal(step, patch));
+                    }
+                    // The registry says how much it holds: anything but all
+                    // we sent means a lost or reordered chunk.
+                    // (Some registries write it with a `bytes=` unit.)
+                    if let Some(range) = patch.header("range") {
+                        let held = range.trim();
+                        let held = held.strip_prefix("bytes=").unwrap_or(held);
+                        if held != format!("0-{end}") {
+                            return Err(failed(
+                                step,
+                                format!(
+                                    "the registry holds bytes {} after the chunk, not 0-{end}",
+                                    range.escape_debug()
+                                ),
+                            ));
+                        }
+                    }
+                    target = next_location(&patch).ok_or_else(|| {
+                        failed(
+                            step.clone(),
+                            "the registry answered without a valid Location".to_owned(),
+                        )
+                    })?;
+                    sent += size;
+                }
+                // Everything is there: the closing PUT carries no data.
+                Body::Empty
+            } else {
+                Body::Reader {
+                    reader: Box::new(BufReader::with_capacity(1 << 20, source)),
+                    length: Some(length),
+                }
+            };
+            target
+                .query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
+            let put = send(
+                &step("uploading"),
+                Request::new(Method::Put, target)
+                    .header("Content-Type", "application/octet-stream")
+                    .body(body)
+                    .auth(auth),
+            )?;
+            if put.status() != 201 {
+                return Err(refusal(step("uploading"), put));
             }
-            // Everything is there: the closing PUT carries no data.
-            Body::Empty
-        } else {
-            Body::Reader {
-                reader: Box::new(BufReader::with_capacity(1 << 20, source)),
-                length: Some(length),
-            }
+            Ok(true)
         };
-        target
-            .query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
-        let put = send(
-            &step("uploading"),
-            Request::new(Method::Put, target)
-                .header("Content-Type", "application/octet-stream")
-                .body(body)
-                .auth(auth),
-        )?;
-        if put.status() != 201 {
-            return Err(refusal(step("uploading"), put));
+    for sent in in_parallel(jobs, PARALLEL_UPLOADS, |(what, digest, blob)| {
+        upload_one(&what, digest, blob)
+    })? {
+        if sent {
+            report.uploaded += 1;
+        } else {
+            report.skipped += 1;
         }
-        report.uploaded += 1;
     }
 
     let tag = reference.tag.as_deref().unwrap_or("latest");
@@ -361,6 +382,61 @@ pub fn push_layout_to_registry_with(
         }
     }
     Ok(report)
+}
+
+/// Blobs sent at once. The registry hashes and stores what it receives,
+/// which is most of a push's time: blobs in parallel keep its cores busy,
+/// as skopeo's parallel copies do.
+const PARALLEL_UPLOADS: usize = 3;
+
+/// Runs `job` over `jobs` on up to `threads` threads; the results in the
+/// jobs' order, or the error of the first job (in that order) that
+/// failed. Once one fails, no new job starts.
+fn in_parallel<J: Send, T: Send, E: Send>(
+    jobs: Vec<J>,
+    threads: usize,
+    job: impl Fn(J) -> Result<T, E> + Sync,
+) -> Result<Vec<T>, E> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let count = jobs.len();
+    let queue = Mutex::new(jobs.into_iter().enumerate());
+    let results: Mutex<Vec<Option<Result<T, E>>>> = Mutex::new((0..count).map(|_| None).collect());
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, count.max(1)) {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                // A poisoned lock means a sibling panicked; the scope
+                // re-raises that panic.
+                let Some((n, next)) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                    return;
+                };
+                let result = job(next);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                if let Ok(mut results) = results.lock() {
+                    results[n] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Jobs not run (after a failure) are `None`; a failure comes first.
+    let mut out = Vec::with_capacity(count);
+    let mut missing = false;
+    for result in results {
+        match result {
+            Some(Ok(value)) => out.push(value),
+            Some(Err(e)) => return Err(e),
+            None => missing = true,
+        }
+    }
+    debug_assert!(!missing, "a job was not run although none failed");
+    Ok(out)
 }
 
 /// The `Location` an upload step answered, resolved against the request's
