@@ -1305,7 +1305,7 @@ mod tests {
             .mtime(0)
             .write(Vec::new(), flate2::Compression::fast());
         let mut tar = TarSink::with_hasher(gzip, Sha256Hasher::new());
-        let mut put = |tar: &mut TarSink<_, _>, path: &[u8], data: &[u8]| {
+        let put = |tar: &mut TarSink<_, _>, path: &[u8], data: &[u8]| {
             let spec = HeaderSpec {
                 path,
                 typeflag: TYPE_REGULAR,
