@@ -18,6 +18,8 @@
 //!   annotations.
 //! - [`push`]: an ACI and its dependencies written into an OCI image
 //!   layout, one layer per image, deletions as whiteouts.
+//! - `layer`: one layer blob written (tar and gzip on two threads) or
+//!   copied out of the store's layer cache.
 //! - [`upload`]: such a layout's image pushed to a registry.
 //! - [`authfile`]: registry credentials from auth.json / docker config files.
 //! - [`artifact`]: ACIs as an OCI artifact of their exact bytes
@@ -28,6 +30,7 @@ pub mod authfile;
 pub mod config;
 pub mod convert;
 pub mod digest;
+mod layer;
 pub mod push;
 pub mod reference;
 pub mod registry;

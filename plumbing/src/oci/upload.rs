@@ -191,161 +191,202 @@ pub fn push_layout_to_registry_with(
             report.skipped += 1;
         }
     }
-    // Whether the blob was sent (`false`: the registry had it).
-    let upload_one =
-        |what: &str, digest: Sha256Digest, blob: Option<LayerBlob>| -> Result<bool, OciError> {
-            let step = |verb: &str| format!("{verb} {what} {digest}");
-            let exists = send(
-                &step("checking"),
-                Request::new(
-                    Method::Head,
-                    url(&format!("blobs/{digest}"), &step("checking"))?,
-                )
-                .auth(auth),
-            )?;
-            match exists.status() {
-                200 => return Ok(false),
-                404 => {}
-                _ => return Err(refusal(step("checking"), exists)),
-            }
-            let started = send(
-                &step("starting the upload of"),
-                Request::new(
-                    Method::Post,
-                    url("blobs/uploads/", &step("starting the upload of"))?,
-                )
-                .auth(auth),
-            )?;
-            if started.status() != 202 {
-                return Err(refusal(step("starting the upload of"), started));
-            }
-            let location = next_location(&started).ok_or_else(|| {
-                failed(
-                    step("starting the upload of"),
-                    "the registry answered without a valid Location".to_owned(),
-                )
-            })?;
-            let (mut source, length): (Box<dyn Read + Send>, u64) = match blob {
-                Some(mut blob) => {
-                    blob.file.rewind().map_err(|source| OciError::Io {
-                        path: blob.path.clone(),
-                        source,
-                    })?;
-                    let length = blob.size;
-                    if blob.cached {
-                        (
-                            Box::new(CheckedBlob {
-                                inner: blob.file,
-                                hasher: Sha256Hasher::new(),
-                                size: length,
-                                expected: digest,
-                                path: blob.path,
-                            }),
-                            length,
-                        )
-                    } else {
-                        (Box::new(blob.file), length)
-                    }
+    // The first half of a blob's upload: `HEAD`, then `POST`; `None` when
+    // the registry has the blob, else where to send it and the smallest
+    // chunk the registry wants.
+    let start = |what: &str, digest: Sha256Digest| -> Result<Option<(Url, u64)>, OciError> {
+        let step = |verb: &str| format!("{verb} {what} {digest}");
+        let exists = send(
+            &step("checking"),
+            Request::new(
+                Method::Head,
+                url(&format!("blobs/{digest}"), &step("checking"))?,
+            )
+            .auth(auth),
+        )?;
+        match exists.status() {
+            200 => return Ok(None),
+            404 => {}
+            _ => return Err(refusal(step("checking"), exists)),
+        }
+        let started = send(
+            &step("starting the upload of"),
+            Request::new(
+                Method::Post,
+                url("blobs/uploads/", &step("starting the upload of"))?,
+            )
+            .auth(auth),
+        )?;
+        if started.status() != 202 {
+            return Err(refusal(step("starting the upload of"), started));
+        }
+        let location = next_location(&started).ok_or_else(|| {
+            failed(
+                step("starting the upload of"),
+                "the registry answered without a valid Location".to_owned(),
+            )
+        })?;
+        // The registry may ask for larger chunks than ours; a garbled
+        // value is ignored (it is only a wish).
+        let min_chunk = started
+            .header("oci-chunk-min-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(Some((location, min_chunk)))
+    };
+    // The second half: the blob's bytes, to `location`.
+    let finish = |what: &str,
+                  digest: Sha256Digest,
+                  blob: Option<LayerBlob>,
+                  location: Url,
+                  min_chunk: u64|
+     -> Result<(), OciError> {
+        let step = |verb: &str| format!("{verb} {what} {digest}");
+        let (mut source, length): (Box<dyn Read + Send>, u64) = match blob {
+            Some(mut blob) => {
+                blob.file.rewind().map_err(|source| OciError::Io {
+                    path: blob.path.clone(),
+                    source,
+                })?;
+                let length = blob.size;
+                if blob.cached {
+                    (
+                        Box::new(CheckedBlob {
+                            inner: blob.file,
+                            hasher: Sha256Hasher::new(),
+                            size: length,
+                            expected: digest,
+                            path: blob.path,
+                        }),
+                        length,
+                    )
+                } else {
+                    (Box::new(blob.file), length)
                 }
-                None => {
-                    let path = blob_path(&digest);
-                    let file = File::open(&path).map_err(|source| OciError::Io {
+            }
+            None => {
+                let path = blob_path(&digest);
+                let file = File::open(&path).map_err(|source| OciError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let length = file
+                    .metadata()
+                    .map_err(|source| OciError::Io {
                         path: path.clone(),
                         source,
-                    })?;
-                    let length = file
-                        .metadata()
-                        .map_err(|source| OciError::Io {
-                            path: path.clone(),
-                            source,
-                        })?
-                        .len();
-                    (Box::new(file), length)
-                }
-            };
-            // The registry may ask for larger chunks than ours; a garbled
-            // value is ignored (it is only a wish).
-            let min_chunk = started
-                .header("oci-chunk-min-length")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            let chunk = options.chunk_size.max(min_chunk).max(1);
-            let mut target = location;
-            let body = if length > chunk {
-                let mut sent = 0u64;
-                let mut n = 0usize;
-                while sent < length {
-                    n += 1;
-                    let size = chunk.min(length - sent);
-                    let end = sent + size - 1;
-                    let step = step(&format!("uploading chunk {n} (bytes {sent}-{end}) of"));
-                    let patch = send(
-                        &step,
-                        Request::new(Method::Patch, target.clone())
-                            .header("Content-Type", "application/octet-stream")
-                            .header("Content-Range", &format!("{sent}-{end}"))
-                            .body(Body::Reader {
-                                reader: Box::new(BufReader::with_capacity(
-                                    1 << 20,
-                                    (&mut source).take(size),
-                                )),
-                                length: Some(size),
-                            })
-                            .auth(auth),
-                    )?;
-                    if patch.status() != 202 {
-                        return Err(refusal(step, patch));
-                    }
-                    // The registry says how much it holds: anything but all
-                    // we sent means a lost or reordered chunk.
-                    // (Some registries write it with a `bytes=` unit.)
-                    if let Some(range) = patch.header("range") {
-                        let held = range.trim();
-                        let held = held.strip_prefix("bytes=").unwrap_or(held);
-                        if held != format!("0-{end}") {
-                            return Err(failed(
-                                step,
-                                format!(
-                                    "the registry holds bytes {} after the chunk, not 0-{end}",
-                                    range.escape_debug()
-                                ),
-                            ));
-                        }
-                    }
-                    target = next_location(&patch).ok_or_else(|| {
-                        failed(
-                            step.clone(),
-                            "the registry answered without a valid Location".to_owned(),
-                        )
-                    })?;
-                    sent += size;
-                }
-                // Everything is there: the closing PUT carries no data.
-                Body::Empty
-            } else {
-                Body::Reader {
-                    reader: Box::new(BufReader::with_capacity(1 << 20, source)),
-                    length: Some(length),
-                }
-            };
-            target
-                .query_pairs_mut()
-                .append_pair("digest", &digest.to_string());
-            let put = send(
-                &step("uploading"),
-                Request::new(Method::Put, target)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(body)
-                    .auth(auth),
-            )?;
-            if put.status() != 201 {
-                return Err(refusal(step("uploading"), put));
+                    })?
+                    .len();
+                (Box::new(file), length)
             }
-            Ok(true)
         };
-    for sent in in_parallel(jobs, PARALLEL_UPLOADS, |(what, digest, blob)| {
-        upload_one(&what, digest, blob)
-    })? {
+        let chunk = options.chunk_size.max(min_chunk).max(1);
+        let mut target = location;
+        let body = if length > chunk {
+            let mut sent = 0u64;
+            let mut n = 0usize;
+            while sent < length {
+                n += 1;
+                let size = chunk.min(length - sent);
+                let end = sent + size - 1;
+                let step = step(&format!("uploading chunk {n} (bytes {sent}-{end}) of"));
+                let patch = send(
+                    &step,
+                    Request::new(Method::Patch, target.clone())
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Content-Range", &format!("{sent}-{end}"))
+                        .body(Body::Reader {
+                            reader: Box::new(BufReader::with_capacity(
+                                1 << 20,
+                                (&mut source).take(size),
+                            )),
+                            length: Some(size),
+                        })
+                        .auth(auth),
+                )?;
+                if patch.status() != 202 {
+                    return Err(refusal(step, patch));
+                }
+                // The registry says how much it holds: anything but all
+                // we sent means a lost or reordered chunk.
+                // (Some registries write it with a `bytes=` unit.)
+                if let Some(range) = patch.header("range") {
+                    let held = range.trim();
+                    let held = held.strip_prefix("bytes=").unwrap_or(held);
+                    if held != format!("0-{end}") {
+                        return Err(failed(
+                            step,
+                            format!(
+                                "the registry holds bytes {} after the chunk, not 0-{end}",
+                                range.escape_debug()
+                            ),
+                        ));
+                    }
+                }
+                target = next_location(&patch).ok_or_else(|| {
+                    failed(
+                        step.clone(),
+                        "the registry answered without a valid Location".to_owned(),
+                    )
+                })?;
+                sent += size;
+            }
+            // Everything is there: the closing PUT carries no data.
+            Body::Empty
+        } else {
+            Body::Reader {
+                reader: Box::new(BufReader::with_capacity(1 << 20, source)),
+                length: Some(length),
+            }
+        };
+        target
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let put = send(
+            &step("uploading"),
+            Request::new(Method::Put, target)
+                .header("Content-Type", "application/octet-stream")
+                .body(body)
+                .auth(auth),
+        )?;
+        if put.status() != 201 {
+            return Err(refusal(step("uploading"), put));
+        }
+        Ok(())
+    };
+    // The blobs in order, one at a time, until one is to be sent: its
+    // `HEAD` and `POST` settle the registry's auth (a token for pull and
+    // push), which the parallel requests after them share instead of
+    // each asking the token server.
+    let mut jobs = jobs.into_iter();
+    let mut work = Vec::new();
+    for (what, digest, blob) in jobs.by_ref() {
+        if let Some((location, min_chunk)) = start(&what, digest)? {
+            work.push((what, digest, blob, Some((location, min_chunk))));
+            break;
+        }
+        report.skipped += 1;
+    }
+    work.extend(jobs.map(|(what, digest, blob)| (what, digest, blob, None)));
+    // Whether the blob was sent (`false`: the registry had it).
+    let upload = |(what, digest, blob, started): (
+        String,
+        Sha256Digest,
+        Option<LayerBlob>,
+        Option<(Url, u64)>,
+    )|
+     -> Result<bool, OciError> {
+        let started = match started {
+            Some(started) => started,
+            None => match start(&what, digest)? {
+                Some(started) => started,
+                None => return Ok(false),
+            },
+        };
+        finish(&what, digest, blob, started.0, started.1)?;
+        Ok(true)
+    };
+    for sent in in_parallel(work, PARALLEL_UPLOADS, upload)? {
         if sent {
             report.uploaded += 1;
         } else {
