@@ -2534,3 +2534,415 @@ fn an_acidofile_from_a_layout_or_a_registry_pulls_its_base_once() {
         refused.stderr()
     );
 }
+
+// ---------------------------------------------------------------------
+// The layer cache (`layers/` in the store): push generates each gzip
+// layer once and later pushes send it as it is.
+
+/// The layer cache's blobs: path → (inode, size).
+fn cached_layers(env: &Env) -> BTreeMap<PathBuf, (u64, u64)> {
+    let dir = env.store().join("layers");
+    let Ok(listing) = fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    listing
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .map(|p| {
+            let m = fs::metadata(&p).unwrap();
+            (p, (m.ino(), m.len()))
+        })
+        .collect()
+}
+
+/// The digest `sha256:…` a cache blob's record names.
+fn recorded_digest(blob: &Path) -> String {
+    let record = PathBuf::from(blob.to_string_lossy().replace(".tar.gz", ".json"));
+    let record: serde_json::Value = serde_json::from_slice(&fs::read(record).unwrap()).unwrap();
+    record["digest"].as_str().unwrap().to_owned()
+}
+
+/// Whether the registry's storage holds a blob of `digest`.
+fn registry_has_blob(registry: &Registry, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    registry
+        .dir
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+        .exists()
+}
+
+#[test]
+fn a_second_push_sends_the_cached_layers_and_generates_none() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(
+        cached_layers(&env).is_empty(),
+        "a pull fills no layer cache"
+    );
+    let first = Registry::start(&env.path("first"), None);
+    let cold = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            &top,
+            &format!("docker://127.0.0.1:{}/test/cold:v1", first.port),
+        ])
+        .ok();
+    let cache = cached_layers(&env);
+    assert_eq!(cache.len(), 5, "one entry per layer: {cache:?}");
+    // Only config and manifest go to the scratch layout, and it is gone.
+    assert_eq!(fs::read_dir(env.store().join("tmp")).unwrap().count(), 0);
+
+    // A new registry: every blob is sent, every layer from the cache. A
+    // layer generated again would be a new file renamed over the entry
+    // (a new inode).
+    let second = Registry::start(&env.path("second"), None);
+    let remote = format!("docker://127.0.0.1:{}/test/warm:v1", second.port);
+    let warm = env.run(["push", "--tls-verify=false", &top, &remote]).ok();
+    assert_eq!(warm, cold, "the same manifest cold and warm");
+    assert_eq!(cached_layers(&env), cache, "no layer generated again");
+    assert_eq!(
+        second.requests("PUT", "/blobs/uploads/"),
+        6,
+        "5 layers, config"
+    );
+    for blob in cache.keys() {
+        assert!(registry_has_blob(&second, &recorded_digest(blob)));
+    }
+    let inspect: serde_json::Value = serde_json::from_str(&run_ok(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &remote,
+    ])))
+    .unwrap();
+    assert_eq!(inspect["Digest"], warm.trim());
+
+    // A layout push copies the cached blobs (same digest), never links
+    // them: the layout's files are not the cache's.
+    let out = env.path("pushed");
+    let local = env
+        .run(["push", &top, &format!("oci:{}:v1", out.display())])
+        .ok();
+    assert_eq!(local, cold);
+    assert_eq!(cached_layers(&env), cache);
+    let inodes: Vec<u64> = cache.values().map(|(ino, _)| *ino).collect();
+    for blob in cache.keys() {
+        let digest = recorded_digest(blob);
+        let copy = out.join("blobs/sha256").join(&digest[7..]);
+        let meta = fs::metadata(&copy).unwrap();
+        assert!(!inodes.contains(&meta.ino()) && meta.nlink() == 1);
+        assert_eq!(fs::read(&copy).unwrap(), fs::read(blob).unwrap());
+    }
+
+    // A fresh store (an empty cache) writes the very same bytes.
+    let fresh = env.path("fresh-store");
+    let fresh_top = env
+        .run([
+            "--store",
+            &fresh.display().to_string(),
+            "pull",
+            &format!("oci:{}:t", layout.display()),
+        ])
+        .ok();
+    let again = env
+        .run([
+            "--store",
+            &fresh.display().to_string(),
+            "push",
+            fresh_top.trim(),
+            &format!("oci:{}:v1", env.path("fresh-out").display()),
+        ])
+        .ok();
+    assert_eq!(again, cold);
+}
+
+#[test]
+fn a_damaged_layer_cache_entry_is_never_sent_and_fsck_finds_it() {
+    if !registry_tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let registry = Registry::start(&env.path("registry"), None);
+    let digest = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            &top,
+            &format!("docker://127.0.0.1:{}/test/cold:v1", registry.port),
+        ])
+        .ok();
+    let cache = cached_layers(&env);
+    // The largest entry, so the flipped byte is well inside the stream.
+    let (blob, _) = cache.iter().max_by_key(|(_, (_, size))| *size).unwrap();
+    let blob = blob.clone();
+    let layer_digest = recorded_digest(&blob);
+    let good = fs::read(&blob).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&blob, &bad).unwrap();
+
+    // Another repository of a registry that already holds the good blob
+    // would skip it (HEAD); a fresh registry must be sent it.
+    let fresh = Registry::start(&env.path("fresh"), None);
+    let refused = env.run([
+        "push",
+        "--tls-verify=false",
+        &top,
+        &format!("docker://127.0.0.1:{}/test/bad:v1", fresh.port),
+    ]);
+    assert_eq!(refused.code(), 128, "{}", refused.stderr());
+    assert!(
+        refused
+            .stderr()
+            .contains(&format!("layer cache entry {} hashes to", blob.display())),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        !registry_has_blob(&fresh, &layer_digest),
+        "a wrong blob was stored"
+    );
+    assert_eq!(fresh.requests("PUT", "/manifests/"), 0);
+
+    // A layout push hashes what it copies: it generates the layer again,
+    // which mends the entry.
+    let out = env.path("pushed");
+    let local = env
+        .run(["push", &top, &format!("oci:{}:v1", out.display())])
+        .ok();
+    assert_eq!(local, digest);
+    assert_eq!(fs::read(&blob).unwrap(), good);
+
+    // fsck re-hashes every entry; --repair removes a bad one, and the
+    // next push generates it again.
+    let clean = env.run(["fsck"]);
+    assert_eq!(clean.code(), 0, "{}{}", clean.stdout(), clean.stderr());
+    assert!(
+        clean.stderr().contains("; 5 cached layers"),
+        "{}",
+        clean.stderr()
+    );
+    fs::write(&blob, &bad).unwrap();
+    let found = env.run(["fsck"]);
+    assert_eq!(found.code(), 1, "{}", found.stderr());
+    let relative = blob
+        .strip_prefix(env.store())
+        .unwrap()
+        .display()
+        .to_string();
+    assert!(
+        found.stdout().contains(&format!("bad-layer\t{relative}\t"))
+            && found.stdout().contains("hashes to"),
+        "{}",
+        found.stdout()
+    );
+    let repaired = env.run(["fsck", "--repair"]);
+    assert_eq!(repaired.code(), 0, "{}", repaired.stdout());
+    assert!(!blob.exists());
+    assert_eq!(env.run(["fsck"]).code(), 0);
+    let mended = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            &top,
+            &format!("docker://127.0.0.1:{}/test/mended:v1", fresh.port),
+        ])
+        .ok();
+    assert_eq!(mended, digest);
+    assert_eq!(fs::read(&blob).unwrap(), good);
+
+    // A truncated blob (a record whose size it lacks) is a miss: the push
+    // generates the layer again.
+    fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&blob, &good[..good.len() / 3]).unwrap();
+    let third = Registry::start(&env.path("third"), None);
+    let regenerated = env
+        .run([
+            "push",
+            "--tls-verify=false",
+            &top,
+            &format!("docker://127.0.0.1:{}/test/t:v1", third.port),
+        ])
+        .ok();
+    assert_eq!(regenerated, digest);
+    assert_eq!(fs::read(&blob).unwrap(), good);
+}
+
+#[test]
+fn gc_sweeps_layer_entries_of_removed_images_and_gc_cache_drops_all() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let layout = make_image(&env);
+    let top = env
+        .run(["pull", &format!("oci:{}:t", layout.display())])
+        .ok()
+        .trim()
+        .to_owned();
+    env.run(["push", &top, &format!("oci:{}:v1", env.path("a").display())])
+        .ok();
+    let cache = cached_layers(&env);
+    assert_eq!(cache.len(), 5);
+    let gc = env.run(["gc"]);
+    assert_eq!(gc.ok(), "", "every entry's images are stored");
+    assert_eq!(cached_layers(&env), cache);
+
+    // The leftover of a killed push between its two renames: a blob
+    // without its record. Never used; gc removes it.
+    let (some, _) = cache.iter().next().unwrap();
+    let orphan = env
+        .store()
+        .join(format!("layers/{}.tar.gz", "0".repeat(64)));
+    fs::copy(some, &orphan).unwrap();
+    let gc = env.run(["gc"]).ok();
+    assert_eq!(
+        gc,
+        format!(
+            "removed layer layers/{}.tar.gz ({} bytes)\n",
+            "0".repeat(64),
+            fs::metadata(some).unwrap().len()
+        )
+    );
+    assert_eq!(cached_layers(&env), cache);
+
+    // rm of the top image: only the top layer's entry names it.
+    env.run(["rm", &top]).ok();
+    let gc = env.run(["gc"]).ok();
+    assert_eq!(
+        gc.lines()
+            .filter(|l| l.starts_with("removed layer "))
+            .count(),
+        1,
+        "{gc}"
+    );
+    assert_eq!(cached_layers(&env).len(), 4);
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code(), 0, "{}", fsck.stdout());
+
+    // --cache drops them all.
+    let gc = env.run(["gc", "--cache"]).ok();
+    assert_eq!(
+        gc.lines()
+            .filter(|l| l.starts_with("removed layer "))
+            .count(),
+        4,
+        "{gc}"
+    );
+    assert!(cached_layers(&env).is_empty());
+}
+
+#[test]
+fn a_push_killed_mid_layer_leaves_nothing_that_is_used_later() {
+    if !tools() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path("big");
+    fs::create_dir_all(&dir).unwrap();
+    // One layer large enough that its generation takes a while.
+    sh(
+        &dir,
+        &format!(
+            r#"
+umoci init --layout L
+umoci new --image L:t
+umoci unpack {rl} --image L:t b >/dev/null
+for i in 1 2 3 4 5 6; do head -c 16M /dev/urandom > b/rootfs/big$i; done
+umoci repack --refresh-bundle --image L:t b
+echo small > b/rootfs/small
+umoci repack --refresh-bundle --image L:t b
+"#,
+            rl = rootless().join(" ")
+        ),
+    );
+    let top = env
+        .run(["pull", &format!("oci:{}:t", dir.join("L").display())])
+        .ok()
+        .trim()
+        .to_owned();
+    let out = env.path("out");
+    let mut child = env
+        .command()
+        .args(["push", &top, &format!("oci:{}:v1", out.display())])
+        .spawn()
+        .unwrap();
+    // Kill it while a layer is being written into the store's tmp/.
+    let tmp = env.store().join("tmp");
+    let started = std::time::Instant::now();
+    let mut killed_mid_layer = false;
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        let writing = fs::read_dir(&tmp).is_ok_and(|names| {
+            names
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("layer-"))
+        });
+        if writing {
+            child.kill().unwrap();
+            killed_mid_layer = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = child.wait();
+    assert!(
+        killed_mid_layer,
+        "the push ended before a layer temp was seen"
+    );
+    // No entry is usable that should not be: fsck finds only the
+    // leftover temp, and the next push writes what a fresh store writes.
+    let fsck = env.run(["fsck"]);
+    for line in fsck.stdout().lines() {
+        assert!(line.starts_with("stale-temp\t"), "{}", fsck.stdout());
+    }
+    let digest = env
+        .run([
+            "push",
+            &top,
+            &format!("oci:{}:v1", env.path("out2").display()),
+        ])
+        .ok();
+    let fresh = env.path("fresh-store");
+    let fresh_top = env
+        .run([
+            "--store",
+            &fresh.display().to_string(),
+            "pull",
+            &format!("oci:{}:t", dir.join("L").display()),
+        ])
+        .ok();
+    let expected = env
+        .run([
+            "--store",
+            &fresh.display().to_string(),
+            "push",
+            fresh_top.trim(),
+            &format!("oci:{}:v1", env.path("out3").display()),
+        ])
+        .ok();
+    assert_eq!(digest, expected);
+    env.run(["gc"]).ok();
+    assert_eq!(env.run(["fsck"]).code(), 0);
+}

@@ -13,7 +13,7 @@ use acido_plumbing::id::ImageId;
 use acido_plumbing::json_output::{Bytes, Document};
 use acido_plumbing::render::{self, TreeState};
 use acido_plumbing::store::{
-    BlobState, FileKind, IndexState, RecordState, Store, StoreError, TempSweep,
+    BlobState, FileKind, IndexState, LayerState, RecordState, Store, StoreError, TempSweep,
 };
 
 /// What is wrong. The names are the first column of `fsck`'s output.
@@ -52,6 +52,11 @@ pub enum ProblemKind {
     BadTree,
     /// A cached tree holds an image that is no longer stored.
     OrphanTree,
+    /// A layer cache entry whose blob is not what its record says, or
+    /// whose record is missing or damaged.
+    BadLayer,
+    /// A layer cache entry holds an image that is no longer stored.
+    OrphanLayer,
 }
 
 impl ProblemKind {
@@ -74,6 +79,8 @@ impl ProblemKind {
             ProblemKind::BadDigest => "bad-digest",
             ProblemKind::BadTree => "bad-tree",
             ProblemKind::OrphanTree => "orphan-tree",
+            ProblemKind::BadLayer => "bad-layer",
+            ProblemKind::OrphanLayer => "orphan-layer",
         }
     }
 }
@@ -122,6 +129,8 @@ pub struct FsckReport {
     pub fast_digests_added: usize,
     /// Cached trees checked against their seals.
     pub trees_checked: usize,
+    /// Layer cache entries re-hashed.
+    pub layers_checked: usize,
     /// Every problem, in the order found: store, blobs by id, orphans,
     /// temps, strays.
     pub problems: Vec<Problem>,
@@ -474,6 +483,7 @@ pub fn fsck(store: &Store, repair: bool) -> Result<FsckReport, StoreError> {
         );
     }
     checker.check_trees();
+    checker.check_layers();
     Ok(checker.report)
 }
 
@@ -596,6 +606,84 @@ impl Checker<'_> {
                 ProblemKind::Stray,
                 Subject::Path(relative(store, stray)),
                 "unexpected file in trees/".to_owned(),
+                Some(&fix),
+            );
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// Checks the layer cache: every entry's images are stored, its
+    /// record reads and its blob hashes to it; strays in `layers/` are
+    /// reported. Entries are derivable, so repair removes the bad ones.
+    fn check_layers(&mut self) {
+        let store = self.store;
+        let inv = match store.layer_inventory() {
+            Ok(inv) => inv,
+            Err(e) => {
+                let path = relative(store, &store.layers_dir());
+                self.problem(
+                    ProblemKind::BadLayer,
+                    Subject::Path(path),
+                    e.to_string(),
+                    None,
+                );
+                return;
+            }
+        };
+        for entry in &inv.entries {
+            let path = relative(store, &store.layer_path(&entry.name));
+            let remove = || -> Result<String, StoreError> {
+                store.remove_layer(entry)?;
+                Ok("removed".to_owned())
+            };
+            let missing = entry.key.as_ref().and_then(|key| {
+                key.ids()
+                    .into_iter()
+                    .find(|id| !id.as_ref().is_some_and(|id| store.contains(id)))
+            });
+            if let Some(id) = missing {
+                let detail = match id {
+                    Some(id) => format!(
+                        "layer cache entry holds {}, which is not stored",
+                        id.abbrev(12)
+                    ),
+                    None => "layer cache entry names an image id that does not parse".to_owned(),
+                };
+                self.problem(
+                    ProblemKind::OrphanLayer,
+                    Subject::Path(path),
+                    detail,
+                    Some(&remove),
+                );
+                continue;
+            }
+            self.report.layers_checked += 1;
+            match store.check_layer(entry) {
+                Ok(LayerState::Ok) => {}
+                Ok(LayerState::Bad(why)) => self.problem(
+                    ProblemKind::BadLayer,
+                    Subject::Path(path),
+                    format!("layer cache entry unusable: {why}"),
+                    Some(&remove),
+                ),
+                Err(e) => self.problem(
+                    ProblemKind::BadLayer,
+                    Subject::Path(path),
+                    e.to_string(),
+                    Some(&remove),
+                ),
+            }
+        }
+        for stray in &inv.strays {
+            let fix = || {
+                let moved = store.quarantine_path(stray)?;
+                Ok(format!("moved to {}", relative(store, &moved).display()))
+            };
+            self.problem(
+                ProblemKind::Stray,
+                Subject::Path(relative(store, stray)),
+                "unexpected file in layers/".to_owned(),
                 Some(&fix),
             );
         }

@@ -2,10 +2,13 @@
 //! `tmp/` and `trees/`, indexes and records whose blob is gone, and cached
 //! trees no build tree uses (as `rkt image gc` removes unused tree
 //! stores), and the overlay state of build trees removed without
-//! `endbuild`. Never touches a live write (its temp is locked), a blob, a
+//! `endbuild`, and the layer cache's entries (`push`'s gzip layers) that
+//! hold an image no longer stored, damaged ones and blobs without their
+//! record. Never touches a live write (its temp is locked), a blob, a
 //! cached tree a build tree still uses, or anything mounted. With `--cache` it also removes the
 //! step cache's entries ([`crate::acidofile::cache`]) that no other stored
-//! image depends on.
+//! image depends on, and every layer cache entry (both are only
+//! speed-ups, which `--cache` asks to drop).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +37,8 @@ pub enum Garbage {
     /// The overlay state (upper and work directories) of a build tree
     /// removed without `endbuild`, or replaced by something else.
     BuildState,
+    /// A layer cache entry (its blob and record, counted as one file).
+    Layer,
 }
 
 impl Garbage {
@@ -46,6 +51,7 @@ impl Garbage {
             Garbage::Cache => "cache",
             Garbage::Tree => "tree",
             Garbage::BuildState => "build-state",
+            Garbage::Layer => "layer",
         }
     }
 }
@@ -95,7 +101,7 @@ pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
 
 /// [`gc`], and with `cache` the step cache's entries too, except those a
 /// stored image outside the cache depends on (directly or through other
-/// entries), which would break it.
+/// entries), which would break it, and every layer cache entry.
 pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     let inv = store.inventory()?;
     let mut report = GcReport::default();
@@ -139,7 +145,36 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     // directory in use.
     sweep_overlay_states(store, &mut report)?;
     collect_trees(store, &mut report)?;
+    collect_layers(store, cache, &mut report)?;
     Ok(report)
+}
+
+/// Removes the layer cache entries that can no longer be used: those
+/// holding an image that is not stored (its `rm` made them unusable),
+/// damaged ones (no readable record, no blob) and, with `all`
+/// (`--cache`), every entry. A blob without its record is also the
+/// instant between a live push's two renames; removing it then only
+/// costs that push's next run a regeneration.
+fn collect_layers(store: &Store, all: bool, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.layer_inventory()?;
+    for entry in &inv.entries {
+        let usable = entry.has_blob
+            && entry.key.as_ref().is_some_and(|key| {
+                key.ids()
+                    .iter()
+                    .all(|id| id.as_ref().is_some_and(|id| store.contains(id)))
+            });
+        if usable && !all {
+            continue;
+        }
+        let bytes = store.remove_layer(entry)?;
+        report.removed.push(Removed {
+            kind: Garbage::Layer,
+            path: relative(store, &store.layer_path(&entry.name)),
+            bytes,
+        });
+    }
+    Ok(())
 }
 
 fn remove_cache_entries(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {

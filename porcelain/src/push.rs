@@ -1,10 +1,12 @@
 //! `push`: a stored image with its dependencies out as a runnable OCI
 //! image, or as an OCI artifact of their exact ACI bytes (DESIGN §11), into an OCI image layout (`oci:DIR[:TAG]`) or a
-//! registry (`docker://HOST/REPO[:TAG]`). A registry push writes the
-//! image into a scratch layout in the store's `tmp/` first (the same
-//! writer, so the same digests) and uploads from there; the scratch
-//! directory is a locked [`ScratchDir`], so one a killed push left is
-//! swept by `gc` and `fsck --repair`.
+//! registry (`docker://HOST/REPO[:TAG]`). The layers of `--format oci`
+//! come from the store's layer cache (`acido-store(5)`), generated into
+//! it when missing. A registry push writes the config and the manifest
+//! into a scratch layout in the store's `tmp/` (the same writer, so the
+//! same digests) and uploads them from there and the layers from the
+//! cache; the scratch directory is a locked [`ScratchDir`], so one a
+//! killed push left is swept by `gc` and `fsck --repair`.
 
 use std::path::PathBuf;
 
@@ -125,16 +127,17 @@ pub fn push(
     };
     let write = |dir: &std::path::Path, tag: Option<&str>, layout: Layout| match options.format {
         PushFormat::Oci => match layout {
-            Layout::Kept => push_to_layout(&id.to_string(), &list, dir, tag),
-            Layout::Scratch => push_to_scratch_layout(&id.to_string(), &list, dir),
+            Layout::Kept => push_to_layout(&id.to_string(), &list, dir, tag, Some(store))
+                .map(|report| (report, Vec::new())),
+            Layout::Scratch => push_to_scratch_layout(&id.to_string(), &list, dir, Some(store)),
         }
-        .map(|report| (report.manifest_digest, Some(report))),
+        .map(|(report, blobs)| (report.manifest_digest, Some(report), blobs)),
         PushFormat::Aci => push_artifact_to_layout(&id.to_string(), &members, dir, tag)
-            .map(|report| (report.manifest_digest, None)),
+            .map(|report| (report.manifest_digest, None, Vec::new())),
     };
     match reference {
         Reference::Layout { dir, tag } => {
-            let (manifest_digest, report) = write(&dir, tag.as_deref(), Layout::Kept)?;
+            let (manifest_digest, report, _) = write(&dir, tag.as_deref(), Layout::Kept)?;
             Ok(PushOutcome {
                 dir: Some(dir),
                 manifest_digest,
@@ -167,11 +170,13 @@ pub fn push(
             let scratch =
                 ScratchDir::new(&tmp).map_err(|source| OciError::Io { path: tmp, source })?;
             crate::test_hooks::push_pause(crate::test_hooks::PushStep::AfterScratch);
-            let (manifest_digest, report) = write(scratch.path(), None, Layout::Scratch)?;
+            let (manifest_digest, report, layer_blobs) =
+                write(scratch.path(), None, Layout::Scratch)?;
             let upload = push_layout_to_registry_with(
                 destination,
                 scratch.path(),
                 &manifest_digest,
+                layer_blobs,
                 &docker,
                 &client,
                 &auth,

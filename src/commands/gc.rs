@@ -13,7 +13,7 @@ use crate::output::{self, Outcome};
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Also remove the step cache of Acidofile builds (entries other
-    /// stored images depend on stay)
+    /// stored images depend on stay) and push's layer cache
     #[arg(long)]
     pub cache: bool,
 }

@@ -18,6 +18,8 @@
 //!   annotations.
 //! - [`push`]: an ACI and its dependencies written into an OCI image
 //!   layout, one layer per image, deletions as whiteouts.
+//! - `layer`: one layer blob written (tar and gzip on two threads) or
+//!   copied out of the store's layer cache.
 //! - [`upload`]: such a layout's image pushed to a registry.
 //! - [`authfile`]: registry credentials from auth.json / docker config files.
 //! - [`artifact`]: ACIs as an OCI artifact of their exact bytes
@@ -28,6 +30,7 @@ pub mod authfile;
 pub mod config;
 pub mod convert;
 pub mod digest;
+mod layer;
 pub mod push;
 pub mod reference;
 pub mod registry;
@@ -216,8 +219,9 @@ pub enum OciError {
         /// The image.
         image: String,
     },
-    /// A converted ACI could not be staged in the store (its checks
-    /// refused it, or the store could not be written).
+    /// The store could not be used: a converted ACI could not be staged
+    /// (its checks refused it, or the store could not be written), or
+    /// push's layer cache could not be written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }

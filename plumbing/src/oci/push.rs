@@ -21,31 +21,36 @@
 //! deterministically, so the same image gives the same digests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use tempfile::NamedTempFile;
 
 use super::config::{CMD_ANNOTATION, ENTRYPOINT_ANNOTATION, STOP_SIGNAL_ANNOTATION};
-use super::digest::{Sha256Digest, Sha256Hasher};
+use super::digest::Sha256Digest;
+use super::layer::{copy_cached_into, generate_layer, Generated};
 use super::reference::check_tag;
 use super::OciError;
-use crate::entry::{Entry, EntryKind, Timestamp};
-use crate::pack::tar_writer::{
-    encode_header, HeaderSpec, TarSink, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
-    TYPE_REGULAR, TYPE_SYMLINK,
-};
+use crate::entry::{Entry, EntryKind};
 use crate::render::deps::DependencyList;
 use crate::render::filemap::{file_map_of, parents, whitelist_keys, Layer, Supplier};
+use crate::store::{LayerKey, Store};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(super) const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The generator's name and version in the store's layer cache keys
+/// ([`LayerKey`]). Bump the version whenever the bytes written for the
+/// same images change (the tar entries, their order or headers, the gzip
+/// settings or the encoder): old entries then no longer match any key,
+/// and `gc` sweeps them once their images go.
+pub const LAYER_GENERATOR: &str = "acido oci-layer tar+gzip level-1 v1";
 
 /// What [`push_to_layout`] wrote.
 #[derive(Debug, Clone)]
@@ -56,6 +61,26 @@ pub struct PushReport {
     pub layers: Vec<Sha256Digest>,
     /// The config's digest.
     pub config_digest: Sha256Digest,
+    /// How many layers were read from the store's layer cache rather
+    /// than generated.
+    pub cached_layers: usize,
+}
+
+/// Where the bytes of one layer of a push are: the store's layer cache
+/// entry, or (without a usable cache) the layout's blob file.
+#[derive(Debug)]
+pub struct LayerBlob {
+    /// The blob's digest.
+    pub digest: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+    /// The file, open for reading at offset 0.
+    pub file: File,
+    /// Where it is (for messages).
+    pub path: PathBuf,
+    /// Whether it is a layer cache entry (whose bytes have not been
+    /// hashed by this push yet: a reader must check them).
+    pub cached: bool,
 }
 
 /// The OCI os, architecture and variant for appc's labels (oci-bridge
@@ -275,14 +300,17 @@ fn next_tail_map(
 }
 
 /// One entry of a layer to write.
-struct Item<'a> {
-    path: Vec<u8>,
-    entry: Option<&'a Entry>,
+pub(super) struct Item<'a> {
+    /// Its path in the layer.
+    pub(super) path: Vec<u8>,
+    /// Its attributes (`None`: a directory only implied, mode 0755).
+    pub(super) entry: Option<&'a Entry>,
     /// For a regular file or a copied hard link: where the data is.
-    data: &'a [u8],
-    kind: EntryKind,
+    pub(super) data: &'a [u8],
+    /// Its type in the layer.
+    pub(super) kind: EntryKind,
     /// For a hard link kept as a link: its target (layer-root path).
-    link: Option<Vec<u8>>,
+    pub(super) link: Option<Vec<u8>>,
 }
 
 fn strip_rootfs(path: &[u8]) -> &[u8] {
@@ -291,24 +319,45 @@ fn strip_rootfs(path: &[u8]) -> &[u8] {
 
 /// Writes `list` (as resolved for its top image) into the OCI image layout
 /// `dir` as a runnable image, tagged `tag` when given; see the module docs.
+/// With `cache`, layers come from the store's layer cache when it has
+/// them (copied into the layout while hashed; a blob that does not hash
+/// to its record is generated again) and the ones generated are added to
+/// it.
 pub fn push_to_layout(
     image: &str,
     list: &DependencyList,
     dir: &Path,
     tag: Option<&str>,
+    cache: Option<&Store>,
 ) -> Result<PushReport, OciError> {
-    write_layout(image, list, dir, tag, true)
+    write_layout(image, list, dir, tag, cache, true).map(|(report, _)| report)
 }
 
-/// [`push_to_layout`] into a scratch layout that is read once (by a
-/// registry upload) and removed: the same bytes and digests, but no layer
-/// blob is synced to disk, since nothing keeps it past the upload.
+/// [`push_to_layout`] for a registry upload: the scratch layout `dir`
+/// gets the config and the manifest only, and the layers stay where they
+/// are, in the store's layer cache (generated into it when missing), as
+/// the returned [`LayerBlob`]s, base first. Without a usable cache they
+/// are generated into the scratch layout, unsynced, since nothing keeps
+/// them past the upload.
 pub fn push_to_scratch_layout(
     image: &str,
     list: &DependencyList,
     dir: &Path,
-) -> Result<PushReport, OciError> {
-    write_layout(image, list, dir, None, false)
+    cache: Option<&Store>,
+) -> Result<(PushReport, Vec<LayerBlob>), OciError> {
+    write_layout(image, list, dir, None, cache, false)
+}
+
+/// The layer cache key of the layer of element `k` of `list`: the images
+/// from `k` down to the bottom with their parents' positions relative to
+/// `k` (see [`tail_map`]: a parent above `k` filters nothing yet), which
+/// is all the layer is computed from.
+fn layer_key(list: &DependencyList, k: usize) -> LayerKey {
+    let images: Vec<_> = list.images[k..]
+        .iter()
+        .map(|l| (l.id, l.parent.and_then(|p| p.checked_sub(k))))
+        .collect();
+    LayerKey::new(LAYER_GENERATOR, &images)
 }
 
 fn write_layout(
@@ -316,8 +365,9 @@ fn write_layout(
     list: &DependencyList,
     dir: &Path,
     tag: Option<&str>,
-    sync: bool,
-) -> Result<PushReport, OciError> {
+    cache: Option<&Store>,
+    keep: bool,
+) -> Result<(PushReport, Vec<LayerBlob>), OciError> {
     let invalid = |what: &str, problem: String| OciError::Invalid {
         image: image.to_owned(),
         what: what.to_owned(),
@@ -357,10 +407,68 @@ fn write_layout(
     let mut layers = Vec::with_capacity(count);
     let mut diff_ids = Vec::with_capacity(count);
     let mut history = Vec::with_capacity(count);
+    let mut blob_files = Vec::with_capacity(count);
+    let mut cached_layers = 0;
     let tail_layers = list_layers(list);
     let deepest_nondir = deepest_nondirs(&tail_layers);
-    let mut below = TailMap::new();
+    // The rendering of the tail below the layer being written, when it is
+    // known (it is not after a layer read from the cache).
+    let mut known_below = Some(TailMap::new());
     for k in (0..count).rev() {
+        let write_err = |source| OciError::Write {
+            image: image.to_owned(),
+            layer: count - k,
+            dir: blobs.clone(),
+            source,
+        };
+        let key = cache.map(|_| layer_key(list, k));
+        let hit = cache.zip(key.as_ref()).and_then(|(store, key)| {
+            let hit = store.cached_layer(key)?;
+            let digest = Sha256Digest::parse(&hit.record.digest).ok()?;
+            let diff_id = Sha256Digest::parse(&hit.record.diff_id).ok()?;
+            (hit.record.media_type == LAYER_GZIP).then_some((hit, digest, diff_id))
+        });
+        if let Some((hit, digest, diff_id)) = hit {
+            let size = hit.record.size;
+            let placed = if keep {
+                copy_cached_into(&blobs, hit.file, &digest, size)
+                    .map_err(write_err)?
+                    .map(|file| LayerBlob {
+                        digest,
+                        size,
+                        file,
+                        path: blobs.join(digest.hex()),
+                        cached: false,
+                    })
+            } else {
+                Some(LayerBlob {
+                    digest,
+                    size,
+                    file: hit.file,
+                    path: hit.path,
+                    cached: true,
+                })
+            };
+            // A cached blob that is not what its record says is
+            // generated again below (which replaces the entry).
+            if let Some(placed) = placed {
+                layers.push(
+                    json!({"mediaType": LAYER_GZIP, "digest": digest.to_string(), "size": size}),
+                );
+                diff_ids.push(diff_id.to_string());
+                history.push(json!({
+                    "created_by": format!("acido push {}", list.images[k].id),
+                }));
+                blob_files.push(placed);
+                cached_layers += 1;
+                known_below = None;
+                continue;
+            }
+        }
+        let below = match known_below.take() {
+            Some(below) => below,
+            None => tail_map(&tail_layers, k + 1),
+        };
         let now = next_tail_map(&tail_layers, &deepest_nondir, k, &below);
         let mut whiteouts: Vec<Vec<u8>> = Vec::new();
         for path in below.keys() {
@@ -474,19 +582,21 @@ fn write_layout(
         items.extend(links);
 
         // Write the layer: tar → gzip → blob, hashing both streams.
-        let (digest, size, diff_id) =
-            write_layer(&blobs, &whiteouts, &items, sync).map_err(|source| OciError::Write {
-                image: image.to_owned(),
-                layer: count - k,
-                dir: blobs.clone(),
-                source,
-            })?;
+        let (blob, diff_id) =
+            generate_layer(cache.zip(key.as_ref()), &blobs, &whiteouts, &items, keep).map_err(
+                |e| match e {
+                    Generated::Io(source) => write_err(source),
+                    Generated::Store(e) => OciError::Store(e),
+                },
+            )?;
+        let (digest, size) = (blob.digest, blob.size);
+        blob_files.push(blob);
         layers.push(json!({"mediaType": LAYER_GZIP, "digest": digest.to_string(), "size": size}));
         diff_ids.push(diff_id.to_string());
         history.push(json!({
             "created_by": format!("acido push {}", list.images[k].id),
         }));
-        below = now;
+        known_below = Some(now);
     }
 
     let config = config_json(image, list, diff_ids, history)?;
@@ -506,7 +616,7 @@ fn write_layout(
         "size": manifest.len(),
     });
     add_to_index(dir, index, descriptor, tag)?;
-    Ok(PushReport {
+    let report = PushReport {
         manifest_digest,
         layers: layers
             .iter()
@@ -517,7 +627,9 @@ fn write_layout(
             })
             .collect(),
         config_digest,
-    })
+        cached_layers,
+    };
+    Ok((report, blob_files))
 }
 
 /// The index of the OCI image layout `dir` (a fresh empty one when it has
@@ -637,134 +749,6 @@ pub(super) fn write_replacing(
     temp.write_all(bytes)?;
     temp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// Hashes what passes through into a writer.
-struct Hashing<W: Write> {
-    inner: W,
-    hasher: Sha256Hasher,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-fn write_layer(
-    blobs: &Path,
-    whiteouts: &[Vec<u8>],
-    items: &[Item<'_>],
-    sync: bool,
-) -> io::Result<(Sha256Digest, u64, Sha256Digest)> {
-    // Dropped on any early return below, which removes the partial blob.
-    let temp = layout_temp(blobs, ".layer.")?;
-    let file = temp.as_file().try_clone()?;
-    let compressed = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: Sha256Hasher::new(),
-    };
-    // A fixed header (no name, mtime 0) and level keep the blob
-    // deterministic. Level 1: a push compresses every layer it sends
-    // (copying an image sends blobs already compressed), and zlib-rs's
-    // fastest level is several times faster than its default for blobs
-    // only slightly larger (acido-push(1)).
-    let gzip = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(compressed, flate2::Compression::fast());
-    // The diff id is the uncompressed stream's sha256; TarSink pads and
-    // ends the archive as every other tar acido writes.
-    let mut tar = TarSink::with_hasher(gzip, Sha256Hasher::new());
-    let header_err = |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
-    let mut header = Vec::with_capacity(2048);
-    let mut put = |tar: &mut TarSink<_, _>, spec: &HeaderSpec<'_>, data: &[u8]| -> io::Result<()> {
-        header.clear();
-        encode_header(spec, &mut header).map_err(header_err)?;
-        tar.write_all(&header)?;
-        if !data.is_empty() {
-            tar.write_all(data)?;
-            tar.pad()?;
-        }
-        Ok(())
-    };
-    for marker in whiteouts {
-        put(
-            &mut tar,
-            &HeaderSpec {
-                path: marker,
-                typeflag: TYPE_REGULAR,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                mtime: Timestamp::default(),
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-            },
-            &[],
-        )?;
-    }
-    for item in items {
-        let default_dir = Entry::new(Vec::new(), EntryKind::Directory).with_mode(0o755);
-        let e = item.entry.unwrap_or(&default_dir);
-        let mut xattrs = e.xattrs.clone();
-        xattrs.sort();
-        let typeflag = match item.kind {
-            EntryKind::Regular => TYPE_REGULAR,
-            EntryKind::Directory => TYPE_DIR,
-            EntryKind::Symlink => TYPE_SYMLINK,
-            EntryKind::HardLink => TYPE_HARDLINK,
-            EntryKind::CharDevice => TYPE_CHAR,
-            EntryKind::BlockDevice => TYPE_BLOCK,
-            EntryKind::Fifo => TYPE_FIFO,
-        };
-        let link = match item.kind {
-            EntryKind::HardLink => item.link.as_deref(),
-            EntryKind::Symlink => e.link_target.as_deref(),
-            _ => None,
-        };
-        let data = if item.kind == EntryKind::Regular {
-            item.data
-        } else {
-            &[]
-        };
-        put(
-            &mut tar,
-            &HeaderSpec {
-                path: &item.path,
-                typeflag,
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                size: data.len() as u64,
-                mtime: e.mtime,
-                link,
-                dev_major: e.dev_major.into(),
-                dev_minor: e.dev_minor.into(),
-                xattrs: &xattrs,
-            },
-            data,
-        )?;
-    }
-    let (gzip, diff_id, _) = tar.finish()?;
-    let mut compressed = gzip.finish()?;
-    compressed.flush()?;
-    let size = compressed.hasher.len();
-    let digest = compressed.hasher.finish();
-    let file = compressed.inner.into_inner().map_err(|e| e.into_error())?;
-    if sync {
-        file.sync_all()?;
-    }
-    let path = blobs.join(digest.hex());
-    temp.persist(&path).map_err(|e| e.error)?;
-    Ok((digest, size, diff_id))
 }
 
 /// The OCI platform of `list`: the os and arch labels of the first image

@@ -2,16 +2,19 @@
 //! oci-bridge §9) what [`super::push::push_to_layout`] wrote into a
 //! layout, through the crate's one HTTP client and the registry auth of
 //! [`super::registry`]. Blobs the registry has are skipped (`HEAD`); the
-//! rest are streamed from the layout's files, as one monolithic `PUT`
-//! each up to [`UploadOptions::chunk_size`], in `PATCH` chunks above it.
+//! rest are streamed from the layout's files or the store's layer cache,
+//! as one monolithic `PUT` each up to [`UploadOptions::chunk_size`], in
+//! `PATCH` chunks above it, a few blobs at once.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::Path;
+use std::io::{self, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageManifest;
 
-use super::digest::Sha256Digest;
+use super::digest::{Sha256Digest, Sha256Hasher};
+use super::push::LayerBlob;
 use super::registry::{DockerReference, RegistryAuth};
 use super::OciError;
 use crate::http::{Body, Client, Method, Request, Response, Url};
@@ -62,6 +65,7 @@ pub fn push_layout_to_registry(
         destination,
         layout,
         manifest_digest,
+        Vec::new(),
         reference,
         client,
         auth,
@@ -79,10 +83,18 @@ pub fn push_layout_to_registry(
 /// previous answer gave, and a closing `PUT` with `?digest=`; then the
 /// manifest `PUT` by tag with its media type. `destination` names the
 /// push in errors, each of which also says the step.
+///
+/// A blob of `layer_blobs` is read from its file rather than from the
+/// layout (the store's layer cache, [`super::push::push_to_scratch_layout`]);
+/// one from the cache is hashed as it is sent, and the upload fails
+/// before its last byte leaves when it is not what its record says, so
+/// the registry never receives a complete wrong blob.
+#[allow(clippy::too_many_arguments)]
 pub fn push_layout_to_registry_with(
     destination: &str,
     layout: &Path,
     manifest_digest: &Sha256Digest,
+    layer_blobs: Vec<LayerBlob>,
     reference: &DockerReference,
     client: &Client,
     auth: &RegistryAuth,
@@ -163,9 +175,26 @@ pub fn push_layout_to_registry_with(
         manifest.config().digest().as_ref().to_owned(),
     ));
 
+    let mut external: HashMap<Sha256Digest, LayerBlob> =
+        layer_blobs.into_iter().map(|b| (b.digest, b)).collect();
     let mut report = UploadReport::default();
+    // Each blob once (two images that change nothing give the same empty
+    // layer): a repeat is one the registry has by then.
+    let mut jobs = Vec::with_capacity(blobs.len());
+    let mut seen = std::collections::HashSet::new();
     for (what, digest) in blobs {
         let digest = Sha256Digest::parse(&digest).map_err(|p| failed(what.clone(), p))?;
+        if seen.insert(digest) {
+            let blob = external.remove(&digest);
+            jobs.push((what, digest, blob));
+        } else {
+            report.skipped += 1;
+        }
+    }
+    // The first half of a blob's upload: `HEAD`, then `POST`; `None` when
+    // the registry has the blob, else where to send it and the smallest
+    // chunk the registry wants.
+    let start = |what: &str, digest: Sha256Digest| -> Result<Option<(Url, u64)>, OciError> {
         let step = |verb: &str| format!("{verb} {what} {digest}");
         let exists = send(
             &step("checking"),
@@ -176,10 +205,7 @@ pub fn push_layout_to_registry_with(
             .auth(auth),
         )?;
         match exists.status() {
-            200 => {
-                report.skipped += 1;
-                continue;
-            }
+            200 => return Ok(None),
             404 => {}
             _ => return Err(refusal(step("checking"), exists)),
         }
@@ -200,24 +226,60 @@ pub fn push_layout_to_registry_with(
                 "the registry answered without a valid Location".to_owned(),
             )
         })?;
-        let path = blob_path(&digest);
-        let mut file = File::open(&path).map_err(|source| OciError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let length = file
-            .metadata()
-            .map_err(|source| OciError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .len();
         // The registry may ask for larger chunks than ours; a garbled
         // value is ignored (it is only a wish).
         let min_chunk = started
             .header("oci-chunk-min-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
+        Ok(Some((location, min_chunk)))
+    };
+    // The second half: the blob's bytes, to `location`.
+    let finish = |what: &str,
+                  digest: Sha256Digest,
+                  blob: Option<LayerBlob>,
+                  location: Url,
+                  min_chunk: u64|
+     -> Result<(), OciError> {
+        let step = |verb: &str| format!("{verb} {what} {digest}");
+        let (mut source, length): (Box<dyn Read + Send>, u64) = match blob {
+            Some(mut blob) => {
+                blob.file.rewind().map_err(|source| OciError::Io {
+                    path: blob.path.clone(),
+                    source,
+                })?;
+                let length = blob.size;
+                if blob.cached {
+                    (
+                        Box::new(CheckedBlob {
+                            inner: blob.file,
+                            hasher: Sha256Hasher::new(),
+                            size: length,
+                            expected: digest,
+                            path: blob.path,
+                        }),
+                        length,
+                    )
+                } else {
+                    (Box::new(blob.file), length)
+                }
+            }
+            None => {
+                let path = blob_path(&digest);
+                let file = File::open(&path).map_err(|source| OciError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let length = file
+                    .metadata()
+                    .map_err(|source| OciError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len();
+                (Box::new(file), length)
+            }
+        };
         let chunk = options.chunk_size.max(min_chunk).max(1);
         let mut target = location;
         let body = if length > chunk {
@@ -234,7 +296,10 @@ pub fn push_layout_to_registry_with(
                         .header("Content-Type", "application/octet-stream")
                         .header("Content-Range", &format!("{sent}-{end}"))
                         .body(Body::Reader {
-                            reader: Box::new(BufReader::new((&mut file).take(size))),
+                            reader: Box::new(BufReader::with_capacity(
+                                1 << 20,
+                                (&mut source).take(size),
+                            )),
                             length: Some(size),
                         })
                         .auth(auth),
@@ -270,7 +335,7 @@ pub fn push_layout_to_registry_with(
             Body::Empty
         } else {
             Body::Reader {
-                reader: Box::new(BufReader::new(file)),
+                reader: Box::new(BufReader::with_capacity(1 << 20, source)),
                 length: Some(length),
             }
         };
@@ -287,7 +352,46 @@ pub fn push_layout_to_registry_with(
         if put.status() != 201 {
             return Err(refusal(step("uploading"), put));
         }
-        report.uploaded += 1;
+        Ok(())
+    };
+    // The blobs in order, one at a time, until one is to be sent: its
+    // `HEAD` and `POST` settle the registry's auth (a token for pull and
+    // push), which the parallel requests after them share instead of
+    // each asking the token server.
+    let mut jobs = jobs.into_iter();
+    let mut work = Vec::new();
+    for (what, digest, blob) in jobs.by_ref() {
+        if let Some((location, min_chunk)) = start(&what, digest)? {
+            work.push((what, digest, blob, Some((location, min_chunk))));
+            break;
+        }
+        report.skipped += 1;
+    }
+    work.extend(jobs.map(|(what, digest, blob)| (what, digest, blob, None)));
+    // Whether the blob was sent (`false`: the registry had it).
+    let upload = |(what, digest, blob, started): (
+        String,
+        Sha256Digest,
+        Option<LayerBlob>,
+        Option<(Url, u64)>,
+    )|
+     -> Result<bool, OciError> {
+        let started = match started {
+            Some(started) => started,
+            None => match start(&what, digest)? {
+                Some(started) => started,
+                None => return Ok(false),
+            },
+        };
+        finish(&what, digest, blob, started.0, started.1)?;
+        Ok(true)
+    };
+    for sent in in_parallel(work, PARALLEL_UPLOADS, upload)? {
+        if sent {
+            report.uploaded += 1;
+        } else {
+            report.skipped += 1;
+        }
     }
 
     let tag = reference.tag.as_deref().unwrap_or("latest");
@@ -321,6 +425,61 @@ pub fn push_layout_to_registry_with(
     Ok(report)
 }
 
+/// Blobs sent at once. The registry hashes and stores what it receives,
+/// which is most of a push's time: blobs in parallel keep its cores busy,
+/// as skopeo's parallel copies do.
+const PARALLEL_UPLOADS: usize = 3;
+
+/// Runs `job` over `jobs` on up to `threads` threads; the results in the
+/// jobs' order, or the error of the first job (in that order) that
+/// failed. Once one fails, no new job starts.
+fn in_parallel<J: Send, T: Send, E: Send>(
+    jobs: Vec<J>,
+    threads: usize,
+    job: impl Fn(J) -> Result<T, E> + Sync,
+) -> Result<Vec<T>, E> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let count = jobs.len();
+    let queue = Mutex::new(jobs.into_iter().enumerate());
+    let results: Mutex<Vec<Option<Result<T, E>>>> = Mutex::new((0..count).map(|_| None).collect());
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, count.max(1)) {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                // A poisoned lock means a sibling panicked; the scope
+                // re-raises that panic.
+                let Some((n, next)) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                    return;
+                };
+                let result = job(next);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                if let Ok(mut results) = results.lock() {
+                    results[n] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Jobs not run (after a failure) are `None`; a failure comes first.
+    let mut out = Vec::with_capacity(count);
+    let mut missing = false;
+    for result in results {
+        match result {
+            Some(Ok(value)) => out.push(value),
+            Some(Err(e)) => return Err(e),
+            None => missing = true,
+        }
+    }
+    debug_assert!(!missing, "a job was not run although none failed");
+    Ok(out)
+}
+
 /// The `Location` an upload step answered, resolved against the request's
 /// URL (it may be relative, and keeps its query: registry 2.8 carries its
 /// upload state there).
@@ -328,4 +487,53 @@ fn next_location(response: &Response) -> Option<Url> {
     response
         .header("location")
         .and_then(|loc| response.url().join(loc).ok())
+}
+
+/// A layer cache blob being sent: hashed as it is read, and failing
+/// instead of yielding its last bytes when it is not `size` bytes hashing
+/// to `expected`, so a damaged entry never reaches the registry whole.
+struct CheckedBlob {
+    inner: File,
+    hasher: Sha256Hasher,
+    size: u64,
+    expected: Sha256Digest,
+    path: PathBuf,
+}
+
+impl Read for CheckedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.size - self.hasher.len();
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        let damaged = |problem: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "layer cache entry {} {problem} (acido fsck --repair removes it)",
+                    self.path.display()
+                ),
+            )
+        };
+        if n == 0 {
+            return Err(damaged(format!(
+                "ends after {} bytes, its record says {}",
+                self.hasher.len(),
+                self.size
+            )));
+        }
+        self.hasher.update(&buf[..n]);
+        if self.hasher.len() == self.size {
+            let found = self.hasher.clone().finish();
+            if found != self.expected {
+                return Err(damaged(format!(
+                    "hashes to {found}, not its recorded {}",
+                    self.expected
+                )));
+            }
+        }
+        Ok(n)
+    }
 }

@@ -398,6 +398,19 @@ impl<W: Write, H: StreamHasher> TarSink<W, H> {
         self.sink.write_all(bytes)
     }
 
+    /// Hashes and counts `bytes` as written without writing them: the
+    /// caller hands them to the sink itself ([`TarSink::sink_mut`]), e.g.
+    /// by reference rather than as a copy.
+    pub(crate) fn account(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// The sink, for writes accounted with [`TarSink::account`].
+    pub(crate) fn sink_mut(&mut self) -> &mut W {
+        &mut self.sink
+    }
+
     /// Bytes written so far.
     pub(crate) fn len(&self) -> u64 {
         self.len

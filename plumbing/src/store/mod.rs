@@ -11,6 +11,7 @@
 //! lock                            flock(2) target serialising record updates
 //! quarantine/                     damaged blobs and unknown files set aside by `fsck --repair`
 //! trees/                          the rendered-tree cache (see `trees.rs`; derivable)
+//! layers/                         the OCI layer cache of `push` (see `layers.rs`; derivable)
 //! ```
 //!
 //! Write protocol of [`Store::import`] (and of [`Store::stage`], which it
@@ -38,13 +39,14 @@
 //! written in by their producer), `import` (an input read through it),
 //! `records` (image records), `build_state` (what `startbuild` leaves for
 //! `build`), `verify` (inventory, verification, repair and quarantine),
-//! `export` (writing an image out), `trees` (the rendered-tree cache)
-//! and `files` (the file helpers they share).
+//! `export` (writing an image out), `trees` (the rendered-tree cache),
+//! `layers` (the OCI layer cache) and `files` (the file helpers they share).
 
 mod build_state;
 mod export;
 mod files;
 mod import;
+mod layers;
 mod records;
 mod stage;
 #[cfg(test)]
@@ -72,6 +74,9 @@ pub use export::{ExportOptions, ExportReport};
 use files::*;
 use import::Hook;
 pub use import::{ImportHook, ImportOutcome, ImportStep};
+pub use layers::{
+    CachedLayer, LayerEntry, LayerInventory, LayerKey, LayerRecord, LayerState, LAYER_NAME_LEN,
+};
 pub use records::{ImageRecord, RecordLabel};
 pub use stage::{Staged, Staging};
 pub use trees::{CachedTree, TreeInfo, TreeInventory, TreeKey, TreeStaging, TREE_NAME_LEN};
