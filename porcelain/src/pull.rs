@@ -15,14 +15,15 @@
 //! stored as they are, each checked against the id it announces
 //! (`pull_artifact`). [`stored_or_pull`] is Acidofile `FROM`'s way in.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use acido_plumbing::archive::detect;
+use acido_plumbing::compression::Compression;
 use acido_plumbing::entry::{Entry, EntryKind};
 use acido_plumbing::http::{Client, HttpConfig};
-use acido_plumbing::id::{IdHasher, ImageId};
+use acido_plumbing::id::ImageId;
 use acido_plumbing::manifest::AcIdentifier;
 use acido_plumbing::manifest::ImageManifest as AciManifest;
 use acido_plumbing::oci::artifact::AciArtifact;
@@ -248,23 +249,7 @@ pub fn pull(
     if interrupt.load(Ordering::SeqCst) {
         return Err(stopped());
     }
-    let mut stored: Vec<ImageId> = Vec::new();
-    for staged in pending {
-        if store.contains(staged.id()) {
-            continue;
-        }
-        match staged.commit() {
-            Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
-            Ok(_) => {}
-            Err(e) => {
-                // Leave the store as it was: take back what this pull added.
-                for id in stored.iter().rev() {
-                    let _ = store.remove(id);
-                }
-                return Err(e.into());
-            }
-        }
-    }
+    let stored = commit_all(store, pending)?;
     Ok(PullReport {
         top: app_id,
         name: manifest.name,
@@ -387,7 +372,10 @@ fn pull_artifact(
     };
     store.ensure_layout()?;
     let count = artifact.members.len();
-    let mut fetched = Vec::new();
+    // Each member missing from the store is staged (hashed, parsed and
+    // checked as it arrives, written once); nothing is stored before
+    // every one of them checked out.
+    let mut pending: Vec<Staged<'_>> = Vec::new();
     for (n, member) in artifact.members.iter().enumerate() {
         if store.contains(&member.id) {
             continue;
@@ -395,75 +383,55 @@ fn pull_artifact(
         if interrupt.load(Ordering::SeqCst) {
             return Err(stopped());
         }
-        let (mut temp, lock) = store.create_temp("pull-aci-")?;
+        let mut staging = store.stage(&format!("{image} member {}", n + 1))?;
         progress.begin(&format!("ACI {}/{count}", n + 1), Some(member.size));
-        let copied = copy_member(artifact, n, temp.as_file_mut(), interrupt, &*progress);
+        let copied = copy_member(artifact, n, &mut staging, interrupt, &*progress);
         progress.end();
-        let found = match copied {
-            Ok(found) => found,
+        match copied {
+            Ok(()) => {}
             Err(CopyFailure::Source(e)) => return Err(e.into()),
             Err(CopyFailure::Interrupted) => return Err(stopped()),
-            Err(CopyFailure::Write(source)) => {
-                return Err(StoreError::Io {
-                    path: temp.path().to_owned(),
-                    source,
-                }
+            Err(CopyFailure::Compressed(compression)) => {
+                return Err(member_err(
+                    n,
+                    format!(
+                        "it is {compression}-compressed; an ACI artifact holds its ACIs \
+                         uncompressed"
+                    ),
+                )
                 .into())
             }
-        };
-        if found != member.id {
+            Err(CopyFailure::Write(source)) => {
+                return Err(match staging.into_error() {
+                    Some(refused) => refused.into(),
+                    None => OciError::Invalid {
+                        image: image.to_owned(),
+                        what: format!("member {}", n + 1),
+                        problem: source.to_string(),
+                    }
+                    .into(),
+                })
+            }
+        }
+        let staged = staging.finish()?;
+        if *staged.id() != member.id {
             return Err(member_err(
                 n,
                 format!(
-                    "the artifact announces {} but the bytes hash to {found}",
-                    member.id
+                    "the artifact announces {} but the bytes hash to {}",
+                    member.id,
+                    staged.id()
                 ),
             )
             .into());
         }
-        fetched.push((n, temp, lock));
+        pending.push(staged);
     }
     if interrupt.load(Ordering::SeqCst) {
         return Err(stopped());
     }
-    let mut stored: Vec<ImageId> = Vec::new();
-    let undo = |stored: &[ImageId]| {
-        for id in stored.iter().rev() {
-            let _ = store.remove(id);
-        }
-    };
-    for (n, temp, _lock) in &fetched {
-        let member = &artifact.members[*n];
-        let result = File::open(temp.path())
-            .map_err(|source| StoreError::Io {
-                path: temp.path().to_owned(),
-                source,
-            })
-            .and_then(|f| store.import(f, &format!("{image} member {}", n + 1)));
-        match result {
-            Ok(outcome) if outcome.record.id != member.id => {
-                if outcome.newly_stored {
-                    stored.push(outcome.record.id);
-                }
-                undo(&stored);
-                return Err(member_err(
-                    *n,
-                    format!(
-                        "imported as {} but the artifact announces {}",
-                        outcome.record.id, member.id
-                    ),
-                )
-                .into());
-            }
-            Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
-            Ok(_) => {}
-            Err(e) => {
-                undo(&stored);
-                return Err(e.into());
-            }
-        }
-    }
-    // The top member is stored now (imported or found): its record
+    let stored = commit_all(store, pending)?;
+    // The top member is stored now (committed or found): its record
     // names it.
     let name = store
         .record(&artifact.top)
@@ -480,7 +448,7 @@ fn pull_artifact(
     let name = match name {
         Ok(name) => name,
         Err(e) => {
-            undo(&stored);
+            take_back(store, &stored);
             return Err(e);
         }
     };
@@ -492,25 +460,55 @@ fn pull_artifact(
     })
 }
 
+/// Commits `pending` in order (bottom first), skipping what is stored
+/// already; returns the ids this call stored. If a commit fails, what it
+/// stored is taken back, so the store is left as it was.
+fn commit_all(store: &Store, pending: Vec<Staged<'_>>) -> Result<Vec<ImageId>, PullError> {
+    let mut stored: Vec<ImageId> = Vec::new();
+    for staged in pending {
+        if store.contains(staged.id()) {
+            continue;
+        }
+        match staged.commit() {
+            Ok(outcome) if outcome.newly_stored => stored.push(outcome.record.id),
+            Ok(_) => {}
+            Err(e) => {
+                take_back(store, &stored);
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// Removes the images a failing pull stored, top first.
+fn take_back(store: &Store, stored: &[ImageId]) {
+    for id in stored.iter().rev() {
+        let _ = store.remove(id);
+    }
+}
+
 enum CopyFailure {
     Source(OciError),
+    /// The member starts with a compression's magic number.
+    Compressed(Compression),
     Write(std::io::Error),
     Interrupted,
 }
 
-/// Streams member `n` of `artifact` into `out`, returning the SHA-512 id
-/// of its bytes. The member's reader fails on a size or sha256 mismatch.
+/// Streams member `n` of `artifact` into `out` (a staging, which hashes
+/// and checks it). The member's reader fails on a size or sha256
+/// mismatch.
 fn copy_member(
     artifact: &AciArtifact,
     n: usize,
-    out: &mut File,
+    out: &mut dyn Write,
     interrupt: &AtomicBool,
     progress: &dyn Progress,
-) -> Result<ImageId, CopyFailure> {
+) -> Result<(), CopyFailure> {
     let mut reader = artifact.open_member(n).map_err(CopyFailure::Source)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
-    let mut hasher = IdHasher::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut first = true;
     loop {
         if interrupt.load(Ordering::SeqCst) {
             return Err(CopyFailure::Interrupted);
@@ -525,12 +523,18 @@ fn copy_member(
         if got == 0 {
             break;
         }
-        hasher.update(&buf[..got]);
+        if std::mem::take(&mut first) {
+            // A compressed ACI would only fail as a tar: say what it is.
+            if let Ok(compression) = detect(&buf[..got]) {
+                if compression != Compression::None {
+                    return Err(CopyFailure::Compressed(compression));
+                }
+            }
+        }
         out.write_all(&buf[..got]).map_err(CopyFailure::Write)?;
         progress.advance(got as u64);
     }
-    out.flush().map_err(CopyFailure::Write)?;
-    Ok(hasher.finish())
+    Ok(())
 }
 
 /// The stored layer ACI called `name`, if its blob is there.
