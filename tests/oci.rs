@@ -2537,12 +2537,12 @@ fn an_acidofile_from_a_layout_or_a_registry_pulls_its_base_once() {
 }
 
 // ---------------------------------------------------------------------
-// The layer cache (`layers/` in the store): push generates each gzip
+// The OCI layer cache (`oci-layers/` in the store): push generates each gzip
 // layer once and later pushes send it as it is.
 
 /// The layer cache's blobs: path → (inode, size).
 fn cached_layers(env: &Env) -> BTreeMap<PathBuf, (u64, u64)> {
-    let dir = env.store().join("layers");
+    let dir = env.store().join("oci-layers");
     let Ok(listing) = fs::read_dir(&dir) else {
         return BTreeMap::new();
     };
@@ -2738,7 +2738,7 @@ fn a_damaged_layer_cache_entry_is_never_sent_and_fsck_finds_it() {
     let clean = env.run(["fsck"]);
     assert_eq!(clean.code(), 0, "{}{}", clean.stdout(), clean.stderr());
     assert!(
-        clean.stderr().contains("; 5 cached layers"),
+        clean.stderr().contains("; 5 cached OCI layers"),
         "{}",
         clean.stderr()
     );
@@ -2751,7 +2751,9 @@ fn a_damaged_layer_cache_entry_is_never_sent_and_fsck_finds_it() {
         .display()
         .to_string();
     assert!(
-        found.stdout().contains(&format!("bad-layer\t{relative}\t"))
+        found
+            .stdout()
+            .contains(&format!("bad-oci-layer\t{relative}\t"))
             && found.stdout().contains("hashes to"),
         "{}",
         found.stdout()
@@ -2813,13 +2815,13 @@ fn gc_sweeps_layer_entries_of_removed_images_and_gc_cache_drops_all() {
     let (some, _) = cache.iter().next().unwrap();
     let orphan = env
         .store()
-        .join(format!("layers/{}.tar.gz", "0".repeat(64)));
+        .join(format!("oci-layers/{}.tar.gz", "0".repeat(64)));
     fs::copy(some, &orphan).unwrap();
     let gc = env.run(["gc"]).ok();
     assert_eq!(
         gc,
         format!(
-            "removed layer layers/{}.tar.gz ({} bytes)\n",
+            "removed oci-layer oci-layers/{}.tar.gz ({} bytes)\n",
             "0".repeat(64),
             fs::metadata(some).unwrap().len()
         )
@@ -2831,7 +2833,7 @@ fn gc_sweeps_layer_entries_of_removed_images_and_gc_cache_drops_all() {
     let gc = env.run(["gc"]).ok();
     assert_eq!(
         gc.lines()
-            .filter(|l| l.starts_with("removed layer "))
+            .filter(|l| l.starts_with("removed oci-layer "))
             .count(),
         1,
         "{gc}"
@@ -2844,7 +2846,7 @@ fn gc_sweeps_layer_entries_of_removed_images_and_gc_cache_drops_all() {
     let gc = env.run(["gc", "--cache"]).ok();
     assert_eq!(
         gc.lines()
-            .filter(|l| l.starts_with("removed layer "))
+            .filter(|l| l.starts_with("removed oci-layer "))
             .count(),
         4,
         "{gc}"

@@ -54,9 +54,9 @@ pub enum ProblemKind {
     OrphanTree,
     /// A layer cache entry whose blob is not what its record says, or
     /// whose record is missing or damaged.
-    BadLayer,
+    BadOciLayer,
     /// A layer cache entry holds an image that is no longer stored.
-    OrphanLayer,
+    OrphanOciLayer,
 }
 
 impl ProblemKind {
@@ -79,8 +79,8 @@ impl ProblemKind {
             ProblemKind::BadDigest => "bad-digest",
             ProblemKind::BadTree => "bad-tree",
             ProblemKind::OrphanTree => "orphan-tree",
-            ProblemKind::BadLayer => "bad-layer",
-            ProblemKind::OrphanLayer => "orphan-layer",
+            ProblemKind::BadOciLayer => "bad-oci-layer",
+            ProblemKind::OrphanOciLayer => "orphan-oci-layer",
         }
     }
 }
@@ -130,7 +130,7 @@ pub struct FsckReport {
     /// Cached trees checked against their seals.
     pub trees_checked: usize,
     /// Layer cache entries re-hashed.
-    pub layers_checked: usize,
+    pub oci_layers_checked: usize,
     /// Every problem, in the order found: store, blobs by id, orphans,
     /// temps, strays.
     pub problems: Vec<Problem>,
@@ -614,7 +614,7 @@ impl Checker<'_> {
 
 impl Checker<'_> {
     /// Checks the layer cache: every entry's images are stored, its
-    /// record reads and its blob hashes to it; strays in `layers/` are
+    /// record reads and its blob hashes to it; strays in `oci-layers/` are
     /// reported. Entries are derivable, so repair removes the bad ones.
     fn check_layers(&mut self) {
         let store = self.store;
@@ -623,7 +623,7 @@ impl Checker<'_> {
             Err(e) => {
                 let path = relative(store, &store.layers_dir());
                 self.problem(
-                    ProblemKind::BadLayer,
+                    ProblemKind::BadOciLayer,
                     Subject::Path(path),
                     e.to_string(),
                     None,
@@ -651,24 +651,24 @@ impl Checker<'_> {
                     None => "layer cache entry names an image id that does not parse".to_owned(),
                 };
                 self.problem(
-                    ProblemKind::OrphanLayer,
+                    ProblemKind::OrphanOciLayer,
                     Subject::Path(path),
                     detail,
                     Some(&remove),
                 );
                 continue;
             }
-            self.report.layers_checked += 1;
+            self.report.oci_layers_checked += 1;
             match store.check_layer(entry) {
                 Ok(LayerState::Ok) => {}
                 Ok(LayerState::Bad(why)) => self.problem(
-                    ProblemKind::BadLayer,
+                    ProblemKind::BadOciLayer,
                     Subject::Path(path),
                     format!("layer cache entry unusable: {why}"),
                     Some(&remove),
                 ),
                 Err(e) => self.problem(
-                    ProblemKind::BadLayer,
+                    ProblemKind::BadOciLayer,
                     Subject::Path(path),
                     e.to_string(),
                     Some(&remove),
@@ -683,7 +683,7 @@ impl Checker<'_> {
             self.problem(
                 ProblemKind::Stray,
                 Subject::Path(relative(store, stray)),
-                "unexpected file in layers/".to_owned(),
+                "unexpected file in oci-layers/".to_owned(),
                 Some(&fix),
             );
         }

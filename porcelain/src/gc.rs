@@ -37,8 +37,9 @@ pub enum Garbage {
     /// The overlay state (upper and work directories) of a build tree
     /// removed without `endbuild`, or replaced by something else.
     BuildState,
-    /// A layer cache entry (its blob and record, counted as one file).
-    Layer,
+    /// An OCI layer cache entry (its blob and record, counted as one
+    /// file).
+    OciLayer,
 }
 
 impl Garbage {
@@ -51,7 +52,7 @@ impl Garbage {
             Garbage::Cache => "cache",
             Garbage::Tree => "tree",
             Garbage::BuildState => "build-state",
-            Garbage::Layer => "layer",
+            Garbage::OciLayer => "oci-layer",
         }
     }
 }
@@ -169,7 +170,7 @@ fn collect_layers(store: &Store, all: bool, report: &mut GcReport) -> Result<(),
         }
         let bytes = store.remove_layer(entry)?;
         report.removed.push(Removed {
-            kind: Garbage::Layer,
+            kind: Garbage::OciLayer,
             path: relative(store, &store.layer_path(&entry.name)),
             bytes,
         });

@@ -11,7 +11,7 @@
 //! lock                            flock(2) target serialising record updates
 //! quarantine/                     damaged blobs and unknown files set aside by `fsck --repair`
 //! trees/                          the rendered-tree cache (see `trees.rs`; derivable)
-//! layers/                         the OCI layer cache of `push` (see `layers.rs`; derivable)
+//! oci-layers/                     the OCI layer cache of `push` (see `oci_layers.rs`; derivable)
 //! ```
 //!
 //! Write protocol of [`Store::import`] (and of [`Store::stage`], which it
@@ -40,13 +40,13 @@
 //! `records` (image records), `build_state` (what `startbuild` leaves for
 //! `build`), `verify` (inventory, verification, repair and quarantine),
 //! `export` (writing an image out), `trees` (the rendered-tree cache),
-//! `layers` (the OCI layer cache) and `files` (the file helpers they share).
+//! `oci_layers` (the OCI layer cache) and `files` (the file helpers they share).
 
 mod build_state;
 mod export;
 mod files;
 mod import;
-mod layers;
+mod oci_layers;
 mod records;
 mod stage;
 #[cfg(test)]
@@ -74,7 +74,7 @@ pub use export::{ExportOptions, ExportReport};
 use files::*;
 use import::Hook;
 pub use import::{ImportHook, ImportOutcome, ImportStep};
-pub use layers::{
+pub use oci_layers::{
     CachedLayer, LayerEntry, LayerInventory, LayerKey, LayerRecord, LayerState, LAYER_NAME_LEN,
 };
 pub use records::{ImageRecord, RecordLabel};

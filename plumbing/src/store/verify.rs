@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 const TOP_LEVEL: [&str; 10] = [
     "builds",
     "trees",
-    "layers",
+    "oci-layers",
     "version",
     "lock",
     "blobs",
@@ -307,7 +307,7 @@ impl Store {
                     }
                 }
                 // version, lock, builds/ (derivable build states) and
-                // quarantine/ hold nothing to list; trees/ and layers/ have
+                // quarantine/ hold nothing to list; trees/ and oci-layers/ have
                 // their own inventories (Store::tree_inventory,
                 // Store::layer_inventory).
                 _ => {}

@@ -3,11 +3,11 @@
 //! sends them as they are instead of generating them again (as
 //! containers-storage keeps the compressed blobs of the layers it pushed).
 //!
-//! Layout, under `layers/`:
+//! Layout, under `oci-layers/`:
 //!
 //! ```text
-//! layers/<64 hex>.tar.gz   the layer blob, mode 0444
-//! layers/<64 hex>.json     its record: key, digest, size, diffID, media type
+//! oci-layers/<64 hex>.tar.gz   the layer blob, mode 0444
+//! oci-layers/<64 hex>.json     its record: key, digest, size, diffID, media type
 //! ```
 //!
 //! The name is the first 64 hex digits of the SHA-512 of the key's text
@@ -160,12 +160,12 @@ pub struct LayerEntry {
     pub has_blob: bool,
 }
 
-/// What is in `layers/`.
+/// What is in `oci-layers/`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayerInventory {
     /// Entries by name, sorted.
     pub entries: Vec<LayerEntry>,
-    /// Anything else in `layers/`.
+    /// Anything else in `oci-layers/`.
     pub strays: Vec<PathBuf>,
 }
 
@@ -181,7 +181,7 @@ pub enum LayerState {
 impl Store {
     /// The layer cache's directory.
     pub fn layers_dir(&self) -> PathBuf {
-        self.root.join("layers")
+        self.root.join("oci-layers")
     }
 
     fn layer_blob_path(&self, name: &str) -> PathBuf {
@@ -256,7 +256,7 @@ impl Store {
         })
     }
 
-    /// Lists `layers/` without following links.
+    /// Lists `oci-layers/` without following links.
     pub fn layer_inventory(&self) -> Result<LayerInventory, StoreError> {
         let dir = self.layers_dir();
         let mut inv = LayerInventory::default();
