@@ -627,6 +627,13 @@ fn cached_trees(env: &Env) -> usize {
         .unwrap_or(0)
 }
 
+/// The store's step layers.
+fn layers(env: &Env) -> usize {
+    fs::read_dir(env.store().join("layers"))
+        .map(|d| d.flatten().filter(|e| e.file_name().len() == 64).count())
+        .unwrap_or(0)
+}
+
 /// Nothing of a build tree is left: no mount under the test's directory,
 /// no build state.
 fn no_tree_left(env: &Env) {
@@ -681,12 +688,18 @@ fn steps_build_the_same_images_on_overlay_and_plain_trees() {
     assert_eq!(cached_trees(&overlay), 1);
     env_extract_is(&overlay, &first, "srv/a/h", "new\n");
 
-    // From a cached step: the overlay starts on that step's rendering.
+    // Each step stored on the overlay left its layer; none on plain trees.
+    assert_eq!(layers(&plain), 0);
+    assert_eq!(layers(&overlay), 5);
+
+    // From a cached step: the overlay mounts the layers of steps 2 and 3
+    // over the base's cached rendering, and renders nothing.
     fs::write(plain.path("app/lib/code"), "code v2\n").unwrap();
     fs::write(overlay.path("app/lib/code"), "code v2\n").unwrap();
     let edited = check("edited", ran(&[4, 5, 6], &[2, 3]), &[]);
     assert_ne!(edited, first);
-    assert_eq!(cached_trees(&overlay), 2);
+    assert_eq!(cached_trees(&overlay), 1, "the cached step was rendered");
+    assert_eq!(layers(&overlay), 8);
     env_extract_is(&overlay, &edited, "srv/app/lib/code", "code v2\n");
 
     // Everything run again gives the same image as the cached steps.

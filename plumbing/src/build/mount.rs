@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+/// The longest option string mount(2) takes: one page, with its NUL.
+const MAX_OPTIONS: usize = 4096;
+
 /// The features [`mount`] turns off and [`check`] verifies.
 const FEATURES_OFF: [&str; 3] = ["redirect_dir", "metacopy", "index"];
 
@@ -45,6 +48,15 @@ pub enum MountError {
     UnusablePath {
         /// The directory.
         path: PathBuf,
+    },
+    /// The directories do not fit in mount(2)'s one page of options
+    /// (many layers with long paths).
+    #[error("{}: the overlay's directories take {len} bytes of mount options, more than the one page mount(2) takes", target.display())]
+    OptionsTooLong {
+        /// The mount point.
+        target: PathBuf,
+        /// The length of the options.
+        len: usize,
     },
     /// mount(2) failed.
     #[error("{}: mounting the overlay (lower {}, upper {}) failed: {source}{hint}", target.display(), lower.display(), upper.display())]
@@ -141,40 +153,72 @@ fn has_sys_admin() -> bool {
 pub struct OverlayPaths<'a> {
     /// The read-only lower directory (the cached rendering).
     pub lower: &'a Path,
+    /// Read-only layers stacked above `lower`, top first (Acidofile
+    /// steps' layers); usually none.
+    pub layers: &'a [PathBuf],
     /// The upper directory (the tree's changes).
     pub upper: &'a Path,
     /// The work directory (same file system as `upper`).
     pub work: &'a Path,
 }
 
+/// Whether the overlay of `paths` can be mounted on `target` as far as
+/// its options go, with `extra` more bytes of lower directories: its
+/// paths are usable and fit in one page. Checked before an Acidofile
+/// build unmounts its tree to stack one more layer.
+pub fn options_fit(paths: OverlayPaths<'_>, target: &Path, extra: usize) -> bool {
+    options(paths, target).is_ok_and(|data| data.len() + extra < MAX_OPTIONS)
+}
+
+/// The mount(2) options of the overlay of `paths`.
+fn options(paths: OverlayPaths<'_>, target: &Path) -> Result<Vec<u8>, MountError> {
+    let mut data = Vec::new();
+    let mut lowers: Vec<&Path> = paths.layers.iter().map(PathBuf::as_path).collect();
+    lowers.push(paths.lower);
+    let mut fields: Vec<(&str, Vec<&Path>)> = vec![("lowerdir", lowers)];
+    fields.push(("upperdir", vec![paths.upper]));
+    fields.push(("workdir", vec![paths.work]));
+    for (key, dirs) in fields {
+        data.extend_from_slice(key.as_bytes());
+        data.push(b'=');
+        for (i, path) in dirs.into_iter().enumerate() {
+            // Absolute and without symlinks, as mountinfo shows them, so
+            // that [`is_mounted`] recognises the mount from any working
+            // directory.
+            let path = fs::canonicalize(path).map_err(|source| MountError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let bytes = path.as_os_str().as_bytes();
+            // overlayfs splits its options at ',' and lowerdir at ':', with
+            // '\' as the escape; such a path is refused rather than escaped.
+            if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
+                return Err(MountError::UnusablePath { path });
+            }
+            if i > 0 {
+                data.push(b':');
+            }
+            data.extend_from_slice(bytes);
+        }
+        data.push(b',');
+    }
+    data.extend_from_slice(b"redirect_dir=off,metacopy=off,index=off");
+    // mount(2) copies at most one page of options: a longer string would
+    // be cut, not refused.
+    if data.len() >= MAX_OPTIONS {
+        return Err(MountError::OptionsTooLong {
+            target: target.to_owned(),
+            len: data.len(),
+        });
+    }
+    Ok(data)
+}
+
 /// Mounts the overlay of `paths` on `target` with the features of
 /// [`FEATURES_OFF`] off, then [`check`]s the mount; when the check fails
 /// the overlay is unmounted again.
 pub fn mount(paths: OverlayPaths<'_>, target: &Path) -> Result<(), MountError> {
-    let mut data = Vec::new();
-    for (key, path) in [
-        ("lowerdir", paths.lower),
-        ("upperdir", paths.upper),
-        ("workdir", paths.work),
-    ] {
-        // Absolute and without symlinks, as mountinfo shows them, so that
-        // [`is_mounted`] recognises the mount from any working directory.
-        let path = fs::canonicalize(path).map_err(|source| MountError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let bytes = path.as_os_str().as_bytes();
-        // overlayfs splits its options at ',' and lowerdir at ':', with
-        // '\' as the escape; such a path is refused rather than escaped.
-        if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
-            return Err(MountError::UnusablePath { path });
-        }
-        data.extend_from_slice(key.as_bytes());
-        data.push(b'=');
-        data.extend_from_slice(bytes);
-        data.push(b',');
-    }
-    data.extend_from_slice(b"redirect_dir=off,metacopy=off,index=off");
+    let data = options(paths, target)?;
     nix::mount::mount(
         Some("overlay"),
         target,

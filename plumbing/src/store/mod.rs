@@ -11,6 +11,7 @@
 //! lock                            flock(2) target serialising record updates
 //! quarantine/                     damaged blobs and unknown files set aside by `fsck --repair`
 //! trees/                          the rendered-tree cache (see `trees.rs`; derivable)
+//! layers/                         Acidofile step layers (see `layers.rs`; derivable)
 //! ```
 //!
 //! Write protocol of [`Store::import`]: the input streams through the
@@ -35,13 +36,14 @@
 //! lock. The jobs live beside it: `import` (the write protocol),
 //! `records` (image records), `build_state` (what `startbuild` leaves for
 //! `build`), `verify` (inventory, verification, repair and quarantine),
-//! `export` (writing an image out), `trees` (the rendered-tree cache)
-//! and `files` (the file helpers they share).
+//! `export` (writing an image out), `trees` (the rendered-tree cache),
+//! `layers` (Acidofile step layers) and `files` (the file helpers they share).
 
 mod build_state;
 mod export;
 mod files;
 mod import;
+mod layers;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -63,11 +65,12 @@ use crate::image::{ImageError, OpenImage};
 use crate::index::EntryIndex;
 use crate::manifest::ManifestError;
 
-pub use build_state::{image_list, OverlayDirs, OverlayState, OVERLAY_STATE_VERSION};
+pub use build_state::{image_list, OverlayDirs, OverlayState, StateLayer, OVERLAY_STATE_VERSION};
 pub use export::{ExportOptions, ExportReport};
 use files::*;
 use import::Hook;
 pub use import::{ImportHook, ImportOutcome, ImportStep};
+pub use layers::{Layer, LayerInventory, LayerStaging};
 pub use records::{ImageRecord, RecordLabel};
 pub use trees::{CachedTree, TreeInfo, TreeInventory, TreeKey, TreeStaging, TREE_NAME_LEN};
 pub use verify::{
@@ -379,8 +382,9 @@ impl Store {
     /// Removes the blob, index and record of `id` (no dependency checks:
     /// that is porcelain's job), and every cached tree holding it.
     pub fn remove(&self, id: &ImageId) -> Result<(), StoreError> {
-        // Trees first: a tree must never outlive one of its images.
+        // Trees and the layer first: neither may outlive its image.
         self.remove_trees_of(id)?;
+        self.remove_layer_of(id)?;
         let _guard = self.lock()?;
         let record = self.record_path(id);
         remove_if_exists(&record)?;

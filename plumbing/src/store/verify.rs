@@ -29,9 +29,10 @@ use crate::temp::TempKind;
 use std::os::unix::ffi::OsStrExt;
 
 /// The top-level names of the layout; anything else at the root is a stray.
-const TOP_LEVEL: [&str; 9] = [
+const TOP_LEVEL: [&str; 10] = [
     "builds",
     "trees",
+    "layers",
     "version",
     "lock",
     "blobs",
@@ -306,8 +307,9 @@ impl Store {
                     }
                 }
                 // version, lock, builds/ (derivable build states) and
-                // quarantine/ hold nothing to list; trees/ has its own
-                // inventory (Store::tree_inventory).
+                // quarantine/ hold nothing to list; trees/ and layers/
+                // have their own inventories (Store::tree_inventory,
+                // Store::layer_inventory).
                 _ => {}
             }
         }

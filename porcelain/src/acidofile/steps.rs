@@ -37,7 +37,7 @@ use acido_plumbing::limits::LimitKind;
 use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
-use acido_plumbing::store::Store;
+use acido_plumbing::store::{StateLayer, Store};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use serde_json::{json, Map, Value};
@@ -377,6 +377,9 @@ impl Builder<'_> {
         if !self.allow_overlay || mount::check_support().is_err() {
             return Ok(false);
         }
+        if self.top_is_entry && self.start_stack(id)? {
+            return Ok(true);
+        }
         if self.top_is_entry {
             self.progress
                 .note(&format!("starting from the cached state {}", id.abbrev(12)));
@@ -400,6 +403,62 @@ impl Builder<'_> {
             // The kernel refused this mount (a store on a file system
             // overlayfs cannot use as upper, options it lacks): the start
             // undid itself, and a plain tree does the same job.
+            Err(OverlayError::Mount(_)) => Ok(false),
+            Err(e) => Err(StepError::Overlay(e)),
+        }
+    }
+
+    /// Makes the tree an overlay build tree on the stack of the cached
+    /// entry `id`'s chain: the layers of its entries over the `FROM`
+    /// image's cached render (rendered first when the tree cache lost
+    /// it), so none of the cached steps is rendered. `false` (nothing
+    /// made) when an entry of the chain has no layer (it was built on a
+    /// plain tree, or its layer was removed), when the build is `FROM
+    /// scratch`, or when the stack cannot be mounted; the caller renders
+    /// the entry then.
+    fn start_stack(&mut self, id: &ImageId) -> Result<bool, StepError> {
+        let Some(base) = self.base else {
+            return Ok(false);
+        };
+        let Ok(list) = acido_plumbing::render::dependency_list(self.store, *id) else {
+            return Ok(false);
+        };
+        let Some(at) = list.images.iter().position(|l| l.id == base) else {
+            return Ok(false);
+        };
+        let mut layers = Vec::with_capacity(at);
+        for entry in &list.images[..at] {
+            match self.store.layer(&entry.id) {
+                Ok(Some(layer)) => layers.push(StateLayer {
+                    id: entry.id.to_string(),
+                    upper: layer.upper(),
+                }),
+                _ => return Ok(false),
+            }
+        }
+        let count = layers.len();
+        let started = overlay::startbuild_stack(
+            self.store,
+            &base,
+            layers,
+            &self.tree,
+            self.temp_parent,
+            Arc::clone(&self.progress),
+            self.interrupt,
+        );
+        match started {
+            Ok(_) => {
+                self.progress.note(&format!(
+                    "starting from the cached state {}: {count} step layers mounted",
+                    id.abbrev(12)
+                ));
+                self.on_overlay = true;
+                self.upper_since = None;
+                self.from_snapshot = None;
+                Ok(true)
+            }
+            // Too many layers for one mount, or a kernel that refuses the
+            // stack: the start undid itself, and rendering does the job.
             Err(OverlayError::Mount(_)) => Ok(false),
             Err(e) => Err(StepError::Overlay(e)),
         }
@@ -454,7 +513,16 @@ impl Builder<'_> {
         self.top = Some((cache::ENTRY_NAME.to_owned(), id));
         self.top_is_entry = true;
         // The tree is now that entry's rendering: the next entry's build
-        // skips what the next step leaves untouched.
+        // skips what the next step leaves untouched. On an overlay the
+        // upper directory becomes the entry's layer (a later build starts
+        // from it by mounting it); when one more layer does not fit in
+        // the mount, a snapshot of the upper directory does the job.
+        if self.on_overlay
+            && self.upper_since.is_none()
+            && overlay::stack_layer(self.store, &self.tree, &id)?
+        {
+            return Ok(());
+        }
         if self.on_overlay {
             let upper = self
                 .store
