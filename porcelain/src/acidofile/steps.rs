@@ -19,9 +19,11 @@
 //! no message: an overlay only makes it faster. A kept tree
 //! (`--keep-tree`) is always plain, so it needs no `endbuild`.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use acido_plumbing::build::{mount, Snapshot};
 use acido_plumbing::compression::Compression;
-use acido_plumbing::diff::{self, Tree};
+use acido_plumbing::diff::{self, FileMeta, Tree};
 use acido_plumbing::entry::{EntryKind, Timestamp};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::limits::LimitKind;
@@ -581,10 +583,10 @@ impl Builder<'_> {
             Step::Workdir(path) => {
                 let dir = self.resolve_workdir(path)?;
                 let rootfs = self.tree.join("rootfs");
-                let before = walk(&rootfs)?;
+                let before = watch(&rootfs, &dir)?;
                 let started = SystemTime::now();
                 copy::make_dir(&self.tree, dir.as_bytes())?;
-                settle_times(&rootfs, &before, started)?;
+                settle_times(&before, &watch(&rootfs, &dir)?, started)?;
                 self.set_workdir(&dir)
             }
             Step::User { user, group } => self.edit_app(|app| {
@@ -796,10 +798,10 @@ impl Builder<'_> {
             host_mtime: Some(COPY_MTIME),
         };
         let rootfs = self.tree.join("rootfs");
-        let before = walk(&rootfs)?;
+        let before = watch(&rootfs, &dest)?;
         let started = SystemTime::now();
         copy::copy(&self.tree, &sources, dest.as_bytes(), &opts, &self.work)?;
-        settle_times(&rootfs, &before, started)
+        settle_times(&before, &watch(&rootfs, &dest)?, started)
     }
 
     pub(super) fn write_manifest(&self) -> Result<(), StepError> {
@@ -855,35 +857,116 @@ fn timestamp(time: SystemTime) -> Timestamp {
     }
 }
 
+/// A directory's identity and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamp {
+    ino: u64,
+    mtime: Timestamp,
+}
+
+/// The directories a `COPY`, `ADD` or `WORKDIR` to `dest` (absolute, in
+/// the rootfs) can change, by full path: `dest`'s ancestors (missing
+/// parents are made, existing ones get entries) and everything below
+/// `dest`. Nothing else is touched, so the rest of the tree is not
+/// walked (on an overlay, each stat costs). A `dest` whose path goes
+/// through a symlink or has `.`/`..` components resolves elsewhere: then
+/// the whole rootfs is watched.
+fn watch(rootfs: &Path, dest: &str) -> Result<HashMap<PathBuf, DirStamp>, StepError> {
+    let mut dirs = HashMap::new();
+    let components: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
+    let mut whole = components.iter().any(|c| *c == "." || *c == "..");
+    let mut at = rootfs.to_owned();
+    let mut chain = vec![at.clone()];
+    for component in &components {
+        at.push(component);
+        chain.push(at.clone());
+    }
+    if !whole {
+        for (i, path) in chain.iter().enumerate() {
+            let meta = FileMeta::from_path(path);
+            match meta {
+                Ok(Some(meta)) if meta.kind == EntryKind::Directory => {
+                    dirs.insert(path.clone(), stamp(&meta));
+                }
+                // A symlink on the way leads elsewhere.
+                Ok(Some(meta)) if meta.kind == EntryKind::Symlink => {
+                    whole = true;
+                    break;
+                }
+                // The destination (a file) or the first missing part:
+                // nothing further exists.
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(source) => {
+                    return Err(StepError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+            // Below the destination, every directory.
+            if i + 1 == chain.len() {
+                for (rel, meta) in walk(path)?.iter() {
+                    if meta.kind == EntryKind::Directory {
+                        let full = if rel == diff::ROOT_PATH {
+                            path.clone()
+                        } else {
+                            path.join(std::ffi::OsStr::from_bytes(rel))
+                        };
+                        dirs.insert(full, stamp(meta));
+                    }
+                }
+            }
+        }
+    }
+    if whole {
+        dirs.clear();
+        let tree = walk(rootfs)?;
+        for (rel, meta) in tree.iter() {
+            if meta.kind == EntryKind::Directory {
+                dirs.insert(tree.full_path(rel), stamp(meta));
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+fn stamp(meta: &FileMeta) -> DirStamp {
+    DirStamp {
+        ino: meta.ino,
+        mtime: meta.mtime,
+    }
+}
+
 /// After a `COPY`, `ADD` or `WORKDIR`: directories that existed before
 /// get their modification time back (the step only added to them), and
 /// directories the step made with the current time (missing parents)
 /// get [`COPY_MTIME`]. So the step's result is the same whenever it runs.
-fn settle_times(rootfs: &Path, before: &Tree, started: SystemTime) -> Result<(), StepError> {
-    let after = walk(rootfs)?;
+/// `before` and `after` are what [`watch`] saw of the same destination.
+fn settle_times(
+    before: &HashMap<PathBuf, DirStamp>,
+    after: &HashMap<PathBuf, DirStamp>,
+    started: SystemTime,
+) -> Result<(), StepError> {
     let started = timestamp(started);
-    for (path, meta) in after.iter() {
-        if meta.kind != EntryKind::Directory {
-            continue;
-        }
-        let mtime = match before.get(path) {
-            Some(old) if old.kind == EntryKind::Directory && old.ino == meta.ino => {
-                if old.mtime == meta.mtime {
+    for (full, now) in after {
+        let mtime = match before.get(full) {
+            Some(old) if old.ino == now.ino => {
+                if old.mtime == now.mtime {
                     continue;
                 }
                 old.mtime
             }
-            _ if meta.mtime >= started => Timestamp {
+            _ if now.mtime >= started => Timestamp {
                 secs: COPY_MTIME,
                 nanos: 0,
             },
             _ => continue,
         };
-        let full = after.full_path(path);
         let mtime = TimeSpec::new(mtime.secs, i64::from(mtime.nanos));
         utimensat(
             None,
-            &full,
+            full,
             &TimeSpec::UTIME_OMIT,
             &mtime,
             UtimensatFlags::NoFollowSymlink,
