@@ -714,3 +714,175 @@ fn env_extract_is(env: &Env, id: &str, path: &str, text: &str) {
     let got = fs::read_to_string(env.path(&format!("{out}/rootfs/{path}"))).unwrap();
     assert_eq!(got, text, "{path} in {id}");
 }
+
+/// Whether overlay build trees can be used here (root and overlayfs);
+/// prints why not, and fails in CI.
+fn can_use_overlays(test: &str) -> bool {
+    if !is_root() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "{test}: cannot run in CI: overlay trees need root");
+        eprintln!("skipping {test}: overlay trees need root");
+        return false;
+    }
+    can_mount_overlays(test)
+}
+
+/// The temps in the store's `layers/`.
+fn layer_temps(env: &Env) -> Vec<String> {
+    fs::read_dir(env.store().join("layers"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".acido-render-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_build_killed_while_storing_a_layer_leaves_none_that_is_used() {
+    let test = "a_build_killed_while_storing_a_layer_leaves_none_that_is_used";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let expected = env
+        .run([
+            "build",
+            "-f",
+            "Acidofile",
+            "-o",
+            "expected.aci",
+            "--no-cache",
+        ])
+        .ok();
+    env.run(["gc", "--cache"]).ok();
+    assert_eq!(
+        layers(&env),
+        0,
+        "gc --cache took the layers with the entries"
+    );
+
+    // Killed with the first step's entry stored and its layer sealed in a
+    // temp, not yet renamed into place.
+    let mut child = paused_build(&env, "layer-before-publish");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    remove_killed_trees(&env);
+    assert_eq!(layers(&env), 0, "a layer was published");
+    assert_eq!(layer_temps(&env).len(), 1, "the killed build's temp");
+
+    // The entry is used; it has no layer, so it is rendered, and the
+    // temp is never mounted (this build sweeps it).
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(steps(&run), ran(&[3, 4], &[2]));
+    assert_eq!(run.ok().trim(), expected.trim());
+    assert!(
+        !run.stderr().contains("step layers mounted"),
+        "{}",
+        run.stderr()
+    );
+    assert!(layer_temps(&env).is_empty(), "{:?}", layer_temps(&env));
+    assert_eq!(layers(&env), 2, "the steps that ran left their layers");
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code(), 0, "{}{}", fsck.stdout(), fsck.stderr());
+    assert!(
+        fsck.stderr().contains("; 2 step layers"),
+        "{}",
+        fsck.stderr()
+    );
+}
+
+/// The hex digits of a stored cache entry that has a layer.
+fn layered_entry(env: &Env) -> String {
+    let images = listed(env, false);
+    listed(env, true)
+        .into_iter()
+        .filter(|id| !images.contains(id))
+        .map(|id| id["sha512-".len()..].to_owned())
+        .find(|hex| env.store().join("layers").join(&hex[..64]).is_dir())
+        .expect("an entry with a layer")
+}
+
+#[test]
+fn step_layers_go_with_their_entries_and_fsck_checks_their_seals() {
+    let test = "step_layers_go_with_their_entries_and_fsck_checks_their_seals";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let (first, _) = build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), 3);
+
+    // An edit of the last copied file mounts the first two steps' layers
+    // and renders no cached step.
+    fs::write(env.path("motd"), "hello again\n").unwrap();
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(steps(&run), ran(&[4], &[2, 3]));
+    assert!(
+        run.stderr().contains(": 2 step layers mounted"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(cached_trees(&env), 1, "only the base's render");
+    let edited = run.ok().trim().to_owned();
+    assert_ne!(edited, first);
+    assert_eq!(layers(&env), 4);
+    // The same image as a build that ran every step.
+    let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
+    assert_eq!(fresh, edited);
+
+    // plain gc keeps every layer: their entries are stored.
+    let gc = env.run(["gc"]).ok();
+    assert!(!gc.contains("removed layer"), "{gc}");
+    assert_eq!(layers(&env), 4);
+
+    // A layer written through breaks its seal: fsck reports it and
+    // --repair removes it; the next build renders that step's state.
+    let layer = fs::read_dir(env.store().join("layers"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().len() == 64)
+        .unwrap()
+        .path();
+    fs::write(layer.join("upper/intruder"), "x").unwrap();
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code(), 1);
+    assert!(
+        fsck.stdout().contains("bad-layer\tlayers/"),
+        "{}",
+        fsck.stdout()
+    );
+    env.run(["fsck", "--repair"]);
+    assert_eq!(env.run(["fsck"]).code(), 0);
+    assert_eq!(layers(&env), 3);
+
+    // gc --cache takes every entry and its layer; an orphan layer (its
+    // entry removed behind the store's back) goes with plain gc.
+    env.run(["gc", "--cache"]).ok();
+    assert_eq!(layers(&env), 0);
+    build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), 3);
+    let hex = layered_entry(&env);
+    fs::remove_file(
+        env.store()
+            .join(format!("blobs/sha512/{}/{hex}", &hex[..2])),
+    )
+    .unwrap();
+    let gc = env.run(["gc"]).ok();
+    assert!(
+        gc.contains(&format!("removed layer layers/{} ", &hex[..64])),
+        "{gc}"
+    );
+
+    // rm of an entry removes its layer.
+    let before = layers(&env);
+    let hex = layered_entry(&env);
+    env.run(["rm", "--force", &format!("sha512-{hex}")]).ok();
+    assert!(!env.store().join("layers").join(&hex[..64]).exists());
+    assert!(layers(&env) < before);
+}

@@ -52,6 +52,11 @@ pub enum ProblemKind {
     BadTree,
     /// A cached tree holds an image that is no longer stored.
     OrphanTree,
+    /// A step layer changed since it was sealed, or its directory is
+    /// damaged.
+    BadLayer,
+    /// A step layer whose cache entry is no longer stored.
+    OrphanLayer,
 }
 
 impl ProblemKind {
@@ -74,6 +79,8 @@ impl ProblemKind {
             ProblemKind::BadDigest => "bad-digest",
             ProblemKind::BadTree => "bad-tree",
             ProblemKind::OrphanTree => "orphan-tree",
+            ProblemKind::BadLayer => "bad-layer",
+            ProblemKind::OrphanLayer => "orphan-layer",
         }
     }
 }
@@ -122,6 +129,8 @@ pub struct FsckReport {
     pub fast_digests_added: usize,
     /// Cached trees checked against their seals.
     pub trees_checked: usize,
+    /// Step layers whose seal was checked.
+    pub layers_checked: usize,
     /// Every problem, in the order found: store, blobs by id, orphans,
     /// temps, strays.
     pub problems: Vec<Problem>,
@@ -474,10 +483,117 @@ pub fn fsck(store: &Store, repair: bool) -> Result<FsckReport, StoreError> {
         );
     }
     checker.check_trees();
+    checker.check_layers();
     Ok(checker.report)
 }
 
 impl Checker<'_> {
+    /// Checks the step layers like the tree cache: every complete layer's
+    /// cache entry is stored and its seal holds; damaged layers, leftover
+    /// temps and strays in `layers/` are reported. Layers are derivable
+    /// (a build without one renders its entry), so repair removes them.
+    fn check_layers(&mut self) {
+        let store = self.store;
+        let inv = match store.layer_inventory() {
+            Ok(inv) => inv,
+            Err(e) => {
+                let path = relative(store, &store.layers_dir());
+                self.problem(
+                    ProblemKind::BadLayer,
+                    Subject::Path(path),
+                    e.to_string(),
+                    None,
+                );
+                return;
+            }
+        };
+        let remove = |path: &Path| -> Result<String, StoreError> {
+            store.remove_layer_entry(path)?;
+            Ok("removed".to_owned())
+        };
+        for layer in &inv.layers {
+            let entry = layer.entry();
+            let path = relative(store, entry);
+            if !store.contains(layer.id()) {
+                let detail = format!(
+                    "step layer of {}, which is not stored",
+                    layer.id().abbrev(12)
+                );
+                self.problem(
+                    ProblemKind::OrphanLayer,
+                    Subject::Path(path),
+                    detail,
+                    Some(&|| remove(entry)),
+                );
+                continue;
+            }
+            self.report.layers_checked += 1;
+            let detail = match render::check_layer(layer) {
+                Ok(TreeState::Intact) => continue,
+                Ok(TreeState::Changed) => {
+                    "step layer changed since it was stored (written through?)".to_owned()
+                }
+                Err(e) => e.to_string(),
+            };
+            self.problem(
+                ProblemKind::BadLayer,
+                Subject::Path(path),
+                detail,
+                Some(&|| remove(entry)),
+            );
+        }
+        for entry in &inv.damaged {
+            self.problem(
+                ProblemKind::BadLayer,
+                Subject::Path(relative(store, entry)),
+                "step layer without a readable id file".to_owned(),
+                Some(&|| remove(entry)),
+            );
+        }
+        for temp in &inv.temps {
+            match store.layer_temp_in_use(temp) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::StaleTemp,
+                        Subject::Path(relative(store, temp)),
+                        e.to_string(),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            let sweep = || -> Result<String, StoreError> {
+                store.sweep_layer_temps();
+                Ok(if fs_gone(temp) {
+                    "removed"
+                } else {
+                    "left: could not be removed"
+                }
+                .to_owned())
+            };
+            self.problem(
+                ProblemKind::StaleTemp,
+                Subject::Path(relative(store, temp)),
+                "leftover of a killed build's step layer or of a removal".to_owned(),
+                Some(&sweep),
+            );
+        }
+        for stray in &inv.strays {
+            let fix = || {
+                let moved = store.quarantine_path(stray)?;
+                Ok(format!("moved to {}", relative(store, &moved).display()))
+            };
+            self.problem(
+                ProblemKind::Stray,
+                Subject::Path(relative(store, stray)),
+                "unexpected file in layers/".to_owned(),
+                Some(&fix),
+            );
+        }
+    }
+
     /// Checks the tree cache: every complete entry's images are stored
     /// and its seal holds; damaged entries, leftover temps and strays in
     /// `trees/` are reported. Entries are derivable, so repair removes them.

@@ -34,6 +34,9 @@ pub enum Garbage {
     /// The overlay state (upper and work directories) of a build tree
     /// removed without `endbuild`, or replaced by something else.
     BuildState,
+    /// A step layer whose cache entry is gone (or whose directory is
+    /// damaged), that no build tree's overlay stacks.
+    Layer,
 }
 
 impl Garbage {
@@ -46,6 +49,7 @@ impl Garbage {
             Garbage::Cache => "cache",
             Garbage::Tree => "tree",
             Garbage::BuildState => "build-state",
+            Garbage::Layer => "layer",
         }
     }
 }
@@ -139,6 +143,7 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     // directory in use.
     sweep_overlay_states(store, &mut report)?;
     collect_trees(store, &mut report)?;
+    collect_layers(store, &mut report)?;
     Ok(report)
 }
 
@@ -244,6 +249,59 @@ fn abandoned(tree: &Path) -> bool {
         Ok(meta) if !meta.is_dir() => true,
         Ok(_) => std::fs::read_dir(&rootfs).is_ok_and(|mut d| d.next().is_some()),
     }
+}
+
+/// Removes the step layers whose cache entry is gone and the damaged
+/// ones, except those an overlay state (a build tree that may still be
+/// mounted or resumed) stacks, and the temps of killed builds' layers.
+fn collect_layers(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.layer_inventory()?;
+    let mut leftovers = Vec::new();
+    for temp in &inv.temps {
+        if store.layer_temp_in_use(temp)? {
+            report.in_use += 1;
+        } else {
+            leftovers.push((temp, file_bytes_under(temp)));
+        }
+    }
+    if !leftovers.is_empty() {
+        store.sweep_layer_temps();
+    }
+    for (temp, bytes) in leftovers {
+        if std::fs::symlink_metadata(temp).is_err() {
+            report.removed.push(Removed {
+                kind: Garbage::Temp,
+                path: relative(store, temp),
+                bytes,
+            });
+        }
+    }
+    // A state that cannot be read may stack any layer: then no orphan
+    // is removed (fsck reports the state).
+    let mut stacked = Vec::new();
+    for (_, state) in store.overlay_states()? {
+        match state {
+            Some(state) => stacked.extend(state.layer_dirs()),
+            None => return Ok(()),
+        }
+    }
+    let orphans = inv
+        .layers
+        .iter()
+        .filter(|l| !store.contains(l.id()) && !stacked.contains(&l.upper()))
+        .map(|l| l.entry().to_owned());
+    let doomed: Vec<PathBuf> = orphans.chain(inv.damaged.iter().cloned()).collect();
+    for entry in doomed {
+        let bytes = file_bytes_under(&entry);
+        if store.remove_layer_entry(&entry)? {
+            report.removed.push(Removed {
+                kind: Garbage::Layer,
+                path: relative(store, &entry),
+                bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes the cached trees nothing uses, damaged entries, and the temps

@@ -297,6 +297,7 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
     let staging = store.stage_layer(id)?;
     fs::rename(&dirs.upper, staging.upper_path()).map_err(io_err(&dirs.upper))?;
     render::seal_layer(&staging)?;
+    crate::test_hooks::overlay_pause(crate::test_hooks::OverlayStep::LayerBeforePublish);
     let layer = store.publish_layer(staging)?;
     {
         use std::os::unix::fs::DirBuilderExt;

@@ -42,6 +42,10 @@ pub fn run(ctx: &Context, args: FsckArgs) -> anyhow::Result<Outcome> {
             let n = report.trees_checked;
             extra += &format!("; {n} cached {}", if n == 1 { "tree" } else { "trees" });
         }
+        if report.layers_checked > 0 {
+            let n = report.layers_checked;
+            extra += &format!("; {n} step {}", if n == 1 { "layer" } else { "layers" });
+        }
         // Old indexes are no problem (renders check SHA-512 for them),
         // but only --repair makes their renders fast.
         if report.fast_digests_added > 0 {

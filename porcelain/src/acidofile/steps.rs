@@ -9,15 +9,22 @@
 //!
 //! Where overlays can be mounted (root, overlayfs) the tree is an overlay
 //! build tree (DESIGN §13) over the tree cache's rendering of the image it
-//! starts from, so starting costs nothing when that rendering is cached,
-//! and the steps stack in its one upper directory: after each step is
-//! stored, a stat snapshot of the upper directory is taken, and the next
-//! step's image is the diff of the upper directory against the image just
-//! stored, reading only the upper paths that changed since (see
-//! `build::build_since`). The images are the same bytes as on a plain
-//! tree. Elsewhere, or if the mount fails, the tree is a plain one, with
-//! no message: an overlay only makes it faster. A kept tree
-//! (`--keep-tree`) is always plain, so it needs no `endbuild`.
+//! starts from, so starting costs nothing when that rendering is cached.
+//! After each step is stored, its upper directory becomes the entry's
+//! step layer (`overlay::stack_layer`): the overlay is mounted again with
+//! the layer on top of its lower stack and a fresh upper directory, so the
+//! next step's image is just the new upper directory read against the
+//! entry, and the final image the layers and the upper directory read
+//! together against the `FROM` image (see `build::build_since`). A build
+//! starting from a cached step whose chain has every layer mounts them
+//! over the `FROM` image's cached rendering and renders nothing. When one
+//! more layer would not fit in the mount's options, the steps stack in the
+//! one upper directory instead, with a stat snapshot of it taken after
+//! each step, and the next step's image reads only the upper paths that
+//! changed since. The images are the same bytes as on a plain tree.
+//! Elsewhere, or if the mount fails, the tree is a plain one, with no
+//! message: an overlay only makes it faster. A kept tree (`--keep-tree`)
+//! is always plain, so it needs no `endbuild`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -120,10 +127,11 @@ pub(super) struct Builder<'a> {
     /// Whether the tree is a mounted overlay build tree of this build,
     /// which `build_file` ends before removing the work directory.
     pub(super) on_overlay: bool,
-    /// On an overlay tree, the stat snapshot of its upper directory taken
-    /// when the last step's image was stored (the tree was that image's
-    /// rendering then); `None` while the tree is still the lower
-    /// directory's rendering plus the upper directory.
+    /// On an overlay tree that could not stack one more layer, the stat
+    /// snapshot of its upper directory taken when the last step's image
+    /// was stored (the tree was that image's rendering then); `None`
+    /// while the tree is its lower stack's rendering plus the upper
+    /// directory.
     pub(super) upper_since: Option<Snapshot>,
 }
 
