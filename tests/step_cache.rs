@@ -709,7 +709,11 @@ fn steps_build_the_same_images_on_overlay_and_plain_trees() {
     env_extract_is(&overlay, &edited, "srv/app/lib/code", "code v2\n");
 
     // Everything run again gives the same image as the cached steps.
-    let fresh = check("no cache", ran(&[1, 2, 3, 4, 5, 6, 7], &[]), &["--no-cache"]);
+    let fresh = check(
+        "no cache",
+        ran(&[1, 2, 3, 4, 5, 6, 7], &[]),
+        &["--no-cache"],
+    );
     assert_eq!(fresh, edited);
 }
 
@@ -893,4 +897,51 @@ fn step_layers_go_with_their_entries_and_fsck_checks_their_seals() {
     env.run(["rm", "--force", &format!("sha512-{hex}")]).ok();
     assert!(!env.store().join("layers").join(&hex[..64]).exists());
     assert!(layers(&env) < before);
+}
+
+#[test]
+fn more_layers_than_one_page_of_mount_options_are_mounted_one_by_one() {
+    let test = "more_layers_than_one_page_of_mount_options_are_mounted_one_by_one";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    // Sixty steps: their layers' paths take more than the one page of
+    // options mount(2) copies.
+    let count = 60;
+    let mut file = String::from("FROM example.com/base:1.0\n");
+    for i in 1..=count {
+        fs::write(env.path(&format!("f{i}")), format!("{i}\n")).unwrap();
+        file += &format!("COPY f{i} /srv/f{i}\n");
+    }
+    file += "NAME example.com/app\n";
+    fs::write(env.path("Acidofile"), file).unwrap();
+    let (first, _) = build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), count);
+    let layers_dir = fs::canonicalize(env.store().join("layers")).unwrap();
+    // ':' + layers/<64 hex>/upper, for every layer below the last step.
+    let per_layer = layers_dir.as_os_str().len() + 1 + 64 + "/upper".len() + 1;
+    assert!(
+        (count - 1) * per_layer > 4096,
+        "the test's paths are too short to need more than a page"
+    );
+
+    fs::write(env.path(&format!("f{count}")), "edited\n").unwrap();
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    let cached: Vec<usize> = (2..=count).collect();
+    assert_eq!(steps(&run), ran(&[count + 1], &cached));
+    assert!(
+        run.stderr()
+            .contains(&format!(": {} step layers mounted", count - 1)),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(cached_trees(&env), 1, "only the base's render");
+    let edited = run.ok().trim().to_owned();
+    assert_ne!(edited, first);
+    env_extract_is(&env, &edited, &format!("srv/f{count}"), "edited\n");
+    let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
+    assert_eq!(fresh, edited);
+    no_tree_left(&env);
 }
