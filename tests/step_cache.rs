@@ -848,6 +848,32 @@ fn step_layers_go_with_their_entries_and_fsck_checks_their_seals() {
     let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
     assert_eq!(fresh, edited);
 
+    // While a build stacks the layers, rm of their entries is refused.
+    fs::write(env.path("motd"), "hello a third time\n").unwrap();
+    let mut child = paused_build(&env, "pack-mid-write");
+    let state = fs::read_dir(env.store().join("builds"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("state.json"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(state).unwrap()).unwrap();
+    let stacked = state["layers"][0]["id"].as_str().unwrap().to_owned();
+    let refused = env.run(["rm", &stacked]);
+    assert_eq!(refused.code(), 128);
+    assert!(
+        refused
+            .stderr()
+            .contains("its step layer is stacked by the build tree"),
+        "{}",
+        refused.stderr()
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    remove_killed_trees(&env);
+    env.run(["gc"]).ok();
+    fs::write(env.path("motd"), "hello again\n").unwrap();
+
     // plain gc keeps every layer: their entries are stored.
     let gc = env.run(["gc"]).ok();
     assert!(!gc.contains("removed layer"), "{gc}");
