@@ -156,7 +156,32 @@ pub fn startbuild_overlay(
         store,
         image,
         Vec::new(),
+        false,
         dir,
+        temp_parent,
+        progress,
+        interrupt,
+    )
+}
+
+/// [`startbuild_overlay`] for the steps of an Acidofile build, in `dir`:
+/// the overlay is mounted `volatile` (see `OverlayPaths`), so neither the
+/// steps' syncs nor unmounting it to stack a layer syncs the store's file
+/// system; the build syncs each layer it keeps itself.
+pub(crate) fn startbuild_steps(
+    store: &Store,
+    image: &str,
+    dir: &Path,
+    temp_parent: &Path,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<OverlayReport, OverlayError> {
+    start(
+        store,
+        image,
+        Vec::new(),
+        true,
+        Some(dir),
         temp_parent,
         progress,
         interrupt,
@@ -183,6 +208,7 @@ pub(crate) fn startbuild_stack(
         store,
         &image.to_string(),
         layers,
+        true,
         Some(dir),
         temp_parent,
         progress,
@@ -190,10 +216,12 @@ pub(crate) fn startbuild_stack(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start(
     store: &Store,
     image: &str,
     layers: Vec<StateLayer>,
+    volatile: bool,
     dir: Option<&Path>,
     temp_parent: &Path,
     progress: Arc<dyn Progress>,
@@ -223,6 +251,7 @@ fn start(
         lower: PathBuf::new(),
         images: image_list(&ids),
         layers,
+        volatile,
     };
     let dirs = store.create_overlay_state(&dir, &state)?;
     cleanup.key = tree_key_of(&state);
@@ -289,6 +318,7 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
         layers: &current,
         upper: &dirs.upper,
         work: &dirs.work,
+        volatile: state.volatile,
     };
     if !mount::options_fit(paths, &rootfs, extra) {
         return Ok(false);
@@ -307,6 +337,16 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
             .map_err(io_err(&dirs.upper))?;
     }
     copy_root_attrs(&layer.upper(), &dirs.upper)?;
+    if state.volatile {
+        // A volatile overlay leaves work/incompat/volatile, which stops
+        // the next mount: the work directory starts afresh.
+        fs::remove_dir_all(&dirs.work).map_err(io_err(&dirs.work))?;
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dirs.work)
+            .map_err(io_err(&dirs.work))?;
+    }
     state.layers.insert(
         0,
         StateLayer {
@@ -331,6 +371,7 @@ fn mount_state(
             layers: &state.layer_dirs(),
             upper: &dirs.upper,
             work: &dirs.work,
+            volatile: state.volatile,
         },
         rootfs,
     )?;

@@ -163,6 +163,12 @@ pub struct OverlayPaths<'a> {
     pub upper: &'a Path,
     /// The work directory (same file system as `upper`).
     pub work: &'a Path,
+    /// Mount with `volatile`: syncs of the overlay are skipped, and so is
+    /// the sync of the upper file system that unmounting does. For trees
+    /// of one process (an Acidofile build) that syncs what it keeps
+    /// itself; after a crash such an overlay cannot be mounted again
+    /// (overlayfs leaves `work/incompat/volatile`).
+    pub volatile: bool,
 }
 
 /// Whether the overlay of `paths` with one more layer (of `extra` bytes
@@ -215,6 +221,9 @@ fn options(paths: OverlayPaths<'_>, target: &Path) -> Result<Vec<u8>, MountError
         data.push(b',');
     }
     data.extend_from_slice(b"redirect_dir=off,metacopy=off,index=off");
+    if paths.volatile {
+        data.extend_from_slice(b",volatile");
+    }
     // mount(2) copies at most one page of options: a longer string would
     // be cut, not refused.
     if data.len() >= MAX_OPTIONS {
@@ -364,6 +373,23 @@ mod new_api {
         for feature in super::FEATURES_OFF {
             let key = CString::new(feature).map_err(|_| Errno::EINVAL)?;
             set(&fs, &key, c"off")?;
+        }
+        if paths.volatile {
+            // SAFETY: a NUL-terminated key that outlives the call; a flag
+            // takes no value.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    libc::FSCONFIG_SET_FLAG as libc::c_uint,
+                    c"volatile".as_ptr(),
+                    std::ptr::null::<libc::c_void>(),
+                    0 as libc::c_int,
+                )
+            };
+            if ret < 0 {
+                return Err(Errno::last());
+            }
         }
         // SAFETY: no pointers; the fd is ours.
         let ret = unsafe {

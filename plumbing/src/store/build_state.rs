@@ -40,6 +40,10 @@ pub struct OverlayState {
     /// other tree.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<StateLayer>,
+    /// Whether the overlay is mounted `volatile` (an Acidofile build's
+    /// tree, see `build::mount::OverlayPaths`). Absent for other trees.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile: bool,
 }
 
 /// One step layer of an overlay build tree's lower stack.

@@ -394,10 +394,10 @@ impl Builder<'_> {
             self.progress
                 .note(&format!("starting from the cached state {}", id.abbrev(12)));
         }
-        let started = overlay::startbuild_overlay(
+        let started = overlay::startbuild_steps(
             self.store,
             &id.to_string(),
-            Some(&self.tree),
+            &self.tree,
             self.temp_parent,
             Arc::clone(&self.progress),
             self.interrupt,
