@@ -192,9 +192,10 @@ pub(crate) fn startbuild_steps(
 /// render of `image` with the step layers `layers` (top first, see
 /// `acido_plumbing::store::Layer`) stacked over it: an Acidofile build
 /// starting from a cached step, whose layers (and the render) are its
-/// whole chain, so nothing of the steps is rendered. Fails with
-/// [`MountError::OptionsTooLong`] when the stack's paths do not fit in a
-/// mount; nothing is left then.
+/// whole chain, so nothing of the steps is rendered. Mounted `volatile`
+/// as [`startbuild_steps`]. Fails with an [`OverlayError::Mount`] when the
+/// kernel cannot mount the stack (more layers than it stacks); nothing is
+/// left then.
 pub(crate) fn startbuild_stack(
     store: &Store,
     image: &ImageId,
@@ -297,8 +298,8 @@ fn start(
 /// (sealed, synced, renamed into place), and the overlay mounted again
 /// with the layer on top of its lower stack and a fresh upper directory,
 /// so the next step's upper directory is its diff against `id` alone.
-/// Returns `false` (nothing done) when one more layer would not fit in
-/// the mount's options; the tree then goes on as it is.
+/// Returns `false` (nothing done) when one more layer could not be
+/// mounted (see `mount::options_fit`); the tree then goes on as it is.
 pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<bool, OverlayError> {
     let (dirs, mut state) =
         store

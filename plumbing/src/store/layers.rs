@@ -206,10 +206,13 @@ impl Store {
             }
             Err(errno) => return Err(io_err(&target)(errno.into())),
         }
-        Ok(Layer {
-            id: staging_id(&target, self)?,
-            entry: target,
-        })
+        // Ours, or the concurrent build's under the same name, which is
+        // the same entry's.
+        self.layer_at(target.clone())?
+            .ok_or_else(|| StoreError::CorruptRecord {
+                path: target.join("id"),
+                reason: "the published layer has no valid id file".to_owned(),
+            })
     }
 
     /// Everything in `layers/` (a missing directory is empty). Layers are
@@ -296,17 +299,5 @@ impl Store {
     /// many went.
     pub fn sweep_layer_temps(&self) -> usize {
         temp::sweep_leftovers(&self.layers_dir(), TempKind::Render).removed
-    }
-}
-
-/// The id of the layer published at `target` (ours, or the concurrent
-/// build's under the same name, which is the same entry's).
-fn staging_id(target: &Path, store: &Store) -> Result<ImageId, StoreError> {
-    match store.layer_at(target.to_owned())? {
-        Some(layer) => Ok(layer.id),
-        None => Err(StoreError::CorruptRecord {
-            path: target.join("id"),
-            reason: "the published layer has no valid id file".to_owned(),
-        }),
     }
 }
