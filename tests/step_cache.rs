@@ -595,12 +595,15 @@ fn can_mount_overlays(test: &str) -> bool {
 }
 
 /// Deterministic steps that stack: later RUNs change, delete and replace
-/// what earlier ones made, and what the base has.
+/// what earlier ones made (a directory by a file and the other way round,
+/// one member of a hard-link group), and what the base has; on an overlay
+/// each step is a layer, so the final image reads them all together.
 const STACKED: &str = "FROM example.com/base:1.0\n\
 RUN sh -c 'mkdir -p /srv/a/b; echo one > /srv/a/b/f; echo x > /srv/a/g; touch -d @1600000000 /srv/a/b/f /srv/a/g /srv/a/b /srv/a /srv'\n\
+RUN sh -c 'mkdir /srv/h /srv/t; echo l > /srv/h/one; busybox ln /srv/h/one /srv/h/two; busybox ln /srv/h/one /srv/h/three; echo t > /srv/t/x; echo f > /srv/f; touch -d @1600000000 /srv/h/one /srv/h /srv/t/x /srv/t /srv/f /srv'\n\
 RUN sh -c 'echo two >> /srv/a/b/f; rm /srv/a/g /etc/hostname; touch -d @1600000000 /srv/a/b/f /srv/a /etc'\n\
 COPY app/ /srv/app/\n\
-RUN sh -c 'rm -rf /srv/a; mkdir /srv/a; echo new > /srv/a/h; chmod 600 /srv/app/lib/code; touch -d @1600000000 /srv/a/h /srv/a /srv'\n\
+RUN sh -c 'rm -rf /srv/a; mkdir /srv/a; echo new > /srv/a/h; chmod 600 /srv/app/lib/code; rm /srv/h/three; rm -r /srv/t; echo file > /srv/t; rm /srv/f; mkdir /srv/f; echo in > /srv/f/y; touch -d @1600000000 /srv/a/h /srv/a /srv/h /srv/t /srv/f/y /srv/f /srv'\n\
 COPY motd /etc/motd\n\
 NAME example.com/app\n";
 
@@ -623,6 +626,13 @@ fn build_trees(env: &Env, plain: bool, extra: &[&str]) -> (String, Steps) {
 /// The store's tree-cache entries (an overlay build's lower directories).
 fn cached_trees(env: &Env) -> usize {
     fs::read_dir(env.store().join("trees"))
+        .map(|d| d.flatten().filter(|e| e.file_name().len() == 64).count())
+        .unwrap_or(0)
+}
+
+/// The store's step layers.
+fn layers(env: &Env) -> usize {
+    fs::read_dir(env.store().join("layers"))
         .map(|d| d.flatten().filter(|e| e.file_name().len() == 64).count())
         .unwrap_or(0)
 }
@@ -674,30 +684,290 @@ fn steps_build_the_same_images_on_overlay_and_plain_trees() {
         no_tree_left(&overlay);
         a
     };
-    let first = check("first", ran(&[2, 3, 4, 5, 6], &[]), &[]);
+    let first = check("first", ran(&[2, 3, 4, 5, 6, 7], &[]), &[]);
     // The overlay build mounted its steps over the base's cached
     // rendering; the plain one rendered it into its tree.
     assert_eq!(cached_trees(&plain), 0);
     assert_eq!(cached_trees(&overlay), 1);
     env_extract_is(&overlay, &first, "srv/a/h", "new\n");
+    env_extract_is(&overlay, &first, "srv/t", "file\n");
+    env_extract_is(&overlay, &first, "srv/f/y", "in\n");
+    env_extract_is(&overlay, &first, "srv/h/two", "l\n");
 
-    // From a cached step: the overlay starts on that step's rendering.
+    // Each step stored on the overlay left its layer; none on plain trees.
+    assert_eq!(layers(&plain), 0);
+    assert_eq!(layers(&overlay), 6);
+
+    // From a cached step: the overlay mounts the layers of steps 2 and 3
+    // over the base's cached rendering, and renders nothing.
     fs::write(plain.path("app/lib/code"), "code v2\n").unwrap();
     fs::write(overlay.path("app/lib/code"), "code v2\n").unwrap();
-    let edited = check("edited", ran(&[4, 5, 6], &[2, 3]), &[]);
+    let edited = check("edited", ran(&[5, 6, 7], &[2, 3, 4]), &[]);
     assert_ne!(edited, first);
-    assert_eq!(cached_trees(&overlay), 2);
+    assert_eq!(cached_trees(&overlay), 1, "the cached step was rendered");
+    assert_eq!(layers(&overlay), 9);
     env_extract_is(&overlay, &edited, "srv/app/lib/code", "code v2\n");
 
     // Everything run again gives the same image as the cached steps.
-    let fresh = check("no cache", ran(&[1, 2, 3, 4, 5, 6], &[]), &["--no-cache"]);
+    let fresh = check(
+        "no cache",
+        ran(&[1, 2, 3, 4, 5, 6, 7], &[]),
+        &["--no-cache"],
+    );
     assert_eq!(fresh, edited);
 }
 
 /// `path` in the rootfs of the stored image `id` holds `text`.
 fn env_extract_is(env: &Env, id: &str, path: &str, text: &str) {
     let out = format!("out-{}", &id[7..19]);
-    env.run(["extract", id, &out]).ok();
+    if !env.path(&out).exists() {
+        env.run(["extract", id, &out]).ok();
+    }
     let got = fs::read_to_string(env.path(&format!("{out}/rootfs/{path}"))).unwrap();
     assert_eq!(got, text, "{path} in {id}");
+}
+
+/// Whether overlay build trees can be used here (root and overlayfs);
+/// prints why not, and fails in CI.
+fn can_use_overlays(test: &str) -> bool {
+    if !is_root() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "{test}: cannot run in CI: overlay trees need root");
+        eprintln!("skipping {test}: overlay trees need root");
+        return false;
+    }
+    can_mount_overlays(test)
+}
+
+/// The temps in the store's `layers/`.
+fn layer_temps(env: &Env) -> Vec<String> {
+    fs::read_dir(env.store().join("layers"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".acido-render-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_build_killed_while_storing_a_layer_leaves_none_that_is_used() {
+    let test = "a_build_killed_while_storing_a_layer_leaves_none_that_is_used";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let expected = env
+        .run([
+            "build",
+            "-f",
+            "Acidofile",
+            "-o",
+            "expected.aci",
+            "--no-cache",
+        ])
+        .ok();
+    env.run(["gc", "--cache"]).ok();
+    assert_eq!(
+        layers(&env),
+        0,
+        "gc --cache took the layers with the entries"
+    );
+
+    // Killed with the first step's entry stored and its layer sealed in a
+    // temp, not yet renamed into place.
+    let mut child = paused_build(&env, "layer-before-publish");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    remove_killed_trees(&env);
+    assert_eq!(layers(&env), 0, "a layer was published");
+    assert_eq!(layer_temps(&env).len(), 1, "the killed build's temp");
+
+    // The entry is used; it has no layer, so it is rendered, and the
+    // temp is never mounted (this build sweeps it).
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(steps(&run), ran(&[3, 4], &[2]));
+    assert_eq!(run.ok().trim(), expected.trim());
+    assert!(
+        !run.stderr().contains("step layers mounted"),
+        "{}",
+        run.stderr()
+    );
+    assert!(layer_temps(&env).is_empty(), "{:?}", layer_temps(&env));
+    assert_eq!(layers(&env), 2, "the steps that ran left their layers");
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code(), 0, "{}{}", fsck.stdout(), fsck.stderr());
+    assert!(
+        fsck.stderr().contains("; 2 step layers"),
+        "{}",
+        fsck.stderr()
+    );
+}
+
+/// The hex digits of a stored cache entry that has a layer.
+fn layered_entry(env: &Env) -> String {
+    let images = listed(env, false);
+    listed(env, true)
+        .into_iter()
+        .filter(|id| !images.contains(id))
+        .map(|id| id["sha512-".len()..].to_owned())
+        .find(|hex| env.store().join("layers").join(&hex[..64]).is_dir())
+        .expect("an entry with a layer")
+}
+
+#[test]
+fn step_layers_go_with_their_entries_and_fsck_checks_their_seals() {
+    let test = "step_layers_go_with_their_entries_and_fsck_checks_their_seals";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    let (first, _) = build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), 3);
+
+    // An edit of the last copied file mounts the first two steps' layers
+    // and renders no cached step.
+    fs::write(env.path("motd"), "hello again\n").unwrap();
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(steps(&run), ran(&[4], &[2, 3]));
+    assert!(
+        run.stderr().contains(": 2 step layers mounted"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(cached_trees(&env), 1, "only the base's render");
+    let edited = run.ok().trim().to_owned();
+    assert_ne!(edited, first);
+    assert_eq!(layers(&env), 4);
+    // The same image as a build that ran every step.
+    let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
+    assert_eq!(fresh, edited);
+
+    // While a build stacks the layers, rm of their entries is refused.
+    fs::write(env.path("motd"), "hello a third time\n").unwrap();
+    let mut child = paused_build(&env, "pack-mid-write");
+    let state = fs::read_dir(env.store().join("builds"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("state.json"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&fs::read(state).unwrap()).unwrap();
+    let stacked = state["layers"][0]["id"].as_str().unwrap().to_owned();
+    let refused = env.run(["rm", &stacked]);
+    assert_eq!(refused.code(), 128);
+    assert!(
+        refused
+            .stderr()
+            .contains("its step layer is stacked by the build tree"),
+        "{}",
+        refused.stderr()
+    );
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    remove_killed_trees(&env);
+    env.run(["gc"]).ok();
+    fs::write(env.path("motd"), "hello again\n").unwrap();
+
+    // plain gc keeps every layer: their entries are stored.
+    let gc = env.run(["gc"]).ok();
+    assert!(!gc.contains("removed layer"), "{gc}");
+    assert_eq!(layers(&env), 4);
+
+    // A layer written through breaks its seal: fsck reports it and
+    // --repair removes it; the next build renders that step's state.
+    let layer = fs::read_dir(env.store().join("layers"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().len() == 64)
+        .unwrap()
+        .path();
+    fs::write(layer.join("upper/intruder"), "x").unwrap();
+    let fsck = env.run(["fsck"]);
+    assert_eq!(fsck.code(), 1);
+    assert!(
+        fsck.stdout().contains("bad-layer\tlayers/"),
+        "{}",
+        fsck.stdout()
+    );
+    env.run(["fsck", "--repair"]);
+    assert_eq!(env.run(["fsck"]).code(), 0);
+    assert_eq!(layers(&env), 3);
+
+    // gc --cache takes every entry and its layer; an orphan layer (its
+    // entry removed behind the store's back) goes with plain gc.
+    env.run(["gc", "--cache"]).ok();
+    assert_eq!(layers(&env), 0);
+    build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), 3);
+    let hex = layered_entry(&env);
+    fs::remove_file(
+        env.store()
+            .join(format!("blobs/sha512/{}/{hex}", &hex[..2])),
+    )
+    .unwrap();
+    let gc = env.run(["gc"]).ok();
+    assert!(
+        gc.contains(&format!("removed layer layers/{} ", &hex[..64])),
+        "{gc}"
+    );
+
+    // rm of an entry removes its layer.
+    let before = layers(&env);
+    let hex = layered_entry(&env);
+    env.run(["rm", "--force", &format!("sha512-{hex}")]).ok();
+    assert!(!env.store().join("layers").join(&hex[..64]).exists());
+    assert!(layers(&env) < before);
+}
+
+#[test]
+fn more_layers_than_one_page_of_mount_options_are_mounted_one_by_one() {
+    let test = "more_layers_than_one_page_of_mount_options_are_mounted_one_by_one";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    // Sixty steps: their layers' paths take more than the one page of
+    // options mount(2) copies.
+    let count = 60;
+    let mut file = String::from("FROM example.com/base:1.0\n");
+    for i in 1..=count {
+        fs::write(env.path(&format!("f{i}")), format!("{i}\n")).unwrap();
+        file += &format!("COPY f{i} /srv/f{i}\n");
+    }
+    file += "NAME example.com/app\n";
+    fs::write(env.path("Acidofile"), file).unwrap();
+    let (first, _) = build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), count);
+    let layers_dir = fs::canonicalize(env.store().join("layers")).unwrap();
+    // ':' + layers/<64 hex>/upper, for every layer below the last step.
+    let per_layer = layers_dir.as_os_str().len() + 1 + 64 + "/upper".len() + 1;
+    assert!(
+        (count - 1) * per_layer > 4096,
+        "the test's paths are too short to need more than a page"
+    );
+
+    fs::write(env.path(&format!("f{count}")), "edited\n").unwrap();
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    let cached: Vec<usize> = (2..=count).collect();
+    assert_eq!(steps(&run), ran(&[count + 1], &cached));
+    assert!(
+        run.stderr()
+            .contains(&format!(": {} step layers mounted", count - 1)),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(cached_trees(&env), 1, "only the base's render");
+    let edited = run.ok().trim().to_owned();
+    assert_ne!(edited, first);
+    env_extract_is(&env, &edited, &format!("srv/f{count}"), "edited\n");
+    let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
+    assert_eq!(fresh, edited);
+    no_tree_left(&env);
 }

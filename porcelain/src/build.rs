@@ -108,6 +108,14 @@ pub struct BuildReport {
     pub same_name: Vec<ImageRecord>,
 }
 
+/// What of an overlay build tree is read as its diff.
+enum View<'a> {
+    /// Its upper directory.
+    Upper(&'a Path),
+    /// Step layers and the upper directory (bottom first), read together.
+    Stack(Vec<PathBuf>),
+}
+
 /// Builds the layout directory `dir` into a new image.
 pub fn build(
     store: &Store,
@@ -175,48 +183,69 @@ pub(crate) fn build_since(
             });
         }
     }
-    let (packed_manifest, selection, whitelisted, used_snapshot, used_overlay) =
-        if manifest.dependencies.is_empty() {
-            (manifest_bytes, None, false, false, false)
-        } else {
-            progress.note("comparing the tree with its dependencies");
-            let rendering = build::dependency_rendering(store, &manifest, &rootfs, scratch)?;
-            // The upper directory is the diff only against the rendering
-            // the lower directory holds; a manifest whose dependencies were
-            // edited since is compared in full through the mount.
-            let upper = overlay.as_ref().and_then(|(dirs, state)| {
-                let deps: Vec<String> = rendering.list.images[1..]
-                    .iter()
-                    .map(|l| l.id.to_string())
-                    .collect();
-                (since.is_some() || deps == state.images).then_some(&dirs.upper)
-            });
-            let snapshot = match (&overlay, upper) {
-                (None, _) => store
-                    .load_build_state(dir)?
-                    .and_then(|bytes| Snapshot::decode(&bytes).ok()),
-                _ => None,
-            };
-            let (changes, tree) = match upper {
-                Some(upper) => build::overlay::diff_upper(&rendering, upper, since)?,
-                None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
-            };
-            let selection = build::select(&changes);
-            let (bytes, whitelisted) = if selection.deleted > 0 {
-                let mut with_list = manifest.clone();
-                with_list.path_whitelist = build::whitelist_of(&tree)?;
-                (with_list.to_json().into_bytes(), true)
-            } else {
-                (manifest_bytes, false)
-            };
-            (
-                bytes,
-                Some(selection),
-                whitelisted,
-                snapshot.is_some(),
-                upper.is_some(),
-            )
+    let (packed_manifest, selection, whitelisted, used_snapshot, used_overlay) = if manifest
+        .dependencies
+        .is_empty()
+    {
+        (manifest_bytes, None, false, false, false)
+    } else {
+        progress.note("comparing the tree with its dependencies");
+        let rendering = build::dependency_rendering(store, &manifest, &rootfs, scratch)?;
+        // The upper directory is the diff only against the rendering
+        // the lower stack holds; an Acidofile tree's stack of step
+        // layers is also the diff against the rendering a lower part
+        // of the stack holds (the layers above it read with the upper
+        // directory). A manifest whose dependencies match no part of
+        // the stack is compared in full through the mount.
+        let view = overlay.as_ref().and_then(|(dirs, state)| {
+            if since.is_some() {
+                return Some(View::Upper(&dirs.upper));
+            }
+            let deps: Vec<String> = rendering.list.images[1..]
+                .iter()
+                .map(|l| l.id.to_string())
+                .collect();
+            let stack = state.stack_images();
+            let above = (0..=state.layers.len()).find(|&j| stack[j..] == deps[..])?;
+            if above == 0 {
+                return Some(View::Upper(&dirs.upper));
+            }
+            // Bottom first, the upper directory last.
+            let mut layers: Vec<PathBuf> = state.layers[..above]
+                .iter()
+                .rev()
+                .map(|l| l.upper.clone())
+                .collect();
+            layers.push(dirs.upper.clone());
+            Some(View::Stack(layers))
+        });
+        let snapshot = match (&overlay, &view) {
+            (None, _) => store
+                .load_build_state(dir)?
+                .and_then(|bytes| Snapshot::decode(&bytes).ok()),
+            _ => None,
         };
+        let (changes, tree) = match &view {
+            Some(View::Upper(upper)) => build::overlay::diff_upper(&rendering, upper, since)?,
+            Some(View::Stack(layers)) => build::overlay::diff_layers(&rendering, layers, &rootfs)?,
+            None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
+        };
+        let selection = build::select(&changes);
+        let (bytes, whitelisted) = if selection.deleted > 0 {
+            let mut with_list = manifest.clone();
+            with_list.path_whitelist = build::whitelist_of(&tree)?;
+            (with_list.to_json().into_bytes(), true)
+        } else {
+            (manifest_bytes, false)
+        };
+        (
+            bytes,
+            Some(selection),
+            whitelisted,
+            snapshot.is_some(),
+            view.is_some(),
+        )
+    };
 
     let select = |path: &[u8]| match &selection {
         Some(sel) => sel.paths.contains(path),

@@ -13,7 +13,7 @@ use acido_plumbing::id::ImageId;
 use acido_plumbing::json_output::{Bytes, Document};
 use acido_plumbing::render::{self, TreeState};
 use acido_plumbing::store::{
-    BlobState, FileKind, IndexState, LayerState, RecordState, Store, StoreError, TempSweep,
+    BlobState, FileKind, IndexState, OciLayerState, RecordState, Store, StoreError, TempSweep,
 };
 
 /// What is wrong. The names are the first column of `fsck`'s output.
@@ -57,6 +57,11 @@ pub enum ProblemKind {
     BadOciLayer,
     /// A layer cache entry holds an image that is no longer stored.
     OrphanOciLayer,
+    /// A step layer changed since it was sealed, or its directory is
+    /// damaged.
+    BadLayer,
+    /// A step layer whose cache entry is no longer stored.
+    OrphanLayer,
 }
 
 impl ProblemKind {
@@ -81,6 +86,8 @@ impl ProblemKind {
             ProblemKind::OrphanTree => "orphan-tree",
             ProblemKind::BadOciLayer => "bad-oci-layer",
             ProblemKind::OrphanOciLayer => "orphan-oci-layer",
+            ProblemKind::BadLayer => "bad-layer",
+            ProblemKind::OrphanLayer => "orphan-layer",
         }
     }
 }
@@ -131,6 +138,8 @@ pub struct FsckReport {
     pub trees_checked: usize,
     /// Layer cache entries re-hashed.
     pub oci_layers_checked: usize,
+    /// Step layers whose seal was checked.
+    pub layers_checked: usize,
     /// Every problem, in the order found: store, blobs by id, orphans,
     /// temps, strays.
     pub problems: Vec<Problem>,
@@ -483,11 +492,118 @@ pub fn fsck(store: &Store, repair: bool) -> Result<FsckReport, StoreError> {
         );
     }
     checker.check_trees();
+    checker.check_oci_layers();
     checker.check_layers();
     Ok(checker.report)
 }
 
 impl Checker<'_> {
+    /// Checks the step layers like the tree cache: every complete layer's
+    /// cache entry is stored and its seal holds; damaged layers, leftover
+    /// temps and strays in `layers/` are reported. Layers are derivable
+    /// (a build without one renders its entry), so repair removes them.
+    fn check_layers(&mut self) {
+        let store = self.store;
+        let inv = match store.layer_inventory() {
+            Ok(inv) => inv,
+            Err(e) => {
+                let path = relative(store, &store.layers_dir());
+                self.problem(
+                    ProblemKind::BadLayer,
+                    Subject::Path(path),
+                    e.to_string(),
+                    None,
+                );
+                return;
+            }
+        };
+        let remove = |path: &Path| -> Result<String, StoreError> {
+            store.remove_layer_entry(path)?;
+            Ok("removed".to_owned())
+        };
+        for layer in &inv.layers {
+            let entry = layer.entry();
+            let path = relative(store, entry);
+            if !store.contains(layer.id()) {
+                let detail = format!(
+                    "step layer of {}, which is not stored",
+                    layer.id().abbrev(12)
+                );
+                self.problem(
+                    ProblemKind::OrphanLayer,
+                    Subject::Path(path),
+                    detail,
+                    Some(&|| remove(entry)),
+                );
+                continue;
+            }
+            self.report.layers_checked += 1;
+            let detail = match render::check_layer(layer) {
+                Ok(TreeState::Intact) => continue,
+                Ok(TreeState::Changed) => {
+                    "step layer changed since it was stored (written through?)".to_owned()
+                }
+                Err(e) => e.to_string(),
+            };
+            self.problem(
+                ProblemKind::BadLayer,
+                Subject::Path(path),
+                detail,
+                Some(&|| remove(entry)),
+            );
+        }
+        for entry in &inv.damaged {
+            self.problem(
+                ProblemKind::BadLayer,
+                Subject::Path(relative(store, entry)),
+                "step layer without a readable id file".to_owned(),
+                Some(&|| remove(entry)),
+            );
+        }
+        for temp in &inv.temps {
+            match store.layer_temp_in_use(temp) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::StaleTemp,
+                        Subject::Path(relative(store, temp)),
+                        e.to_string(),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            let sweep = || -> Result<String, StoreError> {
+                store.sweep_layer_temps();
+                Ok(if fs_gone(temp) {
+                    "removed"
+                } else {
+                    "left: could not be removed"
+                }
+                .to_owned())
+            };
+            self.problem(
+                ProblemKind::StaleTemp,
+                Subject::Path(relative(store, temp)),
+                "leftover of a killed build's step layer or of a removal".to_owned(),
+                Some(&sweep),
+            );
+        }
+        for stray in &inv.strays {
+            let fix = || {
+                let moved = store.quarantine_path(stray)?;
+                Ok(format!("moved to {}", relative(store, &moved).display()))
+            };
+            self.problem(
+                ProblemKind::Stray,
+                Subject::Path(relative(store, stray)),
+                "unexpected file in layers/".to_owned(),
+                Some(&fix),
+            );
+        }
+    }
+
     /// Checks the tree cache: every complete entry's images are stored
     /// and its seal holds; damaged entries, leftover temps and strays in
     /// `trees/` are reported. Entries are derivable, so repair removes them.
@@ -613,15 +729,15 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
-    /// Checks the layer cache: every entry's images are stored, its
+    /// Checks the OCI layer cache: every entry's images are stored, its
     /// record reads and its blob hashes to it; strays in `oci-layers/` are
     /// reported. Entries are derivable, so repair removes the bad ones.
-    fn check_layers(&mut self) {
+    fn check_oci_layers(&mut self) {
         let store = self.store;
-        let inv = match store.layer_inventory() {
+        let inv = match store.oci_layer_inventory() {
             Ok(inv) => inv,
             Err(e) => {
-                let path = relative(store, &store.layers_dir());
+                let path = relative(store, &store.oci_layers_dir());
                 self.problem(
                     ProblemKind::BadOciLayer,
                     Subject::Path(path),
@@ -632,9 +748,9 @@ impl Checker<'_> {
             }
         };
         for entry in &inv.entries {
-            let path = relative(store, &store.layer_path(&entry.name));
+            let path = relative(store, &store.oci_layer_path(&entry.name));
             let remove = || -> Result<String, StoreError> {
-                store.remove_layer(entry)?;
+                store.remove_oci_layer(entry)?;
                 Ok("removed".to_owned())
             };
             let missing = entry.key.as_ref().and_then(|key| {
@@ -659,9 +775,9 @@ impl Checker<'_> {
                 continue;
             }
             self.report.oci_layers_checked += 1;
-            match store.check_layer(entry) {
-                Ok(LayerState::Ok) => {}
-                Ok(LayerState::Bad(why)) => self.problem(
+            match store.check_oci_layer(entry) {
+                Ok(OciLayerState::Ok) => {}
+                Ok(OciLayerState::Bad(why)) => self.problem(
                     ProblemKind::BadOciLayer,
                     Subject::Path(path),
                     format!("layer cache entry unusable: {why}"),

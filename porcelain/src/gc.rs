@@ -2,12 +2,12 @@
 //! `tmp/` and `trees/`, indexes and records whose blob is gone, and cached
 //! trees no build tree uses (as `rkt image gc` removes unused tree
 //! stores), and the overlay state of build trees removed without
-//! `endbuild`, and the layer cache's entries (`push`'s gzip layers) that
+//! `endbuild`, and the OCI layer cache's entries (`push`'s gzip layers) that
 //! hold an image no longer stored, damaged ones and blobs without their
-//! record. Never touches a live write (its temp is locked), a blob, a
+//! record, and step layers whose cache entry is gone. Never touches a live write (its temp is locked), a blob, a
 //! cached tree a build tree still uses, or anything mounted. With `--cache` it also removes the
 //! step cache's entries ([`crate::acidofile::cache`]) that no other stored
-//! image depends on, and every layer cache entry (both are only
+//! image depends on, and every OCI layer cache entry (both are only
 //! speed-ups, which `--cache` asks to drop).
 
 use std::path::{Path, PathBuf};
@@ -40,6 +40,9 @@ pub enum Garbage {
     /// An OCI layer cache entry (its blob and record, counted as one
     /// file).
     OciLayer,
+    /// A step layer whose cache entry is gone (or whose directory is
+    /// damaged), that no build tree's overlay stacks.
+    Layer,
 }
 
 impl Garbage {
@@ -53,6 +56,7 @@ impl Garbage {
             Garbage::Tree => "tree",
             Garbage::BuildState => "build-state",
             Garbage::OciLayer => "oci-layer",
+            Garbage::Layer => "layer",
         }
     }
 }
@@ -146,7 +150,8 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
     // directory in use.
     sweep_overlay_states(store, &mut report)?;
     collect_trees(store, &mut report)?;
-    collect_layers(store, cache, &mut report)?;
+    collect_oci_layers(store, cache, &mut report)?;
+    collect_layers(store, &mut report)?;
     Ok(report)
 }
 
@@ -156,8 +161,8 @@ pub fn gc_with(store: &Store, cache: bool) -> Result<GcReport, StoreError> {
 /// (`--cache`), every entry. A blob without its record is also the
 /// instant between a live push's two renames; removing it then only
 /// costs that push's next run a regeneration.
-fn collect_layers(store: &Store, all: bool, report: &mut GcReport) -> Result<(), StoreError> {
-    let inv = store.layer_inventory()?;
+fn collect_oci_layers(store: &Store, all: bool, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.oci_layer_inventory()?;
     for entry in &inv.entries {
         let usable = entry.has_blob
             && entry.key.as_ref().is_some_and(|key| {
@@ -168,10 +173,10 @@ fn collect_layers(store: &Store, all: bool, report: &mut GcReport) -> Result<(),
         if usable && !all {
             continue;
         }
-        let bytes = store.remove_layer(entry)?;
+        let bytes = store.remove_oci_layer(entry)?;
         report.removed.push(Removed {
             kind: Garbage::OciLayer,
-            path: relative(store, &store.layer_path(&entry.name)),
+            path: relative(store, &store.oci_layer_path(&entry.name)),
             bytes,
         });
     }
@@ -280,6 +285,59 @@ fn abandoned(tree: &Path) -> bool {
         Ok(meta) if !meta.is_dir() => true,
         Ok(_) => std::fs::read_dir(&rootfs).is_ok_and(|mut d| d.next().is_some()),
     }
+}
+
+/// Removes the step layers whose cache entry is gone and the damaged
+/// ones, except those an overlay state (a build tree that may still be
+/// mounted or resumed) stacks, and the temps of killed builds' layers.
+fn collect_layers(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.layer_inventory()?;
+    let mut leftovers = Vec::new();
+    for temp in &inv.temps {
+        if store.layer_temp_in_use(temp)? {
+            report.in_use += 1;
+        } else {
+            leftovers.push((temp, file_bytes_under(temp)));
+        }
+    }
+    if !leftovers.is_empty() {
+        store.sweep_layer_temps();
+    }
+    for (temp, bytes) in leftovers {
+        if std::fs::symlink_metadata(temp).is_err() {
+            report.removed.push(Removed {
+                kind: Garbage::Temp,
+                path: relative(store, temp),
+                bytes,
+            });
+        }
+    }
+    // A state that cannot be read may stack any layer: then no orphan
+    // is removed (fsck reports the state).
+    let mut stacked = Vec::new();
+    for (_, state) in store.overlay_states()? {
+        match state {
+            Some(state) => stacked.extend(state.layer_dirs()),
+            None => return Ok(()),
+        }
+    }
+    let orphans = inv
+        .layers
+        .iter()
+        .filter(|l| !store.contains(l.id()) && !stacked.contains(&l.upper()))
+        .map(|l| l.entry().to_owned());
+    let doomed: Vec<PathBuf> = orphans.chain(inv.damaged.iter().cloned()).collect();
+    for entry in doomed {
+        let bytes = file_bytes_under(&entry);
+        if store.remove_layer_entry(&entry)? {
+            report.removed.push(Removed {
+                kind: Garbage::Layer,
+                path: relative(store, &entry),
+                bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes the cached trees nothing uses, damaged entries, and the temps

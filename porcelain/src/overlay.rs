@@ -22,7 +22,8 @@ use acido_plumbing::id::ImageId;
 use acido_plumbing::naming::{self, ImageRef, NamingError};
 use acido_plumbing::render::{self, RenderError, RenderOptions};
 use acido_plumbing::store::{
-    image_list, OverlayDirs, OverlayState, Store, StoreError, TreeKey, OVERLAY_STATE_VERSION,
+    image_list, OverlayDirs, OverlayState, StateLayer, Store, StoreError, TreeKey,
+    OVERLAY_STATE_VERSION,
 };
 
 use crate::extract::data_bytes;
@@ -151,6 +152,82 @@ pub fn startbuild_overlay(
     progress: Arc<dyn Progress>,
     interrupt: &AtomicBool,
 ) -> Result<OverlayReport, OverlayError> {
+    start(
+        store,
+        image,
+        Vec::new(),
+        false,
+        dir,
+        temp_parent,
+        progress,
+        interrupt,
+    )
+}
+
+/// [`startbuild_overlay`] for the steps of an Acidofile build, in `dir`:
+/// the overlay is mounted `volatile` (see `OverlayPaths`), so neither the
+/// steps' syncs nor unmounting it to stack a layer syncs the store's file
+/// system; the build syncs each layer it keeps itself.
+pub(crate) fn startbuild_steps(
+    store: &Store,
+    image: &str,
+    dir: &Path,
+    temp_parent: &Path,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<OverlayReport, OverlayError> {
+    start(
+        store,
+        image,
+        Vec::new(),
+        true,
+        Some(dir),
+        temp_parent,
+        progress,
+        interrupt,
+    )
+}
+
+/// Starts an overlay build in `dir` whose lower directory is the cached
+/// render of `image` with the step layers `layers` (top first, see
+/// `acido_plumbing::store::Layer`) stacked over it: an Acidofile build
+/// starting from a cached step, whose layers (and the render) are its
+/// whole chain, so nothing of the steps is rendered. Mounted `volatile`
+/// as [`startbuild_steps`]. Fails with an [`OverlayError::Mount`] when the
+/// kernel cannot mount the stack (more layers than it stacks); nothing is
+/// left then.
+pub(crate) fn startbuild_stack(
+    store: &Store,
+    image: &ImageId,
+    layers: Vec<StateLayer>,
+    dir: &Path,
+    temp_parent: &Path,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<OverlayReport, OverlayError> {
+    start(
+        store,
+        &image.to_string(),
+        layers,
+        true,
+        Some(dir),
+        temp_parent,
+        progress,
+        interrupt,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start(
+    store: &Store,
+    image: &str,
+    layers: Vec<StateLayer>,
+    volatile: bool,
+    dir: Option<&Path>,
+    temp_parent: &Path,
+    progress: Arc<dyn Progress>,
+    interrupt: &AtomicBool,
+) -> Result<OverlayReport, OverlayError> {
     // Before anything is created: a clear "why not" and nothing to undo.
     mount::check_support()?;
     let resolved = naming::resolve(store, &ImageRef::parse(image, false)?)?;
@@ -174,6 +251,8 @@ pub fn startbuild_overlay(
         tree: canonical,
         lower: PathBuf::new(),
         images: image_list(&ids),
+        layers,
+        volatile,
     };
     let dirs = store.create_overlay_state(&dir, &state)?;
     cleanup.key = tree_key_of(&state);
@@ -197,7 +276,9 @@ pub fn startbuild_overlay(
     )?;
     state.lower = lower.clone();
     store.save_overlay_state(&dirs, &state)?;
-    copy_root_attrs(&lower, &dirs.upper)?;
+    // The mounted root shows the topmost layer's root.
+    let top = state.layers.first().map_or(lower, |l| l.upper.clone());
+    copy_root_attrs(&top, &dirs.upper)?;
 
     crate::test_hooks::overlay_pause(crate::test_hooks::OverlayStep::BeforeMount);
     mount_state(&dirs, &state, &rootfs)?;
@@ -211,6 +292,74 @@ pub fn startbuild_overlay(
     })
 }
 
+/// Makes the upper directory of the overlay build tree `dir` the layer of
+/// the cache entry `id` (just stored from this tree): the overlay is
+/// unmounted, the upper directory moved into the store as the layer
+/// (sealed, synced, renamed into place), and the overlay mounted again
+/// with the layer on top of its lower stack and a fresh upper directory,
+/// so the next step's upper directory is its diff against `id` alone.
+/// Returns `false` (nothing done) when one more layer could not be
+/// mounted (see `mount::options_fit`); the tree then goes on as it is.
+pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<bool, OverlayError> {
+    let (dirs, mut state) =
+        store
+            .load_overlay_state(dir)?
+            .ok_or_else(|| OverlayError::NoState {
+                path: dir.to_owned(),
+            })?;
+    let rootfs = state.tree.join("rootfs");
+    let layers_dir = store.layers_dir();
+    fs::create_dir_all(&layers_dir).map_err(io_err(&layers_dir))?;
+    let canonical = fs::canonicalize(&layers_dir).map_err(io_err(&layers_dir))?;
+    // ':' + layers/<64 hex>/upper
+    let extra = canonical.as_os_str().len() + 1 + 64 + "/upper".len() + 1;
+    let current = state.layer_dirs();
+    let paths = OverlayPaths {
+        lower: &state.lower,
+        layers: &current,
+        upper: &dirs.upper,
+        work: &dirs.work,
+        volatile: state.volatile,
+    };
+    if !mount::options_fit(paths, &rootfs, extra) {
+        return Ok(false);
+    }
+    mount::unmount(&rootfs)?;
+    let staging = store.stage_layer(id)?;
+    fs::rename(&dirs.upper, staging.upper_path()).map_err(io_err(&dirs.upper))?;
+    render::seal_layer(&staging)?;
+    crate::test_hooks::overlay_pause(crate::test_hooks::OverlayStep::LayerBeforePublish);
+    let layer = store.publish_layer(staging)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dirs.upper)
+            .map_err(io_err(&dirs.upper))?;
+    }
+    copy_root_attrs(&layer.upper(), &dirs.upper)?;
+    if state.volatile {
+        // A volatile overlay leaves work/incompat/volatile, which stops
+        // the next mount: the work directory starts afresh.
+        fs::remove_dir_all(&dirs.work).map_err(io_err(&dirs.work))?;
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dirs.work)
+            .map_err(io_err(&dirs.work))?;
+    }
+    state.layers.insert(
+        0,
+        StateLayer {
+            id: id.to_string(),
+            upper: layer.upper(),
+        },
+    );
+    store.save_overlay_state(&dirs, &state)?;
+    mount_state(&dirs, &state, &rootfs)?;
+    Ok(true)
+}
+
 /// Mounts the overlay `state` describes on `rootfs`.
 fn mount_state(
     dirs: &OverlayDirs,
@@ -220,8 +369,10 @@ fn mount_state(
     mount::mount(
         OverlayPaths {
             lower: &state.lower,
+            layers: &state.layer_dirs(),
             upper: &dirs.upper,
             work: &dirs.work,
+            volatile: state.volatile,
         },
         rootfs,
     )?;
@@ -256,11 +407,14 @@ pub fn resume(store: &Store, dir: &Path) -> Result<OverlayReport, OverlayError> 
     if mount::is_mounted(&rootfs, &dirs.upper)? {
         return Ok(report(true));
     }
-    if !state.lower.is_dir() {
-        return Err(OverlayError::LowerGone {
-            tree: dir.to_owned(),
-            lower: state.lower.clone(),
-        });
+    let lowers = std::iter::once(&state.lower).chain(state.layers.iter().map(|l| &l.upper));
+    for lower in lowers {
+        if !lower.is_dir() {
+            return Err(OverlayError::LowerGone {
+                tree: dir.to_owned(),
+                lower: lower.clone(),
+            });
+        }
     }
     mount_state(&dirs, &state, &rootfs)?;
     Ok(report(false))

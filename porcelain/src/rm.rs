@@ -41,6 +41,16 @@ pub enum RmError {
         /// A build tree using a cached tree that holds it.
         user: std::path::PathBuf,
     },
+    /// A step cache entry to remove has a layer that a build tree's
+    /// overlay stacks: removing it would pull the files from under that
+    /// build.
+    #[error("{image}: its step layer is stacked by the build tree {}; end that build first, or use --force", .user.display())]
+    LayerInUse {
+        /// The entry that was to be removed.
+        image: ImageId,
+        /// A build tree stacking its layer.
+        user: std::path::PathBuf,
+    },
     /// Reading or changing the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -112,7 +122,8 @@ fn add_cache_dependents(graph: &DependencyGraph, targets: &mut Vec<ImageId>) {
 /// dependents checked before anything is removed, so a refusal removes
 /// nothing. Each image goes with the cached trees that hold it, then
 /// record, index and blob, under the store lock ([`Store::remove`]); a
-/// cached tree a build tree uses is refused unless forced.
+/// cached tree a build tree uses, or an entry whose step layer a build
+/// tree stacks, is refused unless forced.
 pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmError> {
     let mut targets = Vec::new();
     for name in names {
@@ -131,6 +142,20 @@ pub fn rm(store: &Store, names: &[String], force: bool) -> Result<RmReport, RmEr
                 return Err(RmError::TreeInUse {
                     image: *image,
                     user: user.clone(),
+                });
+            }
+        }
+        for (_, state) in store.overlay_states()? {
+            let Some(state) = state else { continue };
+            let live = std::fs::symlink_metadata(&state.tree).is_ok_and(|m| m.is_dir());
+            let stacked = state
+                .layers
+                .iter()
+                .find_map(|l| targets.iter().find(|id| id.to_string() == l.id));
+            if let (true, Some(image)) = (live, stacked) {
+                return Err(RmError::LayerInUse {
+                    image: *image,
+                    user: state.tree.clone(),
                 });
             }
         }

@@ -85,6 +85,9 @@ pub fn pack_pause_hook() -> Option<PackHook> {
 pub enum OverlayStep {
     /// The state and the tree's files are written; nothing is mounted.
     BeforeMount,
+    /// An Acidofile step's upper directory is in its layer's temp, sealed;
+    /// the layer is not published and nothing is mounted.
+    LayerBeforePublish,
 }
 
 /// The steps of a registry `push` a test can pause at.
@@ -109,7 +112,10 @@ pub fn push_pause(step: PushStep) {
 /// without the feature.
 pub fn overlay_pause(step: OverlayStep) {
     #[cfg(feature = "test-hooks")]
-    if let Some(hook) = enabled::pause_at(&[("overlay-before-mount", OverlayStep::BeforeMount)]) {
+    if let Some(hook) = enabled::pause_at(&[
+        ("overlay-before-mount", OverlayStep::BeforeMount),
+        ("layer-before-publish", OverlayStep::LayerBeforePublish),
+    ]) {
         hook(step);
     }
     #[cfg(not(feature = "test-hooks"))]

@@ -49,6 +49,10 @@ pub fn run(ctx: &Context, args: FsckArgs) -> anyhow::Result<Outcome> {
                 if n == 1 { "layer" } else { "layers" }
             );
         }
+        if report.layers_checked > 0 {
+            let n = report.layers_checked;
+            extra += &format!("; {n} step {}", if n == 1 { "layer" } else { "layers" });
+        }
         // Old indexes are no problem (renders check SHA-512 for them),
         // but only --repair makes their renders fast.
         if report.fast_digests_added > 0 {

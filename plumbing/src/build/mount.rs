@@ -26,6 +26,12 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+/// The longest option string mount(2) takes: one page, with its NUL.
+const MAX_OPTIONS: usize = 4096;
+
+/// The most lower directories overlayfs stacks (`OVL_MAX_STACK`).
+const MAX_LOWER_LAYERS: usize = 500;
+
 /// The features [`mount`] turns off and [`check`] verifies.
 const FEATURES_OFF: [&str; 3] = ["redirect_dir", "metacopy", "index"];
 
@@ -45,6 +51,15 @@ pub enum MountError {
     UnusablePath {
         /// The directory.
         path: PathBuf,
+    },
+    /// The directories do not fit in mount(2)'s one page of options
+    /// (many layers with long paths).
+    #[error("{}: the overlay's directories take {len} bytes of mount options, more than the one page mount(2) takes", target.display())]
+    OptionsTooLong {
+        /// The mount point.
+        target: PathBuf,
+        /// The length of the options.
+        len: usize,
     },
     /// mount(2) failed.
     #[error("{}: mounting the overlay (lower {}, upper {}) failed: {source}{hint}", target.display(), lower.display(), upper.display())]
@@ -141,40 +156,105 @@ fn has_sys_admin() -> bool {
 pub struct OverlayPaths<'a> {
     /// The read-only lower directory (the cached rendering).
     pub lower: &'a Path,
+    /// Read-only layers stacked above `lower`, top first (Acidofile
+    /// steps' layers); usually none.
+    pub layers: &'a [PathBuf],
     /// The upper directory (the tree's changes).
     pub upper: &'a Path,
     /// The work directory (same file system as `upper`).
     pub work: &'a Path,
+    /// Mount with `volatile`: syncs of the overlay are skipped, and so is
+    /// the sync of the upper file system that unmounting does. For trees
+    /// of one process (an Acidofile build) that syncs what it keeps
+    /// itself; after a crash such an overlay cannot be mounted again
+    /// (overlayfs leaves `work/incompat/volatile`).
+    pub volatile: bool,
+}
+
+/// Whether the overlay of `paths` with one more layer (of `extra` bytes
+/// of path) can be mounted on `target` as far as its options go: its
+/// paths are usable, the lower directories are no more than overlayfs
+/// stacks, and the options fit in one page or the kernel takes lower
+/// directories one by one (see [`mount`]). Checked before an Acidofile
+/// build unmounts its tree to stack one more layer.
+pub fn options_fit(paths: OverlayPaths<'_>, target: &Path, extra: usize) -> bool {
+    if paths.layers.len() + 2 > MAX_LOWER_LAYERS {
+        return false;
+    }
+    match options(paths, target) {
+        Ok(data) if data.len() + extra < MAX_OPTIONS => true,
+        Ok(_) | Err(MountError::OptionsTooLong { .. }) => new_api::appends_lower_dirs(),
+        Err(_) => false,
+    }
+}
+
+/// The mount(2) options of the overlay of `paths`.
+fn options(paths: OverlayPaths<'_>, target: &Path) -> Result<Vec<u8>, MountError> {
+    let mut data = Vec::new();
+    let mut lowers: Vec<&Path> = paths.layers.iter().map(PathBuf::as_path).collect();
+    lowers.push(paths.lower);
+    let mut fields: Vec<(&str, Vec<&Path>)> = vec![("lowerdir", lowers)];
+    fields.push(("upperdir", vec![paths.upper]));
+    fields.push(("workdir", vec![paths.work]));
+    for (key, dirs) in fields {
+        data.extend_from_slice(key.as_bytes());
+        data.push(b'=');
+        for (i, path) in dirs.into_iter().enumerate() {
+            // Absolute and without symlinks, as mountinfo shows them, so
+            // that [`is_mounted`] recognises the mount from any working
+            // directory.
+            let path = fs::canonicalize(path).map_err(|source| MountError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let bytes = path.as_os_str().as_bytes();
+            // overlayfs splits its options at ',' and lowerdir at ':', with
+            // '\' as the escape; such a path is refused rather than escaped.
+            if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
+                return Err(MountError::UnusablePath { path });
+            }
+            if i > 0 {
+                data.push(b':');
+            }
+            data.extend_from_slice(bytes);
+        }
+        data.push(b',');
+    }
+    data.extend_from_slice(b"redirect_dir=off,metacopy=off,index=off");
+    if paths.volatile {
+        data.extend_from_slice(b",volatile");
+    }
+    // mount(2) copies at most one page of options: a longer string would
+    // be cut, not refused.
+    if data.len() >= MAX_OPTIONS {
+        return Err(MountError::OptionsTooLong {
+            target: target.to_owned(),
+            len: data.len(),
+        });
+    }
+    Ok(data)
 }
 
 /// Mounts the overlay of `paths` on `target` with the features of
 /// [`FEATURES_OFF`] off, then [`check`]s the mount; when the check fails
 /// the overlay is unmounted again.
 pub fn mount(paths: OverlayPaths<'_>, target: &Path) -> Result<(), MountError> {
-    let mut data = Vec::new();
-    for (key, path) in [
-        ("lowerdir", paths.lower),
-        ("upperdir", paths.upper),
-        ("workdir", paths.work),
-    ] {
-        // Absolute and without symlinks, as mountinfo shows them, so that
-        // [`is_mounted`] recognises the mount from any working directory.
-        let path = fs::canonicalize(path).map_err(|source| MountError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let bytes = path.as_os_str().as_bytes();
-        // overlayfs splits its options at ',' and lowerdir at ':', with
-        // '\' as the escape; such a path is refused rather than escaped.
-        if bytes.iter().any(|b| matches!(b, b',' | b':' | b'\\')) {
-            return Err(MountError::UnusablePath { path });
+    let data = match options(paths, target) {
+        Ok(data) => data,
+        // Too long for mount(2): the new mount API takes each lower
+        // directory as an option of its own (kernel 6.8 and later).
+        Err(MountError::OptionsTooLong { .. }) if new_api::appends_lower_dirs() => {
+            new_api::mount(paths, target).map_err(|source| MountError::Mount {
+                target: target.to_owned(),
+                lower: paths.lower.to_owned(),
+                upper: paths.upper.to_owned(),
+                source,
+                hint: "",
+            })?;
+            return checked(target);
         }
-        data.extend_from_slice(key.as_bytes());
-        data.push(b'=');
-        data.extend_from_slice(bytes);
-        data.push(b',');
-    }
-    data.extend_from_slice(b"redirect_dir=off,metacopy=off,index=off");
+        Err(e) => return Err(e),
+    };
     nix::mount::mount(
         Some("overlay"),
         target,
@@ -196,12 +276,161 @@ pub fn mount(paths: OverlayPaths<'_>, target: &Path) -> Result<(), MountError> {
             _ => "",
         },
     })?;
+    checked(target)
+}
+
+/// [`check`]s the overlay just mounted on `target`, unmounting it again
+/// when the check fails.
+fn checked(target: &Path) -> Result<(), MountError> {
     if let Err(e) = check(target) {
         // Best effort: the check's error says more than a failed unmount.
         let _ = unmount(target);
         return Err(e);
     }
     Ok(())
+}
+
+/// Mounting through the new mount API (`fsopen`, `fsconfig`, `fsmount`,
+/// `move_mount`), whose `lowerdir+` option adds one lower directory at a
+/// time, so the number of layers is not bounded by one page of options.
+#[allow(unsafe_code)]
+mod new_api {
+    use std::ffi::{CStr, CString};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    use nix::errno::Errno;
+
+    use super::OverlayPaths;
+
+    /// The result of a raw syscall: the fd it returned, or its errno.
+    fn fd_of(ret: libc::c_long) -> Result<OwnedFd, Errno> {
+        if ret < 0 {
+            return Err(Errno::last());
+        }
+        let fd = i32::try_from(ret).map_err(|_| Errno::EBADF)?;
+        // SAFETY: the kernel just returned this descriptor to us, and
+        // nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// A new overlayfs configuration context.
+    fn open() -> Result<OwnedFd, Errno> {
+        // SAFETY: a NUL-terminated string and a flag; no memory is shared.
+        fd_of(unsafe {
+            libc::syscall(
+                libc::SYS_fsopen,
+                c"overlay".as_ptr(),
+                libc::FSOPEN_CLOEXEC as libc::c_uint,
+            )
+        })
+    }
+
+    fn set(fs: &OwnedFd, key: &CStr, value: &CStr) -> Result<(), Errno> {
+        // SAFETY: both strings are NUL-terminated and outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_SET_STRING as libc::c_uint,
+                key.as_ptr(),
+                value.as_ptr(),
+                0 as libc::c_int,
+            )
+        };
+        if ret < 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    fn path_value(path: &Path) -> Result<CString, Errno> {
+        let path: PathBuf = std::fs::canonicalize(path)
+            .map_err(|e| e.raw_os_error().map_or(Errno::EINVAL, Errno::from_raw))?;
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+    }
+
+    /// Whether this kernel takes `lowerdir+` (asked once, by configuring
+    /// a context that is never mounted).
+    pub(super) fn appends_lower_dirs() -> bool {
+        static ANSWER: OnceLock<bool> = OnceLock::new();
+        *ANSWER.get_or_init(|| open().and_then(|fs| set(&fs, c"lowerdir+", c"/")).is_ok())
+    }
+
+    /// Mounts the overlay of `paths` on `target` with the features the
+    /// caller checks off.
+    pub(super) fn mount(paths: OverlayPaths<'_>, target: &Path) -> Result<(), Errno> {
+        let fs = open()?;
+        // Top first, as in `lowerdir=top:…:bottom`.
+        for layer in paths.layers {
+            set(&fs, c"lowerdir+", &path_value(layer)?)?;
+        }
+        set(&fs, c"lowerdir+", &path_value(paths.lower)?)?;
+        set(&fs, c"upperdir", &path_value(paths.upper)?)?;
+        set(&fs, c"workdir", &path_value(paths.work)?)?;
+        for feature in super::FEATURES_OFF {
+            let key = CString::new(feature).map_err(|_| Errno::EINVAL)?;
+            set(&fs, &key, c"off")?;
+        }
+        if paths.volatile {
+            // SAFETY: a NUL-terminated key that outlives the call; a flag
+            // takes no value.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    fs.as_raw_fd(),
+                    libc::FSCONFIG_SET_FLAG as libc::c_uint,
+                    c"volatile".as_ptr(),
+                    std::ptr::null::<libc::c_void>(),
+                    0 as libc::c_int,
+                )
+            };
+            if ret < 0 {
+                return Err(Errno::last());
+            }
+        }
+        // SAFETY: no pointers; the fd is ours.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                libc::FSCONFIG_CMD_CREATE as libc::c_uint,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0 as libc::c_int,
+            )
+        };
+        if ret < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: no pointers; the fd is ours.
+        let mnt = fd_of(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                fs.as_raw_fd(),
+                libc::FSMOUNT_CLOEXEC as libc::c_uint,
+                0 as libc::c_uint,
+            )
+        })?;
+        let target = CString::new(target.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: both strings are NUL-terminated and outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                mnt.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+            )
+        };
+        if ret < 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
 }
 
 /// Checks that the overlay mounted on `target` has every feature of

@@ -24,7 +24,7 @@
 //! changes and the same image.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::diff::{self, Attr, Change, DiffOptions, FileMeta, Status, Tree};
 use crate::entry::EntryKind;
@@ -35,7 +35,8 @@ use super::{content_error, BuildError, DependencyRendering, Snapshot};
 /// part of the tree a user sees.
 const OVERLAY_XATTRS: &[u8] = b"trusted.overlay.";
 
-/// What the upper directory says about each path in it.
+/// What the upper directory (or a stack of layers read as one) says about
+/// each path in it.
 struct Upper {
     /// Paths that are there now, with their metadata (overlay xattrs
     /// removed).
@@ -46,38 +47,131 @@ struct Upper {
     opaque: HashSet<Vec<u8>>,
 }
 
+/// One path of one layer.
+enum Item {
+    /// A whiteout: the path and everything below it are gone.
+    Whiteout,
+    /// A path that is there, and whether it is an opaque directory.
+    Present(FileMeta, bool),
+}
+
+/// The paths of the layer `dir`, keyed by rootfs-relative path (the root
+/// is the empty key).
+fn read_layer(dir: &Path) -> Result<Vec<(Vec<u8>, Item)>, BuildError> {
+    let walked = diff::walk(dir)?;
+    let mut items = Vec::new();
+    for (path, meta) in walked.iter() {
+        let key = if path == diff::ROOT_PATH {
+            Vec::new()
+        } else {
+            path.to_vec()
+        };
+        if meta.kind == EntryKind::CharDevice && (meta.dev_major, meta.dev_minor) == (0, 0) {
+            items.push((key, Item::Whiteout));
+            continue;
+        }
+        let mut meta = meta.clone();
+        let opaque = meta.kind == EntryKind::Directory
+            && meta
+                .xattrs
+                .iter()
+                .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
+        meta.xattrs.retain(|(k, _)| !k.starts_with(OVERLAY_XATTRS));
+        items.push((key, Item::Present(meta, opaque)));
+    }
+    Ok(items)
+}
+
+/// Removes every path below `key` from `map`, and `key` itself when
+/// `itself`.
+fn remove_under<V>(map: &mut BTreeMap<Vec<u8>, V>, key: &[u8], itself: bool) {
+    if itself {
+        map.remove(key);
+    }
+    let mut prefix = key.to_vec();
+    if !prefix.is_empty() {
+        prefix.push(b'/');
+    }
+    let doomed: Vec<Vec<u8>> = map
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        map.remove(&k);
+    }
+}
+
 impl Upper {
     fn read(upper: &Path) -> Result<Upper, BuildError> {
-        let walked = diff::walk(upper)?;
-        let mut present = HashMap::new();
-        let mut whiteouts = HashSet::new();
-        let mut opaque = HashSet::new();
-        for (path, meta) in walked.iter() {
-            let key = if path == diff::ROOT_PATH {
-                Vec::new()
-            } else {
-                path.to_vec()
-            };
-            if meta.kind == EntryKind::CharDevice && (meta.dev_major, meta.dev_minor) == (0, 0) {
-                whiteouts.insert(key);
-                continue;
+        Upper::stack(&[upper.to_owned()])
+    }
+
+    /// The layers `layers` (bottom first; an upper directory last) read as
+    /// the one upper directory that has the same effect on the lower
+    /// directory under them, as overlayfs merges them: a path's topmost
+    /// layer wins, and a whiteout, an opaque directory or a non-directory
+    /// in a layer hides what the layers below it hold there and below.
+    fn stack(layers: &[PathBuf]) -> Result<Upper, BuildError> {
+        // Path → (metadata, layer); ordered, so a subtree is a range.
+        let mut present: BTreeMap<Vec<u8>, (FileMeta, usize)> = BTreeMap::new();
+        let mut whiteouts: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
+        let mut opaque: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
+        for (index, dir) in layers.iter().enumerate() {
+            let items = read_layer(dir)?;
+            // What this layer hides of the layers below, first: its own
+            // paths are added after, so none of them is removed.
+            for (key, item) in &items {
+                match item {
+                    Item::Whiteout => {
+                        remove_under(&mut present, key, true);
+                        remove_under(&mut whiteouts, key, false);
+                        remove_under(&mut opaque, key, true);
+                        whiteouts.insert(key.clone(), ());
+                    }
+                    Item::Present(meta, is_opaque) => {
+                        let below_stops = whiteouts.contains_key(key)
+                            || present
+                                .get(key)
+                                .is_some_and(|(m, _)| m.kind != EntryKind::Directory);
+                        if meta.kind != EntryKind::Directory || *is_opaque {
+                            remove_under(&mut present, key, false);
+                            remove_under(&mut whiteouts, key, true);
+                            remove_under(&mut opaque, key, true);
+                        }
+                        if meta.kind == EntryKind::Directory && (*is_opaque || below_stops) {
+                            // A directory over a whiteout or a file of a
+                            // lower layer hides the lower directory as an
+                            // opaque one does: the lookup stops there.
+                            whiteouts.remove(key);
+                            opaque.insert(key.clone(), ());
+                        }
+                    }
+                }
             }
-            let mut meta = meta.clone();
-            if meta.kind == EntryKind::Directory
-                && meta
-                    .xattrs
-                    .iter()
-                    .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y")
-            {
-                opaque.insert(key.clone());
+            for (key, item) in items {
+                if let Item::Present(meta, _) = item {
+                    whiteouts.remove(&key);
+                    present.insert(key, (meta, index));
+                }
             }
-            meta.xattrs.retain(|(k, _)| !k.starts_with(OVERLAY_XATTRS));
-            present.insert(key, meta);
         }
+        // A hard-link group holds only the members of the same layer
+        // still shown (whiteouts share one inode; they are no links).
+        let layer_of: HashMap<Vec<u8>, usize> =
+            present.iter().map(|(k, (_, i))| (k.clone(), *i)).collect();
+        let present = present
+            .into_iter()
+            .map(|(key, (mut meta, index))| {
+                meta.hard_links.retain(|m| layer_of.get(m) == Some(&index));
+                (key, meta)
+            })
+            .collect();
         Ok(Upper {
             present,
-            whiteouts,
-            opaque,
+            whiteouts: whiteouts.into_keys().collect(),
+            opaque: opaque.into_keys().collect(),
         })
     }
 
@@ -123,8 +217,33 @@ pub fn diff_upper(
     upper: &Path,
     since: Option<&Snapshot>,
 ) -> Result<(Vec<Change>, Tree), BuildError> {
+    diff_read(rendering, Upper::read(upper)?, upper, since)
+}
+
+/// [`diff_upper`] for an overlay whose lower directory holds `rendering`
+/// and that has the layers `layers` (bottom first, its upper directory
+/// last) over it: the layers are read together as one upper directory
+/// (see [`Upper::stack`]), and the few files whose content must be
+/// compared are read through the mounted tree `merged`. An Acidofile
+/// build started from cached steps mounts their layers this way; its
+/// final image is this diff against the `FROM` image's render.
+pub fn diff_layers(
+    rendering: &DependencyRendering,
+    layers: &[PathBuf],
+    merged: &Path,
+) -> Result<(Vec<Change>, Tree), BuildError> {
+    diff_read(rendering, Upper::stack(layers)?, merged, None)
+}
+
+/// The judge of [`diff_upper`] and [`diff_layers`]: `layer` read from the
+/// upper directory (or layers), content read below `root`.
+fn diff_read(
+    rendering: &DependencyRendering,
+    layer: Upper,
+    root: &Path,
+    since: Option<&Snapshot>,
+) -> Result<(Vec<Change>, Tree), BuildError> {
     let expected = rendering.expected()?;
-    let layer = Upper::read(upper)?;
 
     let mut entries: BTreeMap<Vec<u8>, FileMeta> = BTreeMap::new();
     let mut untouched: HashSet<Vec<u8>> = HashSet::new();
@@ -154,12 +273,10 @@ pub fn diff_upper(
         }
     }
     for (key, meta) in &layer.present {
-        let mut meta = meta.clone();
-        // Whiteouts share one inode; they are no hard links of a file.
-        meta.hard_links.retain(|m| layer.present.contains_key(m));
-        entries.insert(key.clone(), meta);
+        // Its hard links are already those `Upper` still shows.
+        entries.insert(key.clone(), meta.clone());
     }
-    let actual = Tree::from_entries(upper.to_owned(), entries);
+    let actual = Tree::from_entries(root.to_owned(), entries);
 
     let opts = DiffOptions::default();
     let changes = diff::diff_walked_with(&expected.tree, &actual, &mut |path, a, b| {

@@ -16,7 +16,7 @@ use crate::pack::tar_writer::{
     encode_header, HeaderSpec, TarSink, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
     TYPE_REGULAR, TYPE_SYMLINK,
 };
-use crate::store::{LayerKey, LayerRecord, Store};
+use crate::store::{OciLayerKey, OciLayerRecord, Store};
 
 /// Hashes what passes through into a writer.
 struct Hashing<W: Write> {
@@ -50,25 +50,25 @@ pub(super) enum Generated {
 /// layout `blobs` (synced when `keep`). Returns where the blob is and the
 /// layer's diff id.
 pub(super) fn generate_layer(
-    cache: Option<(&Store, &LayerKey)>,
+    cache: Option<(&Store, &OciLayerKey)>,
     blobs: &Path,
     whiteouts: &[Vec<u8>],
     items: &[Item<'_>],
     keep: bool,
 ) -> Result<(LayerBlob, Sha256Digest), Generated> {
     if let Some((store, key)) = cache {
-        if let Ok((temp, _in_flight)) = store.layer_temp() {
+        if let Ok((temp, _in_flight)) = store.oci_layer_temp() {
             let file = temp.as_file().try_clone().map_err(Generated::Io)?;
             let (digest, size, diff_id, _) =
                 write_layer(file, whiteouts, items).map_err(Generated::Io)?;
-            let record = LayerRecord {
+            let record = OciLayerRecord {
                 digest: digest.to_string(),
                 size,
                 diff_id: diff_id.to_string(),
                 media_type: LAYER_GZIP.to_owned(),
             };
             let entry = store
-                .publish_layer(key, temp, &record)
+                .publish_oci_layer(key, temp, &record)
                 .map_err(Generated::Store)?;
             let blob = if keep {
                 // Just written and hashed: a plain copy (in the kernel

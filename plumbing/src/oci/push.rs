@@ -37,7 +37,7 @@ use super::OciError;
 use crate::entry::{Entry, EntryKind};
 use crate::render::deps::DependencyList;
 use crate::render::filemap::{file_map_of, parents, whitelist_keys, Layer, Supplier};
-use crate::store::{LayerKey, Store};
+use crate::store::{OciLayerKey, Store};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -46,7 +46,7 @@ pub(super) const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The generator's name and version in the store's layer cache keys
-/// ([`LayerKey`]). Bump the version whenever the bytes written for the
+/// ([`OciLayerKey`]). Bump the version whenever the bytes written for the
 /// same images change (the tar entries, their order or headers, the gzip
 /// settings or the encoder): old entries then no longer match any key,
 /// and `gc` sweeps them once their images go.
@@ -352,12 +352,12 @@ pub fn push_to_scratch_layout(
 /// from `k` down to the bottom with their parents' positions relative to
 /// `k` (see [`tail_map`]: a parent above `k` filters nothing yet), which
 /// is all the layer is computed from.
-fn layer_key(list: &DependencyList, k: usize) -> LayerKey {
+fn layer_key(list: &DependencyList, k: usize) -> OciLayerKey {
     let images: Vec<_> = list.images[k..]
         .iter()
         .map(|l| (l.id, l.parent.and_then(|p| p.checked_sub(k))))
         .collect();
-    LayerKey::new(LAYER_GENERATOR, &images)
+    OciLayerKey::new(LAYER_GENERATOR, &images)
 }
 
 fn write_layout(
@@ -423,7 +423,7 @@ fn write_layout(
         };
         let key = cache.map(|_| layer_key(list, k));
         let hit = cache.zip(key.as_ref()).and_then(|(store, key)| {
-            let hit = store.cached_layer(key)?;
+            let hit = store.cached_oci_layer(key)?;
             let digest = Sha256Digest::parse(&hit.record.digest).ok()?;
             let diff_id = Sha256Digest::parse(&hit.record.diff_id).ok()?;
             (hit.record.media_type == LAYER_GZIP).then_some((hit, digest, diff_id))

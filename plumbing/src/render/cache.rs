@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::diff;
 use crate::id::{FastDigest, FastHasher};
-use crate::store::{CachedTree, Store, StoreError, TreeKey};
+use crate::store::{CachedTree, Layer, LayerStaging, Store, StoreError, TreeKey};
 
 use super::deps::{DependencyList, ImageSource};
 use super::filemap::FileMap;
@@ -149,14 +149,18 @@ pub fn ensure_cached_tree(
 /// seal. A missing or unreadable seal, or a missing `tree/`, counts as
 /// [`TreeState::Changed`].
 pub fn check_cached_tree(tree: &CachedTree) -> Result<TreeState, RenderError> {
-    let is_dir = fs::symlink_metadata(tree.path()).is_ok_and(|m| m.is_dir());
+    check_sealed(&tree.path(), &tree.seal_path())
+}
+
+fn check_sealed(root: &Path, seal: &Path) -> Result<TreeState, RenderError> {
+    let is_dir = fs::symlink_metadata(root).is_ok_and(|m| m.is_dir());
     if !is_dir {
         // Nothing to walk: the entry lost its tree (or it was replaced by
         // something that must not be followed).
         return Ok(TreeState::Changed);
     }
-    let recorded = fs::read_to_string(tree.seal_path()).ok();
-    let now = seal_of(&tree.path())?;
+    let recorded = fs::read_to_string(seal).ok();
+    let now = seal_of(root)?;
     Ok(
         if recorded.as_deref().map(str::trim_end) == Some(now.to_string().as_str()) {
             TreeState::Intact
@@ -164,6 +168,18 @@ pub fn check_cached_tree(tree: &CachedTree) -> Result<TreeState, RenderError> {
             TreeState::Changed
         },
     )
+}
+
+/// Seals a staged step layer (its upper directory already in place),
+/// like a cached tree: the stamps of every path of the upper directory.
+pub fn seal_layer(staging: &LayerStaging) -> Result<(), RenderError> {
+    write_seal(&staging.seal_path(), seal_of(&staging.upper_path())?)
+}
+
+/// Whether the step layer `layer` is still what was sealed (see
+/// [`check_cached_tree`]).
+pub fn check_layer(layer: &Layer) -> Result<TreeState, RenderError> {
+    check_sealed(&layer.upper(), &layer.seal_path())
 }
 
 /// The seal of the tree at `root`: BLAKE3 over each path's stamps, in

@@ -34,7 +34,10 @@ use crate::id::{FastDigest, ImageId};
 use crate::limits::LimitExceeded;
 use crate::quote::quote_path;
 
-pub use cache::{check_cached_tree, ensure_cached_tree, tree_key, EnsuredTree, TreeState};
+pub use cache::{
+    check_cached_tree, check_layer, ensure_cached_tree, seal_layer, tree_key, EnsuredTree,
+    TreeState,
+};
 pub use deps::{
     dependency_list, dependency_list_for, DependencyList, ImageSource, ListedImage, SharedImage,
     MAX_DEPTH, MAX_IMAGES,

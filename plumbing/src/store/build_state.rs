@@ -33,6 +33,42 @@ pub struct OverlayState {
     /// The ordered dependency list (image ids, top first) whose rendering
     /// `lower` is; `build` compares the tree's manifest against it.
     pub images: Vec<String>,
+    /// Step layers stacked above `lower` (top first): the Acidofile steps
+    /// stored since the tree was started, or the cached steps it was
+    /// started from. The whole stack is the rendering of the dependency
+    /// list of the layers' ids followed by `images`. Absent for every
+    /// other tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<StateLayer>,
+    /// Whether the overlay is mounted `volatile` (an Acidofile build's
+    /// tree, see `build::mount::OverlayPaths`). Absent for other trees.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile: bool,
+}
+
+/// One step layer of an overlay build tree's lower stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateLayer {
+    /// The cache entry whose layer it is.
+    pub id: String,
+    /// The layer's upper directory in the store (`layers/<name>/upper`).
+    pub upper: PathBuf,
+}
+
+impl OverlayState {
+    /// The dependency list (image ids, top first) whose rendering the
+    /// whole lower stack is: the layers' entries, then `images`.
+    pub fn stack_images(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.layers.iter().map(|l| l.id.clone()).collect();
+        ids.extend(self.images.iter().cloned());
+        ids
+    }
+
+    /// The layers' upper directories, top first.
+    pub fn layer_dirs(&self) -> Vec<PathBuf> {
+        self.layers.iter().map(|l| l.upper.clone()).collect()
+    }
 }
 
 /// Where the parts of an overlay build tree's state live.

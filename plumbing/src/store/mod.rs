@@ -12,6 +12,7 @@
 //! quarantine/                     damaged blobs and unknown files set aside by `fsck --repair`
 //! trees/                          the rendered-tree cache (see `trees.rs`; derivable)
 //! oci-layers/                     the OCI layer cache of `push` (see `oci_layers.rs`; derivable)
+//! layers/                         Acidofile step layers (see `layers.rs`; derivable)
 //! ```
 //!
 //! Write protocol of [`Store::import`] (and of [`Store::stage`], which it
@@ -40,12 +41,14 @@
 //! `records` (image records), `build_state` (what `startbuild` leaves for
 //! `build`), `verify` (inventory, verification, repair and quarantine),
 //! `export` (writing an image out), `trees` (the rendered-tree cache),
-//! `oci_layers` (the OCI layer cache) and `files` (the file helpers they share).
+//! `oci_layers` (the OCI layer cache), `layers` (Acidofile step layers)
+//! and `files` (the file helpers they share).
 
 mod build_state;
 mod export;
 mod files;
 mod import;
+mod layers;
 mod oci_layers;
 mod records;
 mod stage;
@@ -69,13 +72,15 @@ use crate::image::{ImageError, OpenImage};
 use crate::index::EntryIndex;
 use crate::manifest::ManifestError;
 
-pub use build_state::{image_list, OverlayDirs, OverlayState, OVERLAY_STATE_VERSION};
+pub use build_state::{image_list, OverlayDirs, OverlayState, StateLayer, OVERLAY_STATE_VERSION};
 pub use export::{ExportOptions, ExportReport};
 use files::*;
 use import::Hook;
 pub use import::{ImportHook, ImportOutcome, ImportStep};
+pub use layers::{Layer, LayerInventory, LayerStaging};
 pub use oci_layers::{
-    CachedLayer, LayerEntry, LayerInventory, LayerKey, LayerRecord, LayerState, LAYER_NAME_LEN,
+    CachedOciLayer, OciLayerEntry, OciLayerInventory, OciLayerKey, OciLayerRecord, OciLayerState,
+    OCI_LAYER_NAME_LEN,
 };
 pub use records::{ImageRecord, RecordLabel};
 pub use stage::{Staged, Staging};
@@ -389,8 +394,9 @@ impl Store {
     /// Removes the blob, index and record of `id` (no dependency checks:
     /// that is porcelain's job), and every cached tree holding it.
     pub fn remove(&self, id: &ImageId) -> Result<(), StoreError> {
-        // Trees first: a tree must never outlive one of its images.
+        // Trees and the layer first: neither may outlive its image.
         self.remove_trees_of(id)?;
+        self.remove_layer_of(id)?;
         let _guard = self.lock()?;
         let record = self.record_path(id);
         remove_if_exists(&record)?;

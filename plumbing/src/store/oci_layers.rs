@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The name is the first 64 hex digits of the SHA-512 of the key's text
-//! (see [`LayerKey`]): what decides the blob's bytes, namely the
+//! (see [`OciLayerKey`]): what decides the blob's bytes, namely the
 //! generator's version and, from the layer's image down to the bottom of
 //! the dependency list, each image's id and where its parent sits. Images
 //! are immutable and the generator deterministic, so an entry stays valid
@@ -45,7 +45,7 @@ use super::StoreError;
 use crate::id::{IdHasher, ImageId};
 
 /// Hex digits of an entry's name.
-pub const LAYER_NAME_LEN: usize = 64;
+pub const OCI_LAYER_NAME_LEN: usize = 64;
 
 /// Longest record read (a key lists at most the dependency count limit's
 /// images, one line of about 140 bytes each).
@@ -60,16 +60,16 @@ const RECORD_SUFFIX: &str = ".json";
 /// id and the position of its parent relative to the layer's image (`-`
 /// when the parent is above it, or when it has none).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LayerKey {
+pub struct OciLayerKey {
     text: String,
     name: String,
 }
 
-impl LayerKey {
+impl OciLayerKey {
     /// The key of the layer `generator` (a name and version, one line)
     /// writes for `images` (the layer's image first, each with its
     /// parent's position relative to the layer's image).
-    pub fn new(generator: &str, images: &[(ImageId, Option<usize>)]) -> LayerKey {
+    pub fn new(generator: &str, images: &[(ImageId, Option<usize>)]) -> OciLayerKey {
         let mut text = format!("{}\n", generator.replace('\n', " "));
         for (id, parent) in images {
             match parent {
@@ -77,14 +77,14 @@ impl LayerKey {
                 None => text.push_str(&format!("{id} -\n")),
             }
         }
-        LayerKey::from_text(text)
+        OciLayerKey::from_text(text)
     }
 
-    fn from_text(text: String) -> LayerKey {
+    fn from_text(text: String) -> OciLayerKey {
         let mut hasher = IdHasher::new();
         hasher.update(text.as_bytes());
-        let name = hasher.finish().hex()[..LAYER_NAME_LEN].to_owned();
-        LayerKey { text, name }
+        let name = hasher.finish().hex()[..OCI_LAYER_NAME_LEN].to_owned();
+        OciLayerKey { text, name }
     }
 
     /// The entry's name: 64 hex digits.
@@ -110,7 +110,7 @@ impl LayerKey {
 
 /// What a cached layer is, as the OCI manifest names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerRecord {
+pub struct OciLayerRecord {
     /// `sha256:<hex>` of the blob (the gzip stream).
     pub digest: String,
     /// The blob's size in bytes.
@@ -128,32 +128,32 @@ pub struct LayerRecord {
 struct RecordFile {
     key: String,
     #[serde(flatten)]
-    record: LayerRecord,
+    record: OciLayerRecord,
 }
 
 /// A usable entry: its record checked against the key, its blob open and
-/// of the recorded size. Reading the blob through [`CachedLayer::file`]
+/// of the recorded size. Reading the blob through [`CachedOciLayer::file`]
 /// reads the very file checked, whatever happens to the name meanwhile.
 #[derive(Debug)]
-pub struct CachedLayer {
+pub struct CachedOciLayer {
     /// The record.
-    pub record: LayerRecord,
+    pub record: OciLayerRecord,
     /// The blob file, open for reading at offset 0.
     pub file: File,
     /// Where the blob is (for messages).
     pub path: PathBuf,
 }
 
-/// One entry found by [`Store::layer_inventory`].
+/// One entry found by [`Store::oci_layer_inventory`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerEntry {
+pub struct OciLayerEntry {
     /// The entry's name (64 hex digits).
     pub name: String,
     /// Its key, from a readable record whose key hashes to the name;
     /// `None` when the record is missing or damaged.
-    pub key: Option<LayerKey>,
+    pub key: Option<OciLayerKey>,
     /// The record, when it reads.
-    pub record: Option<LayerRecord>,
+    pub record: Option<OciLayerRecord>,
     /// The files of the entry that exist (blob, record).
     pub files: Vec<PathBuf>,
     /// Whether the blob exists.
@@ -162,16 +162,16 @@ pub struct LayerEntry {
 
 /// What is in `oci-layers/`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LayerInventory {
+pub struct OciLayerInventory {
     /// Entries by name, sorted.
-    pub entries: Vec<LayerEntry>,
+    pub entries: Vec<OciLayerEntry>,
     /// Anything else in `oci-layers/`.
     pub strays: Vec<PathBuf>,
 }
 
-/// What [`Store::check_layer`] found.
+/// What [`Store::check_oci_layer`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LayerState {
+pub enum OciLayerState {
     /// The blob hashes to its record's digest and has its size.
     Ok,
     /// The entry cannot be used: what is wrong with it.
@@ -180,22 +180,22 @@ pub enum LayerState {
 
 impl Store {
     /// The layer cache's directory.
-    pub fn layers_dir(&self) -> PathBuf {
+    pub fn oci_layers_dir(&self) -> PathBuf {
         self.root.join("oci-layers")
     }
 
     fn layer_blob_path(&self, name: &str) -> PathBuf {
-        self.layers_dir().join(format!("{name}{BLOB_SUFFIX}"))
+        self.oci_layers_dir().join(format!("{name}{BLOB_SUFFIX}"))
     }
 
     fn layer_record_path(&self, name: &str) -> PathBuf {
-        self.layers_dir().join(format!("{name}{RECORD_SUFFIX}"))
+        self.oci_layers_dir().join(format!("{name}{RECORD_SUFFIX}"))
     }
 
     /// The entry for `key` when it is usable (see the module docs);
     /// `None` when there is none or it cannot be used (a damaged entry is
     /// a miss: the caller generates the layer again and replaces it).
-    pub fn cached_layer(&self, key: &LayerKey) -> Option<CachedLayer> {
+    pub fn cached_oci_layer(&self, key: &OciLayerKey) -> Option<CachedOciLayer> {
         let bytes = read_regular(&self.layer_record_path(key.name()), MAX_RECORD).ok()??;
         let file: RecordFile = serde_json::from_slice(&bytes).ok()?;
         if file.key != key.text() {
@@ -204,7 +204,7 @@ impl Store {
         let path = self.layer_blob_path(key.name());
         let blob = open_regular(&path).ok()??;
         let size = blob.metadata().ok()?.len();
-        (size == file.record.size).then_some(CachedLayer {
+        (size == file.record.size).then_some(CachedOciLayer {
             record: file.record,
             file: blob,
             path,
@@ -212,9 +212,9 @@ impl Store {
     }
 
     /// A locked temp in `tmp/` for a layer blob being generated; give it
-    /// to [`Store::publish_layer`] once written. Creates the layout when
+    /// to [`Store::publish_oci_layer`] once written. Creates the layout when
     /// needed.
-    pub fn layer_temp(
+    pub fn oci_layer_temp(
         &self,
     ) -> Result<(tempfile::NamedTempFile, nix::fcntl::Flock<File>), StoreError> {
         self.ensure_layout()?;
@@ -224,13 +224,13 @@ impl Store {
     /// Makes `temp` (a complete blob that `record` describes) the entry
     /// for `key`: the blob renamed into place read-only, then its record.
     /// Returns the entry, its blob open.
-    pub fn publish_layer(
+    pub fn publish_oci_layer(
         &self,
-        key: &LayerKey,
+        key: &OciLayerKey,
         temp: tempfile::NamedTempFile,
-        record: &LayerRecord,
-    ) -> Result<CachedLayer, StoreError> {
-        let dir = self.layers_dir();
+        record: &OciLayerRecord,
+    ) -> Result<CachedOciLayer, StoreError> {
+        let dir = self.oci_layers_dir();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = self.layer_blob_path(key.name());
         set_read_only(temp.as_file(), temp.path())?;
@@ -249,7 +249,7 @@ impl Store {
         write_atomically(&self.tmp_dir(), &self.layer_record_path(key.name()), &text)?;
         let mut file = file;
         io::Seek::rewind(&mut file).map_err(io_err(&path))?;
-        Ok(CachedLayer {
+        Ok(CachedOciLayer {
             record: record.clone(),
             file,
             path,
@@ -257,15 +257,15 @@ impl Store {
     }
 
     /// Lists `oci-layers/` without following links.
-    pub fn layer_inventory(&self) -> Result<LayerInventory, StoreError> {
-        let dir = self.layers_dir();
-        let mut inv = LayerInventory::default();
+    pub fn oci_layer_inventory(&self) -> Result<OciLayerInventory, StoreError> {
+        let dir = self.oci_layers_dir();
+        let mut inv = OciLayerInventory::default();
         let listing = match fs::read_dir(&dir) {
             Ok(listing) => listing,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(inv),
             Err(source) => return Err(StoreError::Io { path: dir, source }),
         };
-        let mut by_name: std::collections::BTreeMap<String, LayerEntry> = Default::default();
+        let mut by_name: std::collections::BTreeMap<String, OciLayerEntry> = Default::default();
         for item in listing {
             let item = item.map_err(io_err(&dir))?;
             let path = item.path();
@@ -275,7 +275,7 @@ impl Store {
                     Some(name) => (name, true),
                     None => (n.strip_suffix(RECORD_SUFFIX)?, false),
                 };
-                let hex = name.len() == LAYER_NAME_LEN
+                let hex = name.len() == OCI_LAYER_NAME_LEN
                     && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
                 hex.then(|| (name.to_owned(), blob))
             });
@@ -284,13 +284,15 @@ impl Store {
                 inv.strays.push(path);
                 continue;
             };
-            let entry = by_name.entry(name.clone()).or_insert_with(|| LayerEntry {
-                name,
-                key: None,
-                record: None,
-                files: Vec::new(),
-                has_blob: false,
-            });
+            let entry = by_name
+                .entry(name.clone())
+                .or_insert_with(|| OciLayerEntry {
+                    name,
+                    key: None,
+                    record: None,
+                    files: Vec::new(),
+                    has_blob: false,
+                });
             entry.files.push(path);
             entry.has_blob |= blob;
         }
@@ -301,7 +303,7 @@ impl Store {
                 .flatten()
                 .and_then(|bytes| serde_json::from_slice::<RecordFile>(&bytes).ok());
             if let Some(file) = record {
-                let key = LayerKey::from_text(file.key);
+                let key = OciLayerKey::from_text(file.key);
                 if key.name() == entry.name {
                     entry.key = Some(key);
                     entry.record = Some(file.record);
@@ -314,18 +316,18 @@ impl Store {
     }
 
     /// Re-hashes the blob of `entry` against its record.
-    pub fn check_layer(&self, entry: &LayerEntry) -> Result<LayerState, StoreError> {
+    pub fn check_oci_layer(&self, entry: &OciLayerEntry) -> Result<OciLayerState, StoreError> {
         let Some(record) = &entry.record else {
-            return Ok(LayerState::Bad(
+            return Ok(OciLayerState::Bad(
                 "its record is missing or damaged".to_owned(),
             ));
         };
         let path = self.layer_blob_path(&entry.name);
         let mut file = match open_regular(&path) {
             Ok(Some(file)) => file,
-            Ok(None) => return Ok(LayerState::Bad("its blob is missing".to_owned())),
+            Ok(None) => return Ok(OciLayerState::Bad("its blob is missing".to_owned())),
             Err(StoreError::NotRegular { kind, .. }) => {
-                return Ok(LayerState::Bad(format!("its blob is a {kind}")))
+                return Ok(OciLayerState::Bad(format!("its blob is a {kind}")))
             }
             Err(e) => return Err(e),
         };
@@ -341,7 +343,7 @@ impl Store {
             size += n as u64;
         }
         if size != record.size {
-            return Ok(LayerState::Bad(format!(
+            return Ok(OciLayerState::Bad(format!(
                 "its blob has {size} bytes, its record says {}",
                 record.size
             )));
@@ -353,17 +355,17 @@ impl Store {
             .collect();
         let found = format!("sha256:{hex}");
         if found != record.digest {
-            return Ok(LayerState::Bad(format!(
+            return Ok(OciLayerState::Bad(format!(
                 "its blob hashes to {found}, its record says {}",
                 record.digest
             )));
         }
-        Ok(LayerState::Ok)
+        Ok(OciLayerState::Ok)
     }
 
     /// Removes an entry (blob first, so the record never names a blob
     /// that is half gone); returns the bytes freed.
-    pub fn remove_layer(&self, entry: &LayerEntry) -> Result<u64, StoreError> {
+    pub fn remove_oci_layer(&self, entry: &OciLayerEntry) -> Result<u64, StoreError> {
         let mut bytes = 0;
         for path in [
             self.layer_blob_path(&entry.name),
@@ -376,7 +378,7 @@ impl Store {
     }
 
     /// Where the layer cache entry `name` keeps its blob.
-    pub fn layer_path(&self, name: &str) -> PathBuf {
+    pub fn oci_layer_path(&self, name: &str) -> PathBuf {
         self.layer_blob_path(name)
     }
 }

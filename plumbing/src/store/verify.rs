@@ -29,10 +29,11 @@ use crate::temp::TempKind;
 use std::os::unix::ffi::OsStrExt;
 
 /// The top-level names of the layout; anything else at the root is a stray.
-const TOP_LEVEL: [&str; 10] = [
+const TOP_LEVEL: [&str; 11] = [
     "builds",
     "trees",
     "oci-layers",
+    "layers",
     "version",
     "lock",
     "blobs",
@@ -307,8 +308,9 @@ impl Store {
                     }
                 }
                 // version, lock, builds/ (derivable build states) and
-                // quarantine/ hold nothing to list; trees/ and oci-layers/ have
-                // their own inventories (Store::tree_inventory,
+                // quarantine/ hold nothing to list; trees/, oci-layers/
+                // and layers/ have their own inventories
+                // (Store::tree_inventory, Store::oci_layer_inventory,
                 // Store::layer_inventory).
                 _ => {}
             }

@@ -9,19 +9,28 @@
 //!
 //! Where overlays can be mounted (root, overlayfs) the tree is an overlay
 //! build tree (DESIGN §13) over the tree cache's rendering of the image it
-//! starts from, so starting costs nothing when that rendering is cached,
-//! and the steps stack in its one upper directory: after each step is
-//! stored, a stat snapshot of the upper directory is taken, and the next
-//! step's image is the diff of the upper directory against the image just
-//! stored, reading only the upper paths that changed since (see
-//! `build::build_since`). The images are the same bytes as on a plain
-//! tree. Elsewhere, or if the mount fails, the tree is a plain one, with
-//! no message: an overlay only makes it faster. A kept tree
-//! (`--keep-tree`) is always plain, so it needs no `endbuild`.
+//! starts from, so starting costs nothing when that rendering is cached.
+//! After each step is stored, its upper directory becomes the entry's
+//! step layer (`overlay::stack_layer`): the overlay is mounted again with
+//! the layer on top of its lower stack and a fresh upper directory, so the
+//! next step's image is just the new upper directory read against the
+//! entry, and the final image the layers and the upper directory read
+//! together against the `FROM` image (see `build::build_since`). A build
+//! starting from a cached step whose chain has every layer mounts them
+//! over the `FROM` image's cached rendering and renders nothing. When one
+//! more layer would not fit in the mount's options, the steps stack in the
+//! one upper directory instead, with a stat snapshot of it taken after
+//! each step, and the next step's image reads only the upper paths that
+//! changed since. The images are the same bytes as on a plain tree.
+//! Elsewhere, or if the mount fails, the tree is a plain one, with no
+//! message: an overlay only makes it faster. A kept tree (`--keep-tree`)
+//! is always plain, so it needs no `endbuild`.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,14 +39,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use acido_plumbing::build::{mount, Snapshot};
 use acido_plumbing::compression::Compression;
-use acido_plumbing::diff::{self, Tree};
+use acido_plumbing::diff::{self, FileMeta, Tree};
 use acido_plumbing::entry::{EntryKind, Timestamp};
 use acido_plumbing::id::ImageId;
 use acido_plumbing::limits::LimitKind;
 use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
-use acido_plumbing::store::Store;
+use acido_plumbing::store::{StateLayer, Store};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use serde_json::{json, Map, Value};
@@ -118,10 +127,11 @@ pub(super) struct Builder<'a> {
     /// Whether the tree is a mounted overlay build tree of this build,
     /// which `build_file` ends before removing the work directory.
     pub(super) on_overlay: bool,
-    /// On an overlay tree, the stat snapshot of its upper directory taken
-    /// when the last step's image was stored (the tree was that image's
-    /// rendering then); `None` while the tree is still the lower
-    /// directory's rendering plus the upper directory.
+    /// On an overlay tree that could not stack one more layer, the stat
+    /// snapshot of its upper directory taken when the last step's image
+    /// was stored (the tree was that image's rendering then); `None`
+    /// while the tree is its lower stack's rendering plus the upper
+    /// directory.
     pub(super) upper_since: Option<Snapshot>,
 }
 
@@ -377,14 +387,17 @@ impl Builder<'_> {
         if !self.allow_overlay || mount::check_support().is_err() {
             return Ok(false);
         }
+        if self.top_is_entry && self.start_stack(id)? {
+            return Ok(true);
+        }
         if self.top_is_entry {
             self.progress
                 .note(&format!("starting from the cached state {}", id.abbrev(12)));
         }
-        let started = overlay::startbuild_overlay(
+        let started = overlay::startbuild_steps(
             self.store,
             &id.to_string(),
-            Some(&self.tree),
+            &self.tree,
             self.temp_parent,
             Arc::clone(&self.progress),
             self.interrupt,
@@ -400,6 +413,62 @@ impl Builder<'_> {
             // The kernel refused this mount (a store on a file system
             // overlayfs cannot use as upper, options it lacks): the start
             // undid itself, and a plain tree does the same job.
+            Err(OverlayError::Mount(_)) => Ok(false),
+            Err(e) => Err(StepError::Overlay(e)),
+        }
+    }
+
+    /// Makes the tree an overlay build tree on the stack of the cached
+    /// entry `id`'s chain: the layers of its entries over the `FROM`
+    /// image's cached render (rendered first when the tree cache lost
+    /// it), so none of the cached steps is rendered. `false` (nothing
+    /// made) when an entry of the chain has no layer (it was built on a
+    /// plain tree, or its layer was removed), when the build is `FROM
+    /// scratch`, or when the stack cannot be mounted; the caller renders
+    /// the entry then.
+    fn start_stack(&mut self, id: &ImageId) -> Result<bool, StepError> {
+        let Some(base) = self.base else {
+            return Ok(false);
+        };
+        let Ok(list) = acido_plumbing::render::dependency_list(self.store, *id) else {
+            return Ok(false);
+        };
+        let Some(at) = list.images.iter().position(|l| l.id == base) else {
+            return Ok(false);
+        };
+        let mut layers = Vec::with_capacity(at);
+        for entry in &list.images[..at] {
+            match self.store.layer(&entry.id) {
+                Ok(Some(layer)) => layers.push(StateLayer {
+                    id: entry.id.to_string(),
+                    upper: layer.upper(),
+                }),
+                _ => return Ok(false),
+            }
+        }
+        let count = layers.len();
+        let started = overlay::startbuild_stack(
+            self.store,
+            &base,
+            layers,
+            &self.tree,
+            self.temp_parent,
+            Arc::clone(&self.progress),
+            self.interrupt,
+        );
+        match started {
+            Ok(_) => {
+                self.progress.note(&format!(
+                    "starting from the cached state {}: {count} step layers mounted",
+                    id.abbrev(12)
+                ));
+                self.on_overlay = true;
+                self.upper_since = None;
+                self.from_snapshot = None;
+                Ok(true)
+            }
+            // Too many layers for one mount, or a kernel that refuses the
+            // stack: the start undid itself, and rendering does the job.
             Err(OverlayError::Mount(_)) => Ok(false),
             Err(e) => Err(StepError::Overlay(e)),
         }
@@ -454,7 +523,16 @@ impl Builder<'_> {
         self.top = Some((cache::ENTRY_NAME.to_owned(), id));
         self.top_is_entry = true;
         // The tree is now that entry's rendering: the next entry's build
-        // skips what the next step leaves untouched.
+        // skips what the next step leaves untouched. On an overlay the
+        // upper directory becomes the entry's layer (a later build starts
+        // from it by mounting it); when one more layer does not fit in
+        // the mount, a snapshot of the upper directory does the job.
+        if self.on_overlay
+            && self.upper_since.is_none()
+            && overlay::stack_layer(self.store, &self.tree, &id)?
+        {
+            return Ok(());
+        }
         if self.on_overlay {
             let upper = self
                 .store
@@ -513,10 +591,10 @@ impl Builder<'_> {
             Step::Workdir(path) => {
                 let dir = self.resolve_workdir(path)?;
                 let rootfs = self.tree.join("rootfs");
-                let before = walk(&rootfs)?;
+                let before = watch(&rootfs, &dir)?;
                 let started = SystemTime::now();
                 copy::make_dir(&self.tree, dir.as_bytes())?;
-                settle_times(&rootfs, &before, started)?;
+                settle_times(&before, &watch(&rootfs, &dir)?, started)?;
                 self.set_workdir(&dir)
             }
             Step::User { user, group } => self.edit_app(|app| {
@@ -728,10 +806,10 @@ impl Builder<'_> {
             host_mtime: Some(COPY_MTIME),
         };
         let rootfs = self.tree.join("rootfs");
-        let before = walk(&rootfs)?;
+        let before = watch(&rootfs, &dest)?;
         let started = SystemTime::now();
         copy::copy(&self.tree, &sources, dest.as_bytes(), &opts, &self.work)?;
-        settle_times(&rootfs, &before, started)
+        settle_times(&before, &watch(&rootfs, &dest)?, started)
     }
 
     pub(super) fn write_manifest(&self) -> Result<(), StepError> {
@@ -787,35 +865,116 @@ fn timestamp(time: SystemTime) -> Timestamp {
     }
 }
 
+/// A directory's identity and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirStamp {
+    ino: u64,
+    mtime: Timestamp,
+}
+
+/// The directories a `COPY`, `ADD` or `WORKDIR` to `dest` (absolute, in
+/// the rootfs) can change, by full path: `dest`'s ancestors (missing
+/// parents are made, existing ones get entries) and everything below
+/// `dest`. Nothing else is touched, so the rest of the tree is not
+/// walked (on an overlay, each stat costs). A `dest` whose path goes
+/// through a symlink or has `.`/`..` components resolves elsewhere: then
+/// the whole rootfs is watched.
+fn watch(rootfs: &Path, dest: &str) -> Result<HashMap<PathBuf, DirStamp>, StepError> {
+    let mut dirs = HashMap::new();
+    let components: Vec<&str> = dest.split('/').filter(|c| !c.is_empty()).collect();
+    let mut whole = components.iter().any(|c| *c == "." || *c == "..");
+    let mut at = rootfs.to_owned();
+    let mut chain = vec![at.clone()];
+    for component in &components {
+        at.push(component);
+        chain.push(at.clone());
+    }
+    if !whole {
+        for (i, path) in chain.iter().enumerate() {
+            let meta = FileMeta::from_path(path);
+            match meta {
+                Ok(Some(meta)) if meta.kind == EntryKind::Directory => {
+                    dirs.insert(path.clone(), stamp(&meta));
+                }
+                // A symlink on the way leads elsewhere.
+                Ok(Some(meta)) if meta.kind == EntryKind::Symlink => {
+                    whole = true;
+                    break;
+                }
+                // The destination (a file) or the first missing part:
+                // nothing further exists.
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(source) => {
+                    return Err(StepError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+                }
+            }
+            // Below the destination, every directory.
+            if i + 1 == chain.len() {
+                for (rel, meta) in walk(path)?.iter() {
+                    if meta.kind == EntryKind::Directory {
+                        let full = if rel == diff::ROOT_PATH {
+                            path.clone()
+                        } else {
+                            path.join(std::ffi::OsStr::from_bytes(rel))
+                        };
+                        dirs.insert(full, stamp(meta));
+                    }
+                }
+            }
+        }
+    }
+    if whole {
+        dirs.clear();
+        let tree = walk(rootfs)?;
+        for (rel, meta) in tree.iter() {
+            if meta.kind == EntryKind::Directory {
+                dirs.insert(tree.full_path(rel), stamp(meta));
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+fn stamp(meta: &FileMeta) -> DirStamp {
+    DirStamp {
+        ino: meta.ino,
+        mtime: meta.mtime,
+    }
+}
+
 /// After a `COPY`, `ADD` or `WORKDIR`: directories that existed before
 /// get their modification time back (the step only added to them), and
 /// directories the step made with the current time (missing parents)
 /// get [`COPY_MTIME`]. So the step's result is the same whenever it runs.
-fn settle_times(rootfs: &Path, before: &Tree, started: SystemTime) -> Result<(), StepError> {
-    let after = walk(rootfs)?;
+/// `before` and `after` are what [`watch`] saw of the same destination.
+fn settle_times(
+    before: &HashMap<PathBuf, DirStamp>,
+    after: &HashMap<PathBuf, DirStamp>,
+    started: SystemTime,
+) -> Result<(), StepError> {
     let started = timestamp(started);
-    for (path, meta) in after.iter() {
-        if meta.kind != EntryKind::Directory {
-            continue;
-        }
-        let mtime = match before.get(path) {
-            Some(old) if old.kind == EntryKind::Directory && old.ino == meta.ino => {
-                if old.mtime == meta.mtime {
+    for (full, now) in after {
+        let mtime = match before.get(full) {
+            Some(old) if old.ino == now.ino => {
+                if old.mtime == now.mtime {
                     continue;
                 }
                 old.mtime
             }
-            _ if meta.mtime >= started => Timestamp {
+            _ if now.mtime >= started => Timestamp {
                 secs: COPY_MTIME,
                 nanos: 0,
             },
             _ => continue,
         };
-        let full = after.full_path(path);
         let mtime = TimeSpec::new(mtime.secs, i64::from(mtime.nanos));
         utimensat(
             None,
-            &full,
+            full,
             &TimeSpec::UTIME_OMIT,
             &mtime,
             UtimensatFlags::NoFollowSymlink,
