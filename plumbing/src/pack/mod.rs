@@ -147,6 +147,18 @@ impl Default for PackOptions {
     }
 }
 
+/// What [`pack_unhashed`] wrote: a [`PackReport`] without the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackCounts {
+    /// Number of tar entries written (manifest and rootfs included, PAX
+    /// headers not counted).
+    pub entries: u64,
+    /// Size of the uncompressed tar in bytes.
+    pub uncompressed_size: u64,
+    /// Sockets found in the tree and left out.
+    pub skipped_sockets: u64,
+}
+
 /// What a pack wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackReport {
@@ -322,6 +334,20 @@ pub enum Sink<'a> {
         /// Whether an existing file is replaced.
         overwrite: bool,
     },
+}
+
+/// [`pack`] into the writer `out` without taking the image id: for a
+/// writer that hashes what it gets itself (a store staging,
+/// `Store::stage`), so the bytes are hashed once. With compression, the id
+/// is still the SHA-512 of the uncompressed stream, which `out` does not
+/// see: use [`pack`] then.
+pub fn pack_unhashed(
+    source: Source<'_>,
+    out: &mut dyn Write,
+    opts: &PackOptions,
+) -> Result<PackCounts, PackError> {
+    let packed = packer::pack_source_with(&source, out, opts, None, tar_writer::NoHash)?;
+    Ok(packed.counts)
 }
 
 /// Packs `source` into `sink`, compressed as `opts` says.

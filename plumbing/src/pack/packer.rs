@@ -17,8 +17,9 @@ use crate::entry::Timestamp;
 
 use super::sink::OutputGuard;
 use super::source::{check_layout, open_regular};
-use super::tar_writer::{self, HeaderSpec, TarSink};
-use super::{PackError, PackOptions, PackReport, PackStep, Source};
+use super::tar_writer::{self, HeaderSpec, StreamHasher, TarSink};
+use super::{PackCounts, PackError, PackOptions, PackReport, PackStep, Source};
+use crate::id::IdHasher;
 
 /// Extended attributes as (name, value) byte pairs, sorted by name.
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -34,6 +35,29 @@ pub(super) fn pack_source(
     opts: &PackOptions,
     guard: OutputGuard,
 ) -> Result<PackReport, PackError> {
+    let packed = pack_source_with(source, out, opts, guard, IdHasher::new())?;
+    Ok(PackReport {
+        id: packed.digest,
+        entries: packed.counts.entries,
+        uncompressed_size: packed.counts.uncompressed_size,
+        skipped_sockets: packed.counts.skipped_sockets,
+    })
+}
+
+/// What [`pack_tree`] wrote: the digest its hasher took, and the counts.
+pub(super) struct Packed<D> {
+    pub(super) digest: D,
+    pub(super) counts: PackCounts,
+}
+
+/// [`pack_source`] with the tar stream hashed by `hasher`.
+pub(super) fn pack_source_with<H: StreamHasher>(
+    source: &Source<'_>,
+    out: &mut dyn Write,
+    opts: &PackOptions,
+    guard: OutputGuard,
+    hasher: H,
+) -> Result<Packed<H::Digest>, PackError> {
     match source {
         Source::Layout(dir) => {
             let manifest = check_layout(dir, guard)?;
@@ -45,18 +69,35 @@ pub(super) fn pack_source(
                 out,
                 opts,
                 guard,
+                hasher,
             )
         }
         Source::Selected {
             manifest,
             rootfs,
             select,
-        } => pack_tree(manifest, rootfs, Walk::Select(*select), out, opts, guard),
+        } => pack_tree(
+            manifest,
+            rootfs,
+            Walk::Select(*select),
+            out,
+            opts,
+            guard,
+            hasher,
+        ),
         Source::Listed {
             manifest,
             rootfs,
             paths,
-        } => pack_tree(manifest, rootfs, Walk::Listed(paths), out, opts, guard),
+        } => pack_tree(
+            manifest,
+            rootfs,
+            Walk::Listed(paths),
+            out,
+            opts,
+            guard,
+            hasher,
+        ),
     }
 }
 
@@ -80,14 +121,16 @@ fn walk_order(paths: &[Vec<u8>]) -> Vec<&[u8]> {
 }
 
 /// The packer proper: writes the manifest, `rootfs` and the selected tree.
-fn pack_tree(
+#[allow(clippy::too_many_arguments)]
+fn pack_tree<H: StreamHasher>(
     manifest: &[u8],
     rootfs: &Path,
     walk: Walk<'_>,
     out: &mut dyn Write,
     opts: &PackOptions,
     guard: Option<(u64, u64)>,
-) -> Result<PackReport, PackError> {
+    hasher: H,
+) -> Result<Packed<H::Digest>, PackError> {
     let root_meta = fs::symlink_metadata(rootfs).map_err(|source| PackError::Read {
         path: rootfs.to_owned(),
         source,
@@ -100,7 +143,7 @@ fn pack_tree(
     check_interrupt(opts)?;
     let encoder = Encoder::new(out, opts.compression, opts.level, opts.xz_threads)?;
     let mut packer = Packer {
-        tar: TarSink::new(BufWriter::with_capacity(IO_BUF, encoder)),
+        tar: TarSink::with_hasher(BufWriter::with_capacity(IO_BUF, encoder), hasher),
         header: Vec::with_capacity(4096),
         data: vec![0u8; IO_BUF],
         links: HashMap::new(),
@@ -184,16 +227,18 @@ fn pack_tree(
     }
     packer.check_interrupt()?;
 
-    let (buffered, id, uncompressed_size) = packer.tar.finish().map_err(write_err)?;
+    let (buffered, digest, uncompressed_size) = packer.tar.finish().map_err(write_err)?;
     let encoder = buffered
         .into_inner()
         .map_err(|e| write_err(e.into_error()))?;
     encoder.finish().map_err(write_err)?;
-    Ok(PackReport {
-        id,
-        entries: packer.entries,
-        uncompressed_size,
-        skipped_sockets: packer.skipped_sockets,
+    Ok(Packed {
+        digest,
+        counts: PackCounts {
+            entries: packer.entries,
+            uncompressed_size,
+            skipped_sockets: packer.skipped_sockets,
+        },
     })
 }
 
@@ -215,8 +260,8 @@ fn interrupted(flag: Option<&AtomicBool>) -> Result<(), PackError> {
 }
 
 /// State of one pack run.
-struct Packer<'a, W: Write> {
-    tar: TarSink<W>,
+struct Packer<'a, W: Write, H: StreamHasher> {
+    tar: TarSink<W, H>,
     /// Scratch space for header blocks.
     header: Vec<u8>,
     /// Scratch space for file data.
@@ -230,7 +275,7 @@ struct Packer<'a, W: Write> {
     progress: Option<&'a (dyn Fn(u64) + Send + Sync)>,
 }
 
-impl<W: Write> Packer<'_, W> {
+impl<W: Write, H: StreamHasher> Packer<'_, W, H> {
     /// [`PackError::Interrupted`] once the interrupt flag is up.
     fn check_interrupt(&self) -> Result<(), PackError> {
         interrupted(self.interrupt)

@@ -374,13 +374,6 @@ pub(crate) struct TarSink<W: Write, H: StreamHasher = IdHasher> {
     len: u64,
 }
 
-impl<W: Write> TarSink<W> {
-    /// A stream writing into `sink`, hashed to an image id.
-    pub(crate) fn new(sink: W) -> Self {
-        TarSink::with_hasher(sink, IdHasher::new())
-    }
-}
-
 impl<W: Write, H: StreamHasher> TarSink<W, H> {
     /// A stream writing into `sink`, hashed by `hasher`.
     pub(crate) fn with_hasher(sink: W, hasher: H) -> Self {
@@ -695,7 +688,7 @@ mod tests {
 
     #[test]
     fn sink_hashes_what_it_writes_and_ends_with_two_zero_blocks() {
-        let mut sink = TarSink::new(Vec::new());
+        let mut sink = TarSink::with_hasher(Vec::new(), IdHasher::new());
         sink.write_all(b"abc").unwrap();
         sink.pad().unwrap();
         assert_eq!(sink.len(), BLOCK as u64);
