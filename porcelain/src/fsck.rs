@@ -170,6 +170,49 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// Records a problem; with repair, runs `fix`, whose `Ok` text says
     /// what was done (`None`: nothing can be done).
+    /// Reports the `.acido-render-*` temps of `trees/` or `layers/` that
+    /// no live writer holds (`in_use`) as stale; the repair is `sweep`,
+    /// which removes every such temp of the directory.
+    fn render_temps(
+        &mut self,
+        temps: &[PathBuf],
+        in_use: impl Fn(&Path) -> Result<bool, StoreError>,
+        sweep: impl Fn(),
+        detail: &str,
+    ) {
+        let store = self.store;
+        for temp in temps {
+            match in_use(temp) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    self.problem(
+                        ProblemKind::StaleTemp,
+                        Subject::Path(relative(store, temp)),
+                        e.to_string(),
+                        None,
+                    );
+                    continue;
+                }
+            }
+            let repair = || -> Result<String, StoreError> {
+                sweep();
+                Ok(if fs_gone(temp) {
+                    "removed"
+                } else {
+                    "left: could not be removed"
+                }
+                .to_owned())
+            };
+            self.problem(
+                ProblemKind::StaleTemp,
+                Subject::Path(relative(store, temp)),
+                detail.to_owned(),
+                Some(&repair),
+            );
+        }
+    }
+
     fn problem(
         &mut self,
         kind: ProblemKind,
@@ -560,36 +603,14 @@ impl Checker<'_> {
                 Some(&|| remove(entry)),
             );
         }
-        for temp in &inv.temps {
-            match store.layer_temp_in_use(temp) {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => {
-                    self.problem(
-                        ProblemKind::StaleTemp,
-                        Subject::Path(relative(store, temp)),
-                        e.to_string(),
-                        None,
-                    );
-                    continue;
-                }
-            }
-            let sweep = || -> Result<String, StoreError> {
+        self.render_temps(
+            &inv.temps,
+            |temp| store.layer_temp_in_use(temp),
+            || {
                 store.sweep_layer_temps();
-                Ok(if fs_gone(temp) {
-                    "removed"
-                } else {
-                    "left: could not be removed"
-                }
-                .to_owned())
-            };
-            self.problem(
-                ProblemKind::StaleTemp,
-                Subject::Path(relative(store, temp)),
-                "leftover of a killed build's step layer or of a removal".to_owned(),
-                Some(&sweep),
-            );
-        }
+            },
+            "leftover of a killed build's step layer or of a removal",
+        );
         for stray in &inv.strays {
             let fix = || {
                 let moved = store.quarantine_path(stray)?;
@@ -682,37 +703,14 @@ impl Checker<'_> {
                 Some(&|| remove(entry)),
             );
         }
-        for temp in &inv.temps {
-            match store.tree_temp_in_use(temp) {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(e) => {
-                    self.problem(
-                        ProblemKind::StaleTemp,
-                        Subject::Path(relative(store, temp)),
-                        e.to_string(),
-                        None,
-                    );
-                    continue;
-                }
-            }
-            let sweep = || -> Result<String, StoreError> {
+        self.render_temps(
+            &inv.temps,
+            |temp| store.tree_temp_in_use(temp),
+            || {
                 store.sweep_tree_temps();
-                Ok(if fs_gone(temp) {
-                    "removed"
-                } else {
-                    "left: could not be removed"
-                }
-                .to_owned())
-            };
-            let detail = "leftover of an interrupted tree render or removal".to_owned();
-            self.problem(
-                ProblemKind::StaleTemp,
-                Subject::Path(relative(store, temp)),
-                detail,
-                Some(&sweep),
-            );
-        }
+            },
+            "leftover of an interrupted tree render or removal",
+        );
         for stray in &inv.strays {
             let fix = || {
                 let moved = store.quarantine_path(stray)?;

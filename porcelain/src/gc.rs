@@ -292,26 +292,15 @@ fn abandoned(tree: &Path) -> bool {
 /// mounted or resumed) stacks, and the temps of killed builds' layers.
 fn collect_layers(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
     let inv = store.layer_inventory()?;
-    let mut leftovers = Vec::new();
-    for temp in &inv.temps {
-        if store.layer_temp_in_use(temp)? {
-            report.in_use += 1;
-        } else {
-            leftovers.push((temp, file_bytes_under(temp)));
-        }
-    }
-    if !leftovers.is_empty() {
-        store.sweep_layer_temps();
-    }
-    for (temp, bytes) in leftovers {
-        if std::fs::symlink_metadata(temp).is_err() {
-            report.removed.push(Removed {
-                kind: Garbage::Temp,
-                path: relative(store, temp),
-                bytes,
-            });
-        }
-    }
+    sweep_render_temps(
+        store,
+        &inv.temps,
+        |temp| store.layer_temp_in_use(temp),
+        || {
+            store.sweep_layer_temps();
+        },
+        report,
+    )?;
     // A state that cannot be read may stack any layer: then no orphan
     // is removed (fsck reports the state).
     let mut stacked = Vec::new();
@@ -340,21 +329,27 @@ fn collect_layers(store: &Store, report: &mut GcReport) -> Result<(), StoreError
     Ok(())
 }
 
-/// Removes the cached trees nothing uses, damaged entries, and the temps
-/// of killed tree renders.
-fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
-    let inv = store.tree_inventory()?;
+/// Removes the `.acido-render-*` temps of `trees/` or `layers/` that no
+/// live writer holds (`in_use`): `sweep` takes every unlocked temp of the
+/// directory at once (and leaves the locked ones), and each one gone is
+/// reported with its size.
+fn sweep_render_temps(
+    store: &Store,
+    temps: &[PathBuf],
+    in_use: impl Fn(&Path) -> Result<bool, StoreError>,
+    sweep: impl Fn(),
+    report: &mut GcReport,
+) -> Result<(), StoreError> {
     let mut leftovers = Vec::new();
-    for temp in &inv.temps {
-        if store.tree_temp_in_use(temp)? {
+    for temp in temps {
+        if in_use(temp)? {
             report.in_use += 1;
         } else {
             leftovers.push((temp, file_bytes_under(temp)));
         }
     }
-    // One sweep takes every unlocked temp (and leaves the locked ones).
     if !leftovers.is_empty() {
-        store.sweep_tree_temps();
+        sweep();
     }
     for (temp, bytes) in leftovers {
         if std::fs::symlink_metadata(temp).is_err() {
@@ -365,6 +360,22 @@ fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError>
             });
         }
     }
+    Ok(())
+}
+
+/// Removes the cached trees nothing uses, damaged entries, and the temps
+/// of killed tree renders.
+fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError> {
+    let inv = store.tree_inventory()?;
+    sweep_render_temps(
+        store,
+        &inv.temps,
+        |temp| store.tree_temp_in_use(temp),
+        || {
+            store.sweep_tree_temps();
+        },
+        report,
+    )?;
     let unused = inv.trees.iter().filter_map(|info| {
         let orphan = info.tree.key().ids().iter().any(|id| !store.contains(id));
         if info.live_users.is_empty() || orphan {

@@ -59,6 +59,29 @@ pub(super) fn list_dir(dir: &Path) -> Result<Option<Vec<StoreFile>>, StoreError>
     Ok(Some(files))
 }
 
+/// The names in `dir`, sorted, each with whether it is a directory (not
+/// following symlinks); a missing `dir` is empty.
+pub(super) fn sorted_names(dir: &Path) -> Result<Vec<(std::ffi::OsString, bool)>, StoreError> {
+    let listing = match fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(io_err(dir))?;
+        let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
+        names.push((entry.file_name(), file_type.is_dir()));
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Walks `<top>/sha512/<2 hex>/<128 hex>`: files named by an id whose
 /// first two digits are their directory's go to `found`, the rest to
 /// `strays`.

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{self, RenameFlags};
 
-use super::files::{read_regular, sync_dir};
+use super::files::{read_regular, sorted_names, sync_dir};
 use super::io_err;
 use super::Store;
 use super::StoreError;
@@ -221,19 +221,7 @@ impl Store {
     pub fn layer_inventory(&self) -> Result<LayerInventory, StoreError> {
         let dir = self.layers_dir();
         let mut inv = LayerInventory::default();
-        let listing = match fs::read_dir(&dir) {
-            Ok(listing) => listing,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(inv),
-            Err(source) => return Err(StoreError::Io { path: dir, source }),
-        };
-        let mut names = Vec::new();
-        for entry in listing {
-            let entry = entry.map_err(io_err(&dir))?;
-            let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
-            names.push((entry.file_name(), file_type.is_dir()));
-        }
-        names.sort();
-        for (name, is_dir) in names {
+        for (name, is_dir) in sorted_names(&dir)? {
             let path = dir.join(&name);
             let bytes = name.as_bytes();
             if is_dir && TempKind::Render.matches(bytes) {
@@ -254,29 +242,7 @@ impl Store {
     /// damaged): under the store lock it is renamed to a temp name, so no
     /// build finds it any more, then deleted. Returns whether it existed.
     pub fn remove_layer_entry(&self, entry: &Path) -> Result<bool, StoreError> {
-        let dir = self.layers_dir();
-        temp::sweep_leftovers(&dir, TempKind::Render);
-        {
-            let _guard = self.lock()?;
-            if fs::symlink_metadata(entry).is_err() {
-                return Ok(false);
-            }
-            let name = entry.file_name().map(|n| n.to_owned()).unwrap_or_default();
-            let mut doomed = std::ffi::OsString::from(TempKind::Render.prefix());
-            doomed.push("removed-");
-            doomed.push(&name);
-            let doomed = dir.join(doomed);
-            fcntl::renameat2(None, entry, None, &doomed, RenameFlags::RENAME_NOREPLACE)
-                .map_err(|errno| io_err(entry)(errno.into()))?;
-        }
-        let report = temp::sweep_leftovers(&dir, TempKind::Render);
-        if report.failed > 0 {
-            return Err(StoreError::Io {
-                path: dir,
-                source: io::Error::other("a removed layer could not be deleted completely"),
-            });
-        }
-        Ok(true)
+        self.remove_dir_entry(&self.layers_dir(), entry, "layer")
     }
 
     /// Removes the layer of the cache entry `id` (what `rm` of `id` does);

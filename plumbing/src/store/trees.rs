@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{self, RenameFlags};
 
-use super::files::{read_regular, remove_if_exists, sync_dir, write_atomically};
+use super::files::{read_regular, remove_if_exists, sorted_names, sync_dir, write_atomically};
 use super::io_err;
 use super::Store;
 use super::StoreError;
@@ -370,24 +370,7 @@ impl Store {
     pub fn tree_inventory(&self) -> Result<TreeInventory, StoreError> {
         let trees = self.trees_dir();
         let mut inv = TreeInventory::default();
-        let listing = match fs::read_dir(&trees) {
-            Ok(listing) => listing,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(inv),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: trees,
-                    source,
-                })
-            }
-        };
-        let mut names = Vec::new();
-        for entry in listing {
-            let entry = entry.map_err(io_err(&trees))?;
-            let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
-            names.push((entry.file_name(), file_type.is_dir()));
-        }
-        names.sort();
-        for (name, is_dir) in names {
+        for (name, is_dir) in sorted_names(&trees)? {
             let path = trees.join(&name);
             let bytes = name.as_bytes();
             if is_dir && TempKind::Render.matches(bytes) {
@@ -417,10 +400,23 @@ impl Store {
     /// reader finds it by key any more, then deleted. Returns whether it
     /// existed. Callers decide whether it may go (see [`TreeInfo`]).
     pub fn remove_tree_entry(&self, entry: &Path) -> Result<bool, StoreError> {
-        let trees = self.trees_dir();
+        self.remove_dir_entry(&self.trees_dir(), entry, "tree")
+    }
+
+    /// Removes the directory entry `entry` of `parent` (`trees/` or
+    /// `layers/`, whose entries are written in `.acido-render-*` temps and
+    /// renamed into place): under the store lock it is renamed back to a
+    /// temp name, so no reader finds it by its name any more, then
+    /// deleted. `what` names it in the error. Returns whether it existed.
+    pub(super) fn remove_dir_entry(
+        &self,
+        parent: &Path,
+        entry: &Path,
+        what: &str,
+    ) -> Result<bool, StoreError> {
         // A removal killed before its delete left its temp name taken:
         // swept first, so the rename below finds the name free.
-        temp::sweep_leftovers(&trees, TempKind::Render);
+        temp::sweep_leftovers(parent, TempKind::Render);
         {
             let _guard = self.lock()?;
             if fs::symlink_metadata(entry).is_err() {
@@ -430,17 +426,19 @@ impl Store {
             let mut doomed = std::ffi::OsString::from(TempKind::Render.prefix());
             doomed.push("removed-");
             doomed.push(&name);
-            let doomed = trees.join(doomed);
+            let doomed = parent.join(doomed);
             fcntl::renameat2(None, entry, None, &doomed, RenameFlags::RENAME_NOREPLACE)
                 .map_err(|errno| io_err(entry)(errno.into()))?;
         }
         // The renamed entry is an unlocked temp: swept now, or by the next
         // sweep should this one be cut short.
-        let report = temp::sweep_leftovers(&trees, TempKind::Render);
+        let report = temp::sweep_leftovers(parent, TempKind::Render);
         if report.failed > 0 {
             return Err(StoreError::Io {
-                path: trees,
-                source: io::Error::other("a removed tree could not be deleted completely"),
+                path: parent.to_owned(),
+                source: io::Error::other(format!(
+                    "a removed {what} could not be deleted completely"
+                )),
             });
         }
         Ok(true)
