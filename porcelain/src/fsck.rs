@@ -170,6 +170,25 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// Records a problem; with repair, runs `fix`, whose `Ok` text says
     /// what was done (`None`: nothing can be done).
+    /// Reports the files in the cache directory `dir` (`trees/`,
+    /// `layers/`, `oci-layers/`) that its layout does not name; the repair
+    /// moves each to `quarantine/`, as for a stray at the store's root.
+    fn quarantine_strays(&mut self, strays: &[PathBuf], dir: &str) {
+        let store = self.store;
+        for stray in strays {
+            let fix = || {
+                let moved = store.quarantine_path(stray)?;
+                Ok(format!("moved to {}", relative(store, &moved).display()))
+            };
+            self.problem(
+                ProblemKind::Stray,
+                Subject::Path(relative(store, stray)),
+                format!("unexpected file in {dir}"),
+                Some(&fix),
+            );
+        }
+    }
+
     /// Reports the `.acido-render-*` temps of `trees/` or `layers/` that
     /// no live writer holds (`in_use`) as stale; the repair is `sweep`,
     /// which removes every such temp of the directory.
@@ -611,18 +630,7 @@ impl Checker<'_> {
             },
             "leftover of a killed build's step layer or of a removal",
         );
-        for stray in &inv.strays {
-            let fix = || {
-                let moved = store.quarantine_path(stray)?;
-                Ok(format!("moved to {}", relative(store, &moved).display()))
-            };
-            self.problem(
-                ProblemKind::Stray,
-                Subject::Path(relative(store, stray)),
-                "unexpected file in layers/".to_owned(),
-                Some(&fix),
-            );
-        }
+        self.quarantine_strays(&inv.strays, "layers/");
     }
 
     /// Checks the tree cache: every complete entry's images are stored
@@ -711,18 +719,7 @@ impl Checker<'_> {
             },
             "leftover of an interrupted tree render or removal",
         );
-        for stray in &inv.strays {
-            let fix = || {
-                let moved = store.quarantine_path(stray)?;
-                Ok(format!("moved to {}", relative(store, &moved).display()))
-            };
-            self.problem(
-                ProblemKind::Stray,
-                Subject::Path(relative(store, stray)),
-                "unexpected file in trees/".to_owned(),
-                Some(&fix),
-            );
-        }
+        self.quarantine_strays(&inv.strays, "trees/");
     }
 }
 
@@ -789,18 +786,7 @@ impl Checker<'_> {
                 ),
             }
         }
-        for stray in &inv.strays {
-            let fix = || {
-                let moved = store.quarantine_path(stray)?;
-                Ok(format!("moved to {}", relative(store, &moved).display()))
-            };
-            self.problem(
-                ProblemKind::Stray,
-                Subject::Path(relative(store, stray)),
-                "unexpected file in oci-layers/".to_owned(),
-                Some(&fix),
-            );
-        }
+        self.quarantine_strays(&inv.strays, "oci-layers/");
     }
 }
 

@@ -758,19 +758,7 @@ pub fn write_manifest_aci<'s>(
         let mut header = Vec::with_capacity(1024);
         let header_err =
             |e: crate::pack::HeaderError| io::Error::new(io::ErrorKind::InvalidData, e);
-        let manifest_spec = HeaderSpec {
-            path: b"manifest",
-            typeflag: TYPE_REGULAR,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: json.len() as u64,
-            mtime: Timestamp::default(),
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-        };
+        let manifest_spec = HeaderSpec::plain_file(b"manifest", json.len() as u64);
         encode_header(&manifest_spec, &mut header).map_err(header_err)?;
         sink.write_all(&header)?;
         sink.write_all(json.as_bytes())?;

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use super::digest::{Sha256Digest, Sha256Hasher};
 use super::push::{layout_temp, Item, LayerBlob, LAYER_GZIP};
-use crate::entry::{Entry, EntryKind, Timestamp};
+use crate::entry::{Entry, EntryKind};
 use crate::pack::tar_writer::{
     encode_header, HeaderSpec, TarSink, TYPE_BLOCK, TYPE_CHAR, TYPE_DIR, TYPE_FIFO, TYPE_HARDLINK,
     TYPE_REGULAR, TYPE_SYMLINK,
@@ -296,23 +296,7 @@ fn write_tar<'a>(
         Ok(())
     };
     for marker in whiteouts {
-        put(
-            &mut tar,
-            &HeaderSpec {
-                path: marker,
-                typeflag: TYPE_REGULAR,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                mtime: Timestamp::default(),
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-            },
-            &[],
-        )?;
+        put(&mut tar, &HeaderSpec::plain_file(marker, 0), &[])?;
     }
     for item in items {
         let default_dir = Entry::new(Vec::new(), EntryKind::Directory).with_mode(0o755);
@@ -378,19 +362,7 @@ mod tests {
             .write(Vec::new(), flate2::Compression::fast());
         let mut tar = TarSink::with_hasher(gzip, Sha256Hasher::new());
         let put = |tar: &mut TarSink<_, _>, path: &[u8], data: &[u8]| {
-            let spec = HeaderSpec {
-                path,
-                typeflag: TYPE_REGULAR,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                size: data.len() as u64,
-                mtime: Timestamp::default(),
-                link: None,
-                dev_major: 0,
-                dev_minor: 0,
-                xattrs: &[],
-            };
+            let spec = HeaderSpec::plain_file(path, data.len() as u64);
             let mut header = Vec::new();
             encode_header(&spec, &mut header).unwrap();
             tar.write_all(&header).unwrap();

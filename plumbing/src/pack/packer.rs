@@ -156,19 +156,7 @@ fn pack_tree<H: StreamHasher>(
 
     packer.put_header(
         Path::new("manifest"),
-        &HeaderSpec {
-            path: b"manifest",
-            typeflag: tar_writer::TYPE_REGULAR,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: manifest.len() as u64,
-            mtime: Timestamp::default(),
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-        },
+        &HeaderSpec::plain_file(b"manifest", manifest.len() as u64),
     )?;
     packer.tar.write_all(manifest).map_err(write_err)?;
     packer.tar.pad().map_err(write_err)?;

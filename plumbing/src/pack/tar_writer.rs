@@ -67,6 +67,27 @@ pub(crate) struct HeaderSpec<'a> {
     pub xattrs: &'a [(Vec<u8>, Vec<u8>)],
 }
 
+impl<'a> HeaderSpec<'a> {
+    /// A regular file of `size` bytes owned by root, mode 0644, time 0 and
+    /// no xattrs: the `manifest` entry of every ACI, and the whiteout
+    /// markers of an OCI layer.
+    pub(crate) fn plain_file(path: &'a [u8], size: u64) -> HeaderSpec<'a> {
+        HeaderSpec {
+            path,
+            typeflag: TYPE_REGULAR,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: Timestamp::default(),
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: &[],
+        }
+    }
+}
+
 /// A value no tar header can carry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
@@ -432,19 +453,7 @@ mod tests {
     use super::*;
 
     fn spec(path: &[u8]) -> HeaderSpec<'_> {
-        HeaderSpec {
-            path,
-            typeflag: TYPE_REGULAR,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            mtime: Timestamp::default(),
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-        }
+        HeaderSpec::plain_file(path, 0)
     }
 
     fn encode(spec: &HeaderSpec<'_>) -> Vec<u8> {
