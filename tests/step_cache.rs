@@ -707,6 +707,10 @@ fn steps_build_the_same_images_on_overlay_and_plain_trees() {
     assert_eq!(cached_trees(&overlay), 1, "the cached step was rendered");
     assert_eq!(layers(&overlay), 9);
     env_extract_is(&overlay, &edited, "srv/app/lib/code", "code v2\n");
+    // Every layer is still what was sealed, whiteouts included (they are
+    // links of one inode the overlay keeps in its work directory).
+    let fsck = overlay.run(["fsck"]);
+    assert_eq!(fsck.code(), 0, "{}", fsck.stdout());
 
     // Everything run again gives the same image as the cached steps.
     let fresh = check(
@@ -923,6 +927,51 @@ fn step_layers_go_with_their_entries_and_fsck_checks_their_seals() {
     env.run(["rm", "--force", &format!("sha512-{hex}")]).ok();
     assert!(!env.store().join("layers").join(&hex[..64]).exists());
     assert!(layers(&env) < before);
+}
+
+#[test]
+fn a_layer_changed_since_its_seal_is_never_mounted() {
+    let test = "a_layer_changed_since_its_seal_is_never_mounted";
+    if !can_use_overlays(test) {
+        return;
+    }
+    let env = Env::new();
+    base_image(&env, false);
+    copy_inputs(&env);
+    build(&env, "Acidofile", &[]);
+    assert_eq!(layers(&env), 3);
+    // Every layer written through behind the store's back: mounted, the
+    // intruder would be in the tree and in the image.
+    for entry in fs::read_dir(env.store().join("layers")).unwrap().flatten() {
+        if entry.file_name().len() == 64 {
+            fs::write(entry.path().join("upper/intruder"), "x").unwrap();
+        }
+    }
+    fs::write(env.path("motd"), "hello again\n").unwrap();
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert_eq!(steps(&run), ran(&[4], &[2, 3]));
+    assert!(
+        !run.stderr().contains("step layers mounted"),
+        "{}",
+        run.stderr()
+    );
+    let edited = run.ok().trim().to_owned();
+    // The image is the one of a build that ran every step: that build
+    // found the changed layers under its steps' names and replaced them
+    // instead of stacking them.
+    let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
+    assert_eq!(fresh, edited);
+    // So the next edit mounts sound layers again, and gets it right.
+    fs::write(env.path("motd"), "hello a third time\n").unwrap();
+    let run = env.run(["build", "-f", "Acidofile", "--import"]);
+    assert!(
+        run.stderr().contains(": 2 step layers mounted"),
+        "{}",
+        run.stderr()
+    );
+    let third = run.ok().trim().to_owned();
+    let (fresh, _) = build(&env, "Acidofile", &["--no-cache"]);
+    assert_eq!(fresh, third);
 }
 
 #[test]

@@ -20,9 +20,9 @@ use acido_plumbing::build::overlay::copy_root_attrs;
 use acido_plumbing::build::BuildError;
 use acido_plumbing::id::ImageId;
 use acido_plumbing::naming::{self, ImageRef, NamingError};
-use acido_plumbing::render::{self, RenderError, RenderOptions};
+use acido_plumbing::render::{self, RenderError, RenderOptions, TreeState};
 use acido_plumbing::store::{
-    image_list, OverlayDirs, OverlayState, StateLayer, Store, StoreError, TreeKey,
+    image_list, Layer, OverlayDirs, OverlayState, StateLayer, Store, StoreError, TreeKey,
     OVERLAY_STATE_VERSION,
 };
 
@@ -300,6 +300,21 @@ fn start(
 /// so the next step's upper directory is its diff against `id` alone.
 /// Returns `false` (nothing done) when one more layer could not be
 /// mounted (see `mount::options_fit`); the tree then goes on as it is.
+/// The step layer of the cache entry `id`, when it is stored and still
+/// what was sealed. A layer whose stamps changed since (written through,
+/// half removed) would put what is not the entry's into a tree: as a
+/// cached tree that fails its check, it is removed, and `None` returned.
+pub(crate) fn intact_layer(store: &Store, id: &ImageId) -> Result<Option<Layer>, OverlayError> {
+    let Some(layer) = store.layer(id)? else {
+        return Ok(None);
+    };
+    if render::check_layer(&layer)? == TreeState::Intact {
+        return Ok(Some(layer));
+    }
+    store.remove_layer_entry(layer.entry())?;
+    Ok(None)
+}
+
 pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<bool, OverlayError> {
     let (dirs, mut state) =
         store
@@ -325,6 +340,23 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
         return Ok(false);
     }
     mount::unmount(&rootfs)?;
+    // The work directory starts afresh, and before the seal: overlayfs
+    // makes whiteouts as hard links of one whiteout inode kept in it, so
+    // removing it later (or the next step's whiteouts) would change the
+    // link count of this layer's whiteouts and break its seal. A volatile
+    // overlay also leaves work/incompat/volatile, which stops the next
+    // mount.
+    fs::remove_dir_all(&dirs.work).map_err(io_err(&dirs.work))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dirs.work)
+            .map_err(io_err(&dirs.work))?;
+    }
+    // A layer already stored under this entry's name (another build of
+    // the same step) is used instead of ours: only if it is intact.
+    intact_layer(store, id)?;
     let staging = store.stage_layer(id)?;
     fs::rename(&dirs.upper, staging.upper_path()).map_err(io_err(&dirs.upper))?;
     render::seal_layer(&staging)?;
@@ -338,16 +370,6 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
             .map_err(io_err(&dirs.upper))?;
     }
     copy_root_attrs(&layer.upper(), &dirs.upper)?;
-    if state.volatile {
-        // A volatile overlay leaves work/incompat/volatile, which stops
-        // the next mount: the work directory starts afresh.
-        fs::remove_dir_all(&dirs.work).map_err(io_err(&dirs.work))?;
-        use std::os::unix::fs::DirBuilderExt;
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dirs.work)
-            .map_err(io_err(&dirs.work))?;
-    }
     state.layers.insert(
         0,
         StateLayer {

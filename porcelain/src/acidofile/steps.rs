@@ -402,6 +402,17 @@ impl Builder<'_> {
             Arc::clone(&self.progress),
             self.interrupt,
         );
+        self.adopt_overlay(started)
+    }
+
+    /// Takes the result of starting an overlay build tree: `true` once the
+    /// tree is one, `false` when the kernel refused the mount (a store on
+    /// a file system overlayfs cannot use as upper, options or a layer
+    /// count it lacks): the start undid itself, and the caller renders.
+    fn adopt_overlay(
+        &mut self,
+        started: Result<overlay::OverlayReport, OverlayError>,
+    ) -> Result<bool, StepError> {
         match started {
             Ok(_) => {
                 self.on_overlay = true;
@@ -410,9 +421,6 @@ impl Builder<'_> {
                 self.from_snapshot = None;
                 Ok(true)
             }
-            // The kernel refused this mount (a store on a file system
-            // overlayfs cannot use as upper, options it lacks): the start
-            // undid itself, and a plain tree does the same job.
             Err(OverlayError::Mount(_)) => Ok(false),
             Err(e) => Err(StepError::Overlay(e)),
         }
@@ -438,13 +446,14 @@ impl Builder<'_> {
         };
         let mut layers = Vec::with_capacity(at);
         for entry in &list.images[..at] {
-            match self.store.layer(&entry.id) {
-                Ok(Some(layer)) => layers.push(StateLayer {
-                    id: entry.id.to_string(),
-                    upper: layer.upper(),
-                }),
-                _ => return Ok(false),
-            }
+            // A missing or changed layer: the entry is rendered instead.
+            let Some(layer) = overlay::intact_layer(self.store, &entry.id)? else {
+                return Ok(false);
+            };
+            layers.push(StateLayer {
+                id: entry.id.to_string(),
+                upper: layer.upper(),
+            });
         }
         let count = layers.len();
         let started = overlay::startbuild_stack(
@@ -456,22 +465,14 @@ impl Builder<'_> {
             Arc::clone(&self.progress),
             self.interrupt,
         );
-        match started {
-            Ok(_) => {
-                self.progress.note(&format!(
-                    "starting from the cached state {}: {count} step layers mounted",
-                    id.abbrev(12)
-                ));
-                self.on_overlay = true;
-                self.upper_since = None;
-                self.from_snapshot = None;
-                Ok(true)
-            }
-            // Too many layers for one mount, or a kernel that refuses the
-            // stack: the start undid itself, and rendering does the job.
-            Err(OverlayError::Mount(_)) => Ok(false),
-            Err(e) => Err(StepError::Overlay(e)),
+        let mounted = self.adopt_overlay(started)?;
+        if mounted {
+            self.progress.note(&format!(
+                "starting from the cached state {}: {count} step layers mounted",
+                id.abbrev(12)
+            ));
         }
+        Ok(mounted)
     }
 
     /// Stores the tree as the cache entry for `key`: its diff against
