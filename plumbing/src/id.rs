@@ -240,7 +240,7 @@ impl HashThread {
     /// Size of the pieces handed to the thread.
     pub const PIECE: usize = 1 << 20;
     /// Pieces that may wait for the thread.
-    pub const IN_FLIGHT: usize = 4;
+    pub const IN_FLIGHT: usize = 16;
 
     /// Starts the thread.
     pub fn new() -> Self {

@@ -1,11 +1,13 @@
 //! `build`: pack a build tree into a new image that holds only what
 //! differs from the rendering of its manifest's dependencies (DESIGN §6).
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use acido_plumbing::build::mount::{self, MountError};
+use acido_plumbing::build::overlay::LayerWalks;
 use acido_plumbing::build::{self, BuildError, Selection, Snapshot};
 use acido_plumbing::compression::Compression;
 use acido_plumbing::id::ImageId;
@@ -108,6 +110,13 @@ pub struct BuildReport {
     pub same_name: Vec<ImageRecord>,
 }
 
+/// The layers of a stack read as a diff, and each path's topmost layer
+/// (an index in `dirs`): where the packer reads the path.
+struct StackReads {
+    dirs: Vec<PathBuf>,
+    topmost: HashMap<Vec<u8>, usize>,
+}
+
 /// What of an overlay build tree is read as its diff.
 enum View<'a> {
     /// Its upper directory.
@@ -124,23 +133,42 @@ pub fn build(
     scratch: &Path,
     progress: &dyn Progress,
 ) -> Result<BuildReport, BuildCmdError> {
-    build_since(store, dir, opts, scratch, progress, None)
+    build_with(
+        store,
+        dir,
+        opts,
+        scratch,
+        progress,
+        TreeKnowledge::default(),
+    )
 }
 
-/// [`build`], for an overlay build tree whose upper directory had the stat
-/// snapshot `since` (when given) at a moment the whole tree was exactly
-/// the rendering of the manifest's dependencies: the upper directory is
-/// then read as the diff against that rendering, and its paths unchanged
-/// since the snapshot are not compared. The Acidofile's steps build on one
-/// overlay this way, each step against the image of the step before.
-pub(crate) fn build_since(
+/// What the maker of an overlay build tree (an Acidofile build) knows of
+/// it, so that [`build_with`] need not find it out again.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TreeKnowledge<'a> {
+    /// The stat snapshot the upper directory had at a moment the whole
+    /// tree was exactly the rendering of the manifest's dependencies: the
+    /// upper directory is then read as the diff against that rendering,
+    /// and its paths unchanged since the snapshot are not compared. The
+    /// Acidofile's steps build on one overlay this way, each step against
+    /// the image of the step before.
+    pub(crate) since: Option<&'a Snapshot>,
+    /// Walks of the tree's stacked step layers, taken when their seals
+    /// were checked or made (see `build::overlay::LayerWalks`).
+    pub(crate) layer_walks: Option<&'a LayerWalks>,
+}
+
+/// [`build`] of an overlay build tree with what its maker knows of it.
+pub(crate) fn build_with(
     store: &Store,
     dir: &Path,
     opts: &BuildOptions,
     scratch: &Path,
     progress: &dyn Progress,
-    since: Option<&Snapshot>,
+    known: TreeKnowledge<'_>,
 ) -> Result<BuildReport, BuildCmdError> {
+    let since = known.since;
     if opts.output.is_none() && !opts.import {
         return Err(BuildCmdError::NoOutput);
     }
@@ -183,69 +211,79 @@ pub(crate) fn build_since(
             });
         }
     }
-    let (packed_manifest, selection, whitelisted, used_snapshot, used_overlay) = if manifest
-        .dependencies
-        .is_empty()
-    {
-        (manifest_bytes, None, false, false, false)
-    } else {
-        progress.note("comparing the tree with its dependencies");
-        let rendering = build::dependency_rendering(store, &manifest, &rootfs, scratch)?;
-        // The upper directory is the diff only against the rendering
-        // the lower stack holds; an Acidofile tree's stack of step
-        // layers is also the diff against the rendering a lower part
-        // of the stack holds (the layers above it read with the upper
-        // directory). A manifest whose dependencies match no part of
-        // the stack is compared in full through the mount.
-        let view = overlay.as_ref().and_then(|(dirs, state)| {
-            if since.is_some() {
-                return Some(View::Upper(&dirs.upper));
-            }
-            let deps: Vec<String> = rendering.list.images[1..]
-                .iter()
-                .map(|l| l.id.to_string())
-                .collect();
-            let stack = state.stack_images();
-            let above = (0..=state.layers.len()).find(|&j| stack[j..] == deps[..])?;
-            if above == 0 {
-                return Some(View::Upper(&dirs.upper));
-            }
-            // Bottom first, the upper directory last.
-            let mut layers: Vec<PathBuf> = state.layers[..above]
-                .iter()
-                .rev()
-                .map(|l| l.upper.clone())
-                .collect();
-            layers.push(dirs.upper.clone());
-            Some(View::Stack(layers))
-        });
-        let snapshot = match (&overlay, &view) {
-            (None, _) => store
-                .load_build_state(dir)?
-                .and_then(|bytes| Snapshot::decode(&bytes).ok()),
-            _ => None,
-        };
-        let (changes, tree) = match &view {
-            Some(View::Upper(upper)) => build::overlay::diff_upper(&rendering, upper, since)?,
-            Some(View::Stack(layers)) => build::overlay::diff_layers(&rendering, layers, &rootfs)?,
-            None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
-        };
-        let selection = build::select(&changes);
-        let (bytes, whitelisted) = if selection.deleted > 0 {
-            let mut with_list = manifest.clone();
-            with_list.path_whitelist = build::whitelist_of(&tree)?;
-            (with_list.to_json().into_bytes(), true)
+    // On a stack of layers: the layer directories and each path's layer.
+    let mut layer_reads: Option<StackReads> = None;
+    let (packed_manifest, selection, whitelisted, used_snapshot, used_overlay) =
+        if manifest.dependencies.is_empty() {
+            (manifest_bytes, None, false, false, false)
         } else {
-            (manifest_bytes, false)
+            progress.note("comparing the tree with its dependencies");
+            let rendering = build::dependency_rendering(store, &manifest, &rootfs, scratch)?;
+            // The upper directory is the diff only against the rendering
+            // the lower stack holds; an Acidofile tree's stack of step
+            // layers is also the diff against the rendering a lower part
+            // of the stack holds (the layers above it read with the upper
+            // directory). A manifest whose dependencies match no part of
+            // the stack is compared in full through the mount.
+            let view = overlay.as_ref().and_then(|(dirs, state)| {
+                if since.is_some() {
+                    return Some(View::Upper(&dirs.upper));
+                }
+                let deps: Vec<String> = rendering.list.images[1..]
+                    .iter()
+                    .map(|l| l.id.to_string())
+                    .collect();
+                let stack = state.stack_images();
+                let above = (0..=state.layers.len()).find(|&j| stack[j..] == deps[..])?;
+                if above == 0 {
+                    return Some(View::Upper(&dirs.upper));
+                }
+                // Bottom first, the upper directory last.
+                let mut layers: Vec<PathBuf> = state.layers[..above]
+                    .iter()
+                    .rev()
+                    .map(|l| l.upper.clone())
+                    .collect();
+                layers.push(dirs.upper.clone());
+                Some(View::Stack(layers))
+            });
+            let snapshot = match (&overlay, &view) {
+                (None, _) => store
+                    .load_build_state(dir)?
+                    .and_then(|bytes| Snapshot::decode(&bytes).ok()),
+                _ => None,
+            };
+            let (changes, tree) = match &view {
+                Some(View::Upper(upper)) => build::overlay::diff_upper(&rendering, upper, since)?,
+                Some(View::Stack(layers)) => {
+                    let no_walks = LayerWalks::new();
+                    let walks = known.layer_walks.unwrap_or(&no_walks);
+                    let diff = build::overlay::diff_layers(&rendering, layers, walks, &rootfs)?;
+                    // The packer reads the layers' paths from the layers.
+                    layer_reads = Some(StackReads {
+                        dirs: layers.clone(),
+                        topmost: diff.topmost,
+                    });
+                    (diff.changes, diff.tree)
+                }
+                None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
+            };
+            let selection = build::select(&changes);
+            let (bytes, whitelisted) = if selection.deleted > 0 {
+                let mut with_list = manifest.clone();
+                with_list.path_whitelist = build::whitelist_of(&tree)?;
+                (with_list.to_json().into_bytes(), true)
+            } else {
+                (manifest_bytes, false)
+            };
+            (
+                bytes,
+                Some(selection),
+                whitelisted,
+                snapshot.is_some(),
+                view.is_some(),
+            )
         };
-        (
-            bytes,
-            Some(selection),
-            whitelisted,
-            snapshot.is_some(),
-            view.is_some(),
-        )
-    };
 
     let select = |path: &[u8]| match &selection {
         Some(sel) => sel.paths.contains(path),
@@ -262,6 +300,10 @@ pub(crate) fn build_since(
             manifest: &packed_manifest,
             rootfs: &rootfs,
             paths,
+            layers: layer_reads.as_ref().map(|reads| pack::LayerReads {
+                dirs: &reads.dirs,
+                topmost: &reads.topmost,
+            }),
         },
         None => pack::Source::Selected {
             manifest: &packed_manifest,

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use acido_plumbing::build::mount::{self, MountError, OverlayPaths};
 use acido_plumbing::build::overlay::copy_root_attrs;
 use acido_plumbing::build::BuildError;
+use acido_plumbing::diff::Tree;
 use acido_plumbing::id::ImageId;
 use acido_plumbing::naming::{self, ImageRef, NamingError};
-use acido_plumbing::render::{self, RenderError, RenderOptions, TreeState};
+use acido_plumbing::render::{self, RenderError, RenderOptions};
 use acido_plumbing::store::{
     image_list, Layer, OverlayDirs, OverlayState, StateLayer, Store, StoreError, TreeKey,
     OVERLAY_STATE_VERSION,
@@ -292,30 +293,41 @@ fn start(
     })
 }
 
+/// The step layer of the cache entry `id`, when it is stored and still
+/// what was sealed, with the walk of its upper directory that found it
+/// so (see `build::overlay::LayerWalks`). A layer whose stamps changed
+/// since (written through, half removed) would put what is not the
+/// entry's into a tree: as a cached tree that fails its check, it is
+/// removed, and `None` returned.
+pub(crate) fn intact_layer(
+    store: &Store,
+    id: &ImageId,
+) -> Result<Option<(Layer, Tree)>, OverlayError> {
+    let Some(layer) = store.layer(id)? else {
+        return Ok(None);
+    };
+    if let Some(walk) = render::walk_intact_layer(&layer)? {
+        return Ok(Some((layer, walk)));
+    }
+    store.remove_layer_entry(layer.entry())?;
+    Ok(None)
+}
+
 /// Makes the upper directory of the overlay build tree `dir` the layer of
 /// the cache entry `id` (just stored from this tree): the overlay is
 /// unmounted, the upper directory moved into the store as the layer
 /// (sealed, synced, renamed into place), and the overlay mounted again
 /// with the layer on top of its lower stack and a fresh upper directory,
 /// so the next step's upper directory is its diff against `id` alone.
-/// Returns `false` (nothing done) when one more layer could not be
+/// Returns the stacked layer, with the walk its seal was taken from when
+/// the layer is ours (not one another build of the same step stored
+/// first); `None` (nothing done) when one more layer could not be
 /// mounted (see `mount::options_fit`); the tree then goes on as it is.
-/// The step layer of the cache entry `id`, when it is stored and still
-/// what was sealed. A layer whose stamps changed since (written through,
-/// half removed) would put what is not the entry's into a tree: as a
-/// cached tree that fails its check, it is removed, and `None` returned.
-pub(crate) fn intact_layer(store: &Store, id: &ImageId) -> Result<Option<Layer>, OverlayError> {
-    let Some(layer) = store.layer(id)? else {
-        return Ok(None);
-    };
-    if render::check_layer(&layer)? == TreeState::Intact {
-        return Ok(Some(layer));
-    }
-    store.remove_layer_entry(layer.entry())?;
-    Ok(None)
-}
-
-pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<bool, OverlayError> {
+pub(crate) fn stack_layer(
+    store: &Store,
+    dir: &Path,
+    id: &ImageId,
+) -> Result<Option<(Layer, Option<Tree>)>, OverlayError> {
     let (dirs, mut state) =
         store
             .load_overlay_state(dir)?
@@ -337,7 +349,7 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
         volatile: state.volatile,
     };
     if !mount::options_fit(paths, &rootfs, extra) {
-        return Ok(false);
+        return Ok(None);
     }
     mount::unmount(&rootfs)?;
     // The work directory starts afresh, and before the seal: overlayfs
@@ -359,9 +371,9 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
     intact_layer(store, id)?;
     let staging = store.stage_layer(id)?;
     fs::rename(&dirs.upper, staging.upper_path()).map_err(io_err(&dirs.upper))?;
-    render::seal_layer(&staging)?;
+    let walk = render::seal_layer(&staging)?;
     crate::test_hooks::overlay_pause(crate::test_hooks::OverlayStep::LayerBeforePublish);
-    let layer = store.publish_layer(staging)?;
+    let (layer, ours) = store.publish_layer(staging)?;
     {
         use std::os::unix::fs::DirBuilderExt;
         fs::DirBuilder::new()
@@ -379,7 +391,7 @@ pub(crate) fn stack_layer(store: &Store, dir: &Path, id: &ImageId) -> Result<boo
     );
     store.save_overlay_state(&dirs, &state)?;
     mount_state(&dirs, &state, &rootfs)?;
-    Ok(true)
+    Ok(Some((layer, ours.then_some(walk))))
 }
 
 /// Mounts the overlay `state` describes on `rootfs`.

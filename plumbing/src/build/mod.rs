@@ -122,6 +122,7 @@ pub fn dependency_rendering(
         manifest: json.as_bytes(),
         rootfs,
         paths: &[],
+        layers: None,
     };
     pack::pack(stand_in, pack::Sink::Writer(tar.as_file_mut()), &opts)?;
     let image = OpenImage::open_archive(tar.path(), scratch, &Limits::default())?;

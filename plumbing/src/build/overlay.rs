@@ -28,12 +28,30 @@ use std::path::{Path, PathBuf};
 
 use crate::diff::{self, Attr, Change, DiffOptions, FileMeta, Status, Tree};
 use crate::entry::EntryKind;
+use crate::pack::OVERLAY_XATTRS;
 
 use super::{content_error, BuildError, DependencyRendering, Snapshot};
 
-/// The xattr namespace overlayfs keeps its own bookkeeping in; it is never
-/// part of the tree a user sees.
-const OVERLAY_XATTRS: &[u8] = b"trusted.overlay.";
+/// Walks of layer directories taken earlier by the same build, keyed by
+/// the directory: a layer found here is not walked again. Only a walk of
+/// a layer that cannot have changed since belongs here, such as the walk
+/// that found a stored layer's seal intact (`render::walk_intact_layer`)
+/// or sealed it: layers are never written once sealed.
+pub type LayerWalks = HashMap<PathBuf, Tree>;
+
+/// What [`diff_layers`] found.
+#[derive(Debug)]
+pub struct StackDiff {
+    /// The changes, in the terms of `diff-tree` (A the rendering, B the
+    /// tree).
+    pub changes: Vec<Change>,
+    /// The tree after the edits (for the `pathWhitelist`).
+    pub tree: Tree,
+    /// For each path the layers hold and the mounted tree shows from
+    /// them: the index in the layers given of the topmost one holding
+    /// it, where the mount shows it from (see `pack::LayerReads`).
+    pub topmost: HashMap<Vec<u8>, usize>,
+}
 
 /// What the upper directory (or a stack of layers read as one) says about
 /// each path in it.
@@ -45,6 +63,8 @@ struct Upper {
     whiteouts: HashSet<Vec<u8>>,
     /// Directories whose lower contents are hidden.
     opaque: HashSet<Vec<u8>>,
+    /// Each present path's layer (index in the layers read).
+    layer_of: HashMap<Vec<u8>, usize>,
 }
 
 /// One path of one layer.
@@ -56,9 +76,16 @@ enum Item {
 }
 
 /// The paths of the layer `dir`, keyed by rootfs-relative path (the root
-/// is the empty key).
-fn read_layer(dir: &Path) -> Result<Vec<(Vec<u8>, Item)>, BuildError> {
-    let walked = diff::walk(dir)?;
+/// is the empty key), from its walk in `walks` or a new walk.
+fn read_layer(dir: &Path, walks: &LayerWalks) -> Result<Vec<(Vec<u8>, Item)>, BuildError> {
+    let fresh;
+    let walked = match walks.get(dir) {
+        Some(walked) => walked,
+        None => {
+            fresh = diff::walk(dir)?;
+            &fresh
+        }
+    };
     let mut items = Vec::new();
     for (path, meta) in walked.iter() {
         let key = if path == diff::ROOT_PATH {
@@ -105,7 +132,7 @@ fn remove_under<V>(map: &mut BTreeMap<Vec<u8>, V>, key: &[u8], itself: bool) {
 
 impl Upper {
     fn read(upper: &Path) -> Result<Upper, BuildError> {
-        Upper::stack(&[upper.to_owned()])
+        Upper::stack(&[upper.to_owned()], &LayerWalks::new())
     }
 
     /// The layers `layers` (bottom first; an upper directory last) read as
@@ -113,13 +140,13 @@ impl Upper {
     /// directory under them, as overlayfs merges them: a path's topmost
     /// layer wins, and a whiteout, an opaque directory or a non-directory
     /// in a layer hides what the layers below it hold there and below.
-    fn stack(layers: &[PathBuf]) -> Result<Upper, BuildError> {
+    fn stack(layers: &[PathBuf], walks: &LayerWalks) -> Result<Upper, BuildError> {
         // Path → (metadata, layer); ordered, so a subtree is a range.
         let mut present: BTreeMap<Vec<u8>, (FileMeta, usize)> = BTreeMap::new();
         let mut whiteouts: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
         let mut opaque: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
         for (index, dir) in layers.iter().enumerate() {
-            let items = read_layer(dir)?;
+            let items = read_layer(dir, walks)?;
             // What this layer hides of the layers below, first: its own
             // paths are added after, so none of them is removed.
             for (key, item) in &items {
@@ -172,6 +199,7 @@ impl Upper {
             present,
             whiteouts: whiteouts.into_keys().collect(),
             opaque: opaque.into_keys().collect(),
+            layer_of,
         })
     }
 
@@ -217,29 +245,37 @@ pub fn diff_upper(
     upper: &Path,
     since: Option<&Snapshot>,
 ) -> Result<(Vec<Change>, Tree), BuildError> {
-    diff_read(rendering, Upper::read(upper)?, upper, since)
+    diff_read(rendering, &Upper::read(upper)?, upper, since)
 }
 
 /// [`diff_upper`] for an overlay whose lower directory holds `rendering`
 /// and that has the layers `layers` (bottom first, its upper directory
 /// last) over it: the layers are read together as one upper directory
-/// (see [`Upper::stack`]), and the few files whose content must be
-/// compared are read through the mounted tree `merged`. An Acidofile
-/// build started from cached steps mounts their layers this way; its
-/// final image is this diff against the `FROM` image's render.
+/// (see [`Upper::stack`]; those `walks` holds are not walked again), and
+/// the few files whose content must be compared are read through the
+/// mounted tree `merged`. An Acidofile build started from cached steps
+/// mounts their layers this way; its final image is this diff against
+/// the `FROM` image's render.
 pub fn diff_layers(
     rendering: &DependencyRendering,
     layers: &[PathBuf],
+    walks: &LayerWalks,
     merged: &Path,
-) -> Result<(Vec<Change>, Tree), BuildError> {
-    diff_read(rendering, Upper::stack(layers)?, merged, None)
+) -> Result<StackDiff, BuildError> {
+    let upper = Upper::stack(layers, walks)?;
+    let (changes, tree) = diff_read(rendering, &upper, merged, None)?;
+    Ok(StackDiff {
+        changes,
+        tree,
+        topmost: upper.layer_of,
+    })
 }
 
 /// The judge of [`diff_upper`] and [`diff_layers`]: `layer` read from the
 /// upper directory (or layers), content read below `root`.
 fn diff_read(
     rendering: &DependencyRendering,
-    layer: Upper,
+    layer: &Upper,
     root: &Path,
     since: Option<&Snapshot>,
 ) -> Result<(Vec<Change>, Tree), BuildError> {

@@ -64,6 +64,7 @@ pub(crate) mod tar_writer;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -316,7 +317,31 @@ pub enum Source<'a> {
         rootfs: &'a Path,
         /// Rootfs-relative paths (`etc/passwd`), in any order.
         paths: &'a [Vec<u8>],
+        /// Where some of the paths are read instead of below `rootfs`.
+        layers: Option<LayerReads<'a>>,
     },
+}
+
+/// The xattr namespace overlayfs keeps its bookkeeping in (opaque
+/// directories, origins): a mounted overlay never shows it, so it is never
+/// packed from a layer directory either.
+pub const OVERLAY_XATTRS: &[u8] = b"trusted.overlay.";
+
+/// For [`Source::Listed`] packing an overlay build tree (`rootfs` its
+/// mount point): the overlay's layer directories and, for each listed
+/// path one of them holds, the layer the mounted tree shows it from. Such
+/// a path is read from that layer directory instead of through the mount,
+/// which gives the same entry (overlayfs shows a path's topmost layer's
+/// inode: with `metacopy` and `redirect_dir` off, its data, owner, mode,
+/// times and xattrs, less [`OVERLAY_XATTRS`]) without the mount's lookups
+/// through every layer. The caller vouches that `topmost` is the mount's
+/// view and that the layers do not change while the pack runs.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerReads<'a> {
+    /// The layer directories, in any order `topmost` indexes.
+    pub dirs: &'a [PathBuf],
+    /// Rootfs-relative path → index in `dirs` of the layer it is read from.
+    pub topmost: &'a HashMap<Vec<u8>, usize>,
 }
 
 /// Where [`pack`] writes the archive.

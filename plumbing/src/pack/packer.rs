@@ -7,7 +7,7 @@ use std::fs::{self, File, Metadata};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use xattr::FileExt as _;
@@ -18,7 +18,9 @@ use crate::entry::Timestamp;
 use super::sink::OutputGuard;
 use super::source::{check_layout, open_regular};
 use super::tar_writer::{self, HeaderSpec, StreamHasher, TarSink};
-use super::{PackCounts, PackError, PackOptions, PackReport, PackStep, Source};
+use super::{
+    LayerReads, PackCounts, PackError, PackOptions, PackReport, PackStep, Source, OVERLAY_XATTRS,
+};
 use crate::id::IdHasher;
 
 /// Extended attributes as (name, value) byte pairs, sorted by name.
@@ -89,10 +91,11 @@ pub(super) fn pack_source_with<H: StreamHasher>(
             manifest,
             rootfs,
             paths,
+            layers,
         } => pack_tree(
             manifest,
             rootfs,
-            Walk::Listed(paths),
+            Walk::Listed(paths, *layers),
             out,
             opts,
             guard,
@@ -106,8 +109,9 @@ pub(super) fn pack_source_with<H: StreamHasher>(
 enum Walk<'a> {
     /// The whole tree is walked; the paths `select` keeps are packed.
     Select(&'a dyn Fn(&[u8]) -> bool),
-    /// Only these paths are visited, in walk order.
-    Listed(&'a [Vec<u8>]),
+    /// Only these paths are visited, in walk order, those the layers
+    /// hold read from their layer directory.
+    Listed(&'a [Vec<u8>], Option<LayerReads<'a>>),
 }
 
 /// `paths` in the order [`pack_tree`]'s walk visits them: depth first,
@@ -152,6 +156,7 @@ fn pack_tree<H: StreamHasher>(
         guard,
         interrupt: opts.interrupt.as_deref(),
         progress: opts.progress.as_deref(),
+        from_layer: false,
     };
 
     packer.put_header(
@@ -164,26 +169,32 @@ fn pack_tree<H: StreamHasher>(
     packer.add(rootfs, b"rootfs".to_vec(), &root_meta)?;
 
     let mut mid_write_hook = opts.hook.as_ref();
-    // Each visited path: (its full path, its rootfs-relative bytes, its lstat).
-    let mut visit = |path: &Path, rel: &[u8], meta: &Metadata| -> Result<(), PackError> {
-        packer.check_interrupt()?;
-        let mut name = b"rootfs/".to_vec();
-        name.extend_from_slice(rel);
-        packer.add(path, name, meta)?;
-        if let Some(hook) = mid_write_hook.take() {
-            hook(PackStep::MidWrite);
-        }
-        Ok(())
-    };
+    // Each visited path: (its full path, its rootfs-relative bytes, its
+    // lstat, whether it is read from an overlay layer directory).
+    let mut visit =
+        |path: &Path, rel: &[u8], meta: &Metadata, from_layer: bool| -> Result<(), PackError> {
+            packer.check_interrupt()?;
+            packer.from_layer = from_layer;
+            let mut name = b"rootfs/".to_vec();
+            name.extend_from_slice(rel);
+            packer.add(path, name, meta)?;
+            if let Some(hook) = mid_write_hook.take() {
+                hook(PackStep::MidWrite);
+            }
+            Ok(())
+        };
     match walk {
-        Walk::Listed(paths) => {
+        Walk::Listed(paths, layers) => {
             for rel in walk_order(paths) {
-                let path = rootfs.join(OsStr::from_bytes(rel));
+                let layer = layers.and_then(|l| l.topmost.get(rel).and_then(|&i| l.dirs.get(i)));
+                let path = layer
+                    .map_or(rootfs, PathBuf::as_path)
+                    .join(OsStr::from_bytes(rel));
                 let meta = fs::symlink_metadata(&path).map_err(|source| PackError::Read {
                     path: path.clone(),
                     source,
                 })?;
-                visit(&path, rel, &meta)?;
+                visit(&path, rel, &meta, layer.is_some())?;
             }
         }
         Walk::Select(select) => {
@@ -209,7 +220,7 @@ fn pack_tree<H: StreamHasher>(
                     path: item.path().to_owned(),
                     source: err.into(),
                 })?;
-                visit(item.path(), rel, &meta)?;
+                visit(item.path(), rel, &meta, false)?;
             }
         }
     }
@@ -261,12 +272,24 @@ struct Packer<'a, W: Write, H: StreamHasher> {
     guard: Option<(u64, u64)>,
     interrupt: Option<&'a AtomicBool>,
     progress: Option<&'a (dyn Fn(u64) + Send + Sync)>,
+    /// Whether the entry being added is read from an overlay layer
+    /// directory, whose overlayfs xattrs the mount would hide.
+    from_layer: bool,
 }
 
 impl<W: Write, H: StreamHasher> Packer<'_, W, H> {
     /// [`PackError::Interrupted`] once the interrupt flag is up.
     fn check_interrupt(&self) -> Result<(), PackError> {
         interrupted(self.interrupt)
+    }
+
+    /// The xattrs of `xattrs` that the tree shows: all, except overlayfs's
+    /// own on an entry read from a layer directory.
+    fn shown(&self, mut xattrs: Xattrs) -> Xattrs {
+        if self.from_layer {
+            xattrs.retain(|(name, _)| !name.starts_with(OVERLAY_XATTRS));
+        }
+        xattrs
     }
 
     /// Writes the header(s) of one entry.
@@ -311,7 +334,9 @@ impl<W: Write, H: StreamHasher> Packer<'_, W, H> {
         let xattrs;
         if ft.is_dir() {
             spec.typeflag = tar_writer::TYPE_DIR;
-            xattrs = read_xattrs(path, xattr::list(path), |n| xattr::get(path, n))?;
+            xattrs = self.shown(read_xattrs(path, xattr::list(path), |n| {
+                xattr::get(path, n)
+            })?);
             spec.xattrs = &xattrs;
         } else if ft.is_symlink() {
             spec.typeflag = tar_writer::TYPE_SYMLINK;
@@ -366,7 +391,7 @@ impl<W: Write, H: StreamHasher> Packer<'_, W, H> {
         // Metadata from the opened file itself, so the header matches the
         // data that follows.
         let (mut file, meta) = open_regular(path, Some(key))?;
-        let xattrs = read_xattrs(path, file.list_xattr(), |n| file.get_xattr(n))?;
+        let xattrs = self.shown(read_xattrs(path, file.list_xattr(), |n| file.get_xattr(n))?);
         let spec = HeaderSpec {
             path: name,
             typeflag: tar_writer::TYPE_REGULAR,
@@ -396,21 +421,35 @@ impl<W: Write, H: StreamHasher> Packer<'_, W, H> {
             path: path.to_owned(),
         };
         let mut left = size;
+        // Whether a read met the file's end right after its last byte.
+        let mut at_end = false;
         while left > 0 {
             // Once per buffer (256 KiB): a huge file stops promptly.
             self.check_interrupt()?;
-            let want = usize::try_from(left).map_or(self.data.len(), |l| l.min(self.data.len()));
+            // One byte more than is left: a read that returns only what
+            // is left has met the end, and no probe read is needed (a
+            // tree of small files costs one read each, not two).
+            let want = usize::try_from(left.saturating_add(1))
+                .map_or(self.data.len(), |l| l.min(self.data.len()));
             let n = match file.read(&mut self.data[..want]) {
                 Ok(0) => return Err(changed()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(read_err(e)),
             };
-            self.tar.write_all(&self.data[..n]).map_err(write_err)?;
-            left -= n as u64;
-            if let Some(progress) = self.progress {
-                progress(n as u64);
+            let got = n as u64;
+            if got > left {
+                return Err(changed());
             }
+            self.tar.write_all(&self.data[..n]).map_err(write_err)?;
+            at_end = got == left && want as u64 > left;
+            left -= got;
+            if let Some(progress) = self.progress {
+                progress(got);
+            }
+        }
+        if at_end {
+            return Ok(());
         }
         let mut probe = [0u8; 1];
         loop {

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use crate::diff;
+use crate::diff::{self, Tree};
 use crate::id::{FastDigest, FastHasher};
 use crate::store::{CachedTree, Layer, LayerStaging, Store, StoreError, TreeKey};
 
@@ -114,7 +114,7 @@ pub fn ensure_cached_tree(
         let staging = store.stage_tree(&key).map_err(cache_err)?;
         let written =
             render_list(list, map, &staging.tree_path(), opts, interrupt).and_then(|report| {
-                write_seal(&staging.seal_path(), seal_of(&staging.tree_path())?)?;
+                write_seal(&staging.seal_path(), seal_of(&walk(&staging.tree_path())?))?;
                 Ok(report)
             });
         let report = match written {
@@ -153,27 +153,38 @@ pub fn check_cached_tree(tree: &CachedTree) -> Result<TreeState, RenderError> {
 }
 
 fn check_sealed(root: &Path, seal: &Path) -> Result<TreeState, RenderError> {
+    Ok(match walk_sealed(root, seal)? {
+        Some(_) => TreeState::Intact,
+        None => TreeState::Changed,
+    })
+}
+
+/// The walk of the tree at `root` when it is still what `seal` says,
+/// `None` when it changed (see [`check_sealed`]).
+fn walk_sealed(root: &Path, seal: &Path) -> Result<Option<Tree>, RenderError> {
     let is_dir = fs::symlink_metadata(root).is_ok_and(|m| m.is_dir());
     if !is_dir {
         // Nothing to walk: the entry lost its tree (or it was replaced by
         // something that must not be followed).
-        return Ok(TreeState::Changed);
+        return Ok(None);
     }
     let recorded = fs::read_to_string(seal).ok();
-    let now = seal_of(root)?;
+    let walked = walk(root)?;
+    let now = seal_of(&walked);
     Ok(
-        if recorded.as_deref().map(str::trim_end) == Some(now.to_string().as_str()) {
-            TreeState::Intact
-        } else {
-            TreeState::Changed
-        },
+        (recorded.as_deref().map(str::trim_end) == Some(now.to_string().as_str()))
+            .then_some(walked),
     )
 }
 
 /// Seals a staged step layer (its upper directory already in place),
 /// like a cached tree: the stamps of every path of the upper directory.
-pub fn seal_layer(staging: &LayerStaging) -> Result<(), RenderError> {
-    write_seal(&staging.seal_path(), seal_of(&staging.upper_path())?)
+/// Returns the walk the seal was taken from: the layer is never written
+/// again, so a build may read it instead of walking the layer again.
+pub fn seal_layer(staging: &LayerStaging) -> Result<Tree, RenderError> {
+    let walked = walk(&staging.upper_path())?;
+    write_seal(&staging.seal_path(), seal_of(&walked))?;
+    Ok(walked)
 }
 
 /// Whether the step layer `layer` is still what was sealed (see
@@ -182,12 +193,22 @@ pub fn check_layer(layer: &Layer) -> Result<TreeState, RenderError> {
     check_sealed(&layer.upper(), &layer.seal_path())
 }
 
-/// The seal of the tree at `root`: BLAKE3 over each path's stamps, in
-/// path order.
-fn seal_of(root: &Path) -> Result<FastDigest, RenderError> {
-    let walked = diff::walk(root).map_err(|source| RenderError::CacheWalk {
+/// [`check_layer`] that returns the walk of the layer's upper directory
+/// when it is intact (`None` when it changed): a build that stacks the
+/// layer reads its paths from this walk rather than walking it again.
+pub fn walk_intact_layer(layer: &Layer) -> Result<Option<Tree>, RenderError> {
+    walk_sealed(&layer.upper(), &layer.seal_path())
+}
+
+fn walk(root: &Path) -> Result<Tree, RenderError> {
+    diff::walk(root).map_err(|source| RenderError::CacheWalk {
         source: Box::new(source),
-    })?;
+    })
+}
+
+/// The seal of the walked tree `walked`: BLAKE3 over each path's stamps,
+/// in path order.
+fn seal_of(walked: &Tree) -> FastDigest {
     let mut hasher = FastHasher::new();
     let mut record = Vec::with_capacity(256);
     for (path, meta) in walked.iter() {
@@ -216,7 +237,7 @@ fn seal_of(root: &Path) -> Result<FastDigest, RenderError> {
         record.extend_from_slice(target);
         hasher.update(&record);
     }
-    Ok(hasher.finish())
+    hasher.finish()
 }
 
 fn write_seal(path: &Path, seal: FastDigest) -> Result<(), RenderError> {

@@ -35,8 +35,8 @@ use crate::limits::LimitExceeded;
 use crate::quote::quote_path;
 
 pub use cache::{
-    check_cached_tree, check_layer, ensure_cached_tree, seal_layer, tree_key, EnsuredTree,
-    TreeState,
+    check_cached_tree, check_layer, ensure_cached_tree, seal_layer, tree_key, walk_intact_layer,
+    EnsuredTree, TreeState,
 };
 pub use deps::{
     dependency_list, dependency_list_for, DependencyList, ImageSource, ListedImage, SharedImage,

@@ -186,8 +186,9 @@ impl Store {
     /// (`syncfs`), the layer made read-only (0555) and renamed to its name
     /// without replacing anything. When the name is taken already (the
     /// same entry's layer, stored by another build), the staged copy is
-    /// removed and the stored one returned.
-    pub fn publish_layer(&self, staging: LayerStaging) -> Result<Layer, StoreError> {
+    /// removed and the stored one returned. The flag says whether the
+    /// returned layer is the staged one.
+    pub fn publish_layer(&self, staging: LayerStaging) -> Result<(Layer, bool), StoreError> {
         let path = staging.locked.path.clone();
         let dir = fs::File::open(&path).map_err(io_err(&path))?;
         // One syncfs flushes the upper's files, the id and the seal; the
@@ -198,21 +199,27 @@ impl Store {
         let target = self.layers_dir().join(layer_name(&staging.id));
         let published = fcntl::renameat2(None, &path, None, &target, RenameFlags::RENAME_NOREPLACE);
         let layers = self.layers_dir();
-        match published {
-            Ok(()) => sync_dir(&layers)?,
+        let ours = match published {
+            Ok(()) => {
+                sync_dir(&layers)?;
+                true
+            }
             Err(Errno::EEXIST | Errno::ENOTEMPTY) => {
                 drop(staging);
                 temp::sweep_leftovers(&layers, TempKind::Render);
+                false
             }
             Err(errno) => return Err(io_err(&target)(errno.into())),
-        }
+        };
         // Ours, or the concurrent build's under the same name, which is
         // the same entry's.
-        self.layer_at(target.clone())?
+        let layer = self
+            .layer_at(target.clone())?
             .ok_or_else(|| StoreError::CorruptRecord {
                 path: target.join("id"),
                 reason: "the published layer has no valid id file".to_owned(),
-            })
+            })?;
+        Ok((layer, ours))
     }
 
     /// Everything in `layers/` (a missing directory is empty). Layers are

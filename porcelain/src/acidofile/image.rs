@@ -19,7 +19,7 @@ use super::cache::{self, Key};
 use super::parse::Instruction;
 use super::steps::{Builder, Phase, COPY_MTIME};
 use super::{shorten, AcidofileError, StepError, AC_VERSION};
-use crate::build::{self, BuildCmdError, BuildReport};
+use crate::build::{self, BuildCmdError, BuildReport, TreeKnowledge};
 
 /// Makes the image after the last step: returns its id, and the build's
 /// report unless a stored image was reused.
@@ -81,12 +81,16 @@ pub(super) fn finish(
     };
     state.map_err(|e| build_err(e.into()))?;
     b.progress.note("building the image");
-    let report = build::build(
+    let report = build::build_with(
         b.store,
         &b.tree,
         &b.opts.build,
         &b.work,
         b.progress.as_ref(),
+        TreeKnowledge {
+            since: None,
+            layer_walks: Some(&b.layer_walks),
+        },
     )
     .map_err(build_err)?;
     let id = report.pack.id;

@@ -49,6 +49,7 @@ use crate::overlay::{self, OverlayError};
 use crate::progress::Progress;
 use crate::run::RunError;
 use crate::startbuild::StartBuildError;
+use acido_plumbing::build::overlay::LayerWalks;
 
 use self::cache::Entries;
 use self::parse::{Base, ParseError, Step};
@@ -331,6 +332,7 @@ pub fn build_file(
         allow_overlay: opts.keep_tree.is_none() && !crate::test_hooks::plain_trees_forced(),
         on_overlay: false,
         upper_since: None,
+        layer_walks: LayerWalks::new(),
     };
     let result = builder
         .run_all(&instructions)

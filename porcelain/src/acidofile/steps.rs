@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use acido_plumbing::build::overlay::LayerWalks;
 use acido_plumbing::build::{mount, Snapshot};
 use acido_plumbing::compression::Compression;
 use acido_plumbing::diff::{self, FileMeta, Tree};
@@ -46,7 +47,7 @@ use acido_plumbing::limits::LimitKind;
 use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
-use acido_plumbing::store::{StateLayer, Store};
+use acido_plumbing::store::{Layer, StateLayer, Store};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use serde_json::{json, Map, Value};
@@ -54,7 +55,7 @@ use serde_json::{json, Map, Value};
 use super::cache::{self, Entries, Key};
 use super::parse::{Base, CopyStep, Instruction, Step};
 use super::{checked, shorten, upsert, AcidofileError, AcidofileOptions, StepError, AC_VERSION};
-use crate::build::{self, BuildOptions};
+use crate::build::{self, BuildOptions, TreeKnowledge};
 use crate::copy::{self, CopyOptions};
 use crate::overlay::{self, OverlayError};
 use crate::progress::{NoProgress, Progress};
@@ -133,6 +134,9 @@ pub(super) struct Builder<'a> {
     /// while the tree is its lower stack's rendering plus the upper
     /// directory.
     pub(super) upper_since: Option<Snapshot>,
+    /// The walks of the step layers stacked in the tree, from their seal
+    /// checks and seals, for the final build (which reads the layers).
+    pub(super) layer_walks: LayerWalks,
 }
 
 /// The instruction in a form that depends only on what it does: keyword
@@ -444,14 +448,16 @@ impl Builder<'_> {
         let Some(at) = list.images.iter().position(|l| l.id == base) else {
             return Ok(false);
         };
+        let ids: Vec<ImageId> = list.images[..at].iter().map(|l| l.id).collect();
         let mut layers = Vec::with_capacity(at);
-        for entry in &list.images[..at] {
+        for (id, found) in ids.iter().zip(intact_layers(self.store, &ids)) {
             // A missing or changed layer: the entry is rendered instead.
-            let Some(layer) = overlay::intact_layer(self.store, &entry.id)? else {
+            let Some((layer, walk)) = found? else {
                 return Ok(false);
             };
+            self.layer_walks.insert(layer.upper(), walk);
             layers.push(StateLayer {
-                id: entry.id.to_string(),
+                id: id.to_string(),
                 upper: layer.upper(),
             });
         }
@@ -498,13 +504,16 @@ impl Builder<'_> {
             },
         };
         let since = self.upper_since.as_ref().filter(|_| self.on_overlay);
-        let built = build::build_since(
+        let built = build::build_with(
             self.store,
             &self.tree,
             &opts,
             &self.work,
             &NoProgress,
-            since,
+            TreeKnowledge {
+                since,
+                layer_walks: None,
+            },
         );
         let report = match built {
             Ok(report) => report,
@@ -528,11 +537,13 @@ impl Builder<'_> {
         // upper directory becomes the entry's layer (a later build starts
         // from it by mounting it); when one more layer does not fit in
         // the mount, a snapshot of the upper directory does the job.
-        if self.on_overlay
-            && self.upper_since.is_none()
-            && overlay::stack_layer(self.store, &self.tree, &id)?
-        {
-            return Ok(());
+        if self.on_overlay && self.upper_since.is_none() {
+            if let Some((layer, walk)) = overlay::stack_layer(self.store, &self.tree, &id)? {
+                if let Some(walk) = walk {
+                    self.layer_walks.insert(layer.upper(), walk);
+                }
+                return Ok(());
+            }
         }
         if self.on_overlay {
             let upper = self
@@ -849,6 +860,52 @@ impl Builder<'_> {
     pub(super) fn finish_tree(&mut self) -> Result<(), StepError> {
         self.materialize()
     }
+}
+
+/// What [`overlay::intact_layer`] found of one layer.
+type LayerCheck = Result<Option<(Layer, Tree)>, OverlayError>;
+
+/// [`overlay::intact_layer`] of each of `ids`, in their order. The seal
+/// checks walk whole layers, syscall after syscall, so they run on as
+/// many threads as there are cores: a build starting from a stack of
+/// cached steps waits for the largest share, not for the sum.
+fn intact_layers(store: &Store, ids: &[ImageId]) -> Vec<LayerCheck> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, ids.len().max(1));
+    if threads == 1 {
+        return ids
+            .iter()
+            .map(|id| overlay::intact_layer(store, id))
+            .collect();
+    }
+    let mut found: Vec<Option<LayerCheck>> = (0..ids.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|first| {
+                scope.spawn(move || {
+                    (first..ids.len())
+                        .step_by(threads)
+                        .map(|at| (at, overlay::intact_layer(store, &ids[at])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for worker in workers {
+            match worker.join() {
+                Ok(results) => {
+                    for (at, result) in results {
+                        found[at] = Some(result);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    found
+        .into_iter()
+        .map(|result| result.unwrap_or(Ok(None)))
+        .collect()
 }
 
 fn walk(rootfs: &Path) -> Result<Tree, StepError> {
