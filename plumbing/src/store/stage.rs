@@ -258,6 +258,11 @@ impl<'s> Staging<'s> {
         }
         let input = std::mem::take(&mut self.input);
         self.out.flush().map_err(io_err(self.temp.path()))?;
+        // The last bytes start for the disk now, while the checks below
+        // wait for the hash: the commit's sync then finds little to do.
+        if let Some(early) = &self.out.early {
+            early.poke();
+        }
         let archive_err = |source| StoreError::Archive {
             input: input.clone(),
             source,
