@@ -157,6 +157,10 @@ pub(crate) struct TreeKnowledge<'a> {
     /// Walks of the tree's stacked step layers, taken when their seals
     /// were checked or made (see `build::overlay::LayerWalks`).
     pub(crate) layer_walks: Option<&'a LayerWalks>,
+    /// The image is a step cache entry: nobody looks it up by its name,
+    /// so the stored images sharing that name are not looked for (a scan
+    /// of every record, per step).
+    pub(crate) cache_entry: bool,
 }
 
 /// [`build`] of an overlay build tree with what its maker knows of it.
@@ -318,7 +322,13 @@ pub(crate) fn build_with(
     progress.note("packing");
     progress.begin("packing", None);
     let name = dir.display().to_string();
-    let others_named = |id: &ImageId| same_name_and_labels(store, &manifest, id);
+    let others_named = |id: &ImageId| {
+        if known.cache_entry {
+            Vec::new()
+        } else {
+            same_name_and_labels(store, &manifest, id)
+        }
+    };
     let (report, imported, same_name) = match &opts.output {
         Some(out) => {
             let sink = pack::Sink::File {

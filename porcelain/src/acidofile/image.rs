@@ -90,6 +90,7 @@ pub(super) fn finish(
         TreeKnowledge {
             since: None,
             layer_walks: Some(&b.layer_walks),
+            cache_entry: false,
         },
     )
     .map_err(build_err)?;

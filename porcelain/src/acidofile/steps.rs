@@ -513,6 +513,7 @@ impl Builder<'_> {
             TreeKnowledge {
                 since,
                 layer_walks: None,
+                cache_entry: true,
             },
         );
         let report = match built {
