@@ -257,8 +257,13 @@ pub(crate) fn build_with(
                     .and_then(|bytes| Snapshot::decode(&bytes).ok()),
                 _ => None,
             };
+            // The tree after the edits: a diff that only adds leaves it
+            // out, as nothing then needs it.
             let (changes, tree) = match &view {
-                Some(View::Upper(upper)) => build::overlay::diff_upper(&rendering, upper, since)?,
+                Some(View::Upper(upper)) => {
+                    let diff = build::overlay::diff_upper(&rendering, upper, since)?;
+                    (diff.changes, diff.tree)
+                }
                 Some(View::Stack(layers)) => {
                     let no_walks = LayerWalks::new();
                     let walks = known.layer_walks.unwrap_or(&no_walks);
@@ -268,17 +273,25 @@ pub(crate) fn build_with(
                         dirs: layers.clone(),
                         topmost: diff.topmost,
                     });
-                    (diff.changes, diff.tree)
+                    (diff.changes, Some(diff.tree))
                 }
-                None => build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?,
+                None => {
+                    let (changes, tree) =
+                        build::diff_against_rendering(&rendering, &rootfs, snapshot.as_ref())?;
+                    (changes, Some(tree))
+                }
             };
             let selection = build::select(&changes);
-            let (bytes, whitelisted) = if selection.deleted > 0 {
-                let mut with_list = manifest.clone();
-                with_list.path_whitelist = build::whitelist_of(&tree)?;
-                (with_list.to_json().into_bytes(), true)
-            } else {
-                (manifest_bytes, false)
+            debug_assert!(tree.is_some() || selection.deleted == 0);
+            let (bytes, whitelisted) = match &tree {
+                Some(tree) if selection.deleted > 0 => {
+                    let mut with_list = manifest.clone();
+                    with_list.path_whitelist = build::whitelist_of(tree)?;
+                    (with_list.to_json().into_bytes(), true)
+                }
+                // Without a deletion no whitelist is needed (and a diff
+                // with deletions always carries its tree).
+                _ => (manifest_bytes, false),
             };
             (
                 bytes,

@@ -29,8 +29,9 @@ use std::path::{Path, PathBuf};
 use crate::diff::{self, Attr, Change, DiffOptions, FileMeta, Status, Tree};
 use crate::entry::EntryKind;
 use crate::pack::OVERLAY_XATTRS;
+use crate::render::Supplier;
 
-use super::{content_error, BuildError, DependencyRendering, Snapshot};
+use super::{content_error, implied_dir, meta_of_entry, BuildError, DependencyRendering, Snapshot};
 
 /// Walks of layer directories taken earlier by the same build, keyed by
 /// the directory: a layer found here is not walked again. Only a walk of
@@ -38,6 +39,19 @@ use super::{content_error, BuildError, DependencyRendering, Snapshot};
 /// that found a stored layer's seal intact (`render::walk_intact_layer`)
 /// or sealed it: layers are never written once sealed.
 pub type LayerWalks = HashMap<PathBuf, Tree>;
+
+/// What [`diff_upper`] found.
+#[derive(Debug)]
+pub struct UpperDiff {
+    /// The changes, in the terms of `diff-tree` (A the rendering, B the
+    /// tree).
+    pub changes: Vec<Change>,
+    /// The tree after the edits, which only a diff with deleted paths
+    /// needs (for the `pathWhitelist`): always there when some path was
+    /// deleted, and left out by the diff of an upper directory that only
+    /// adds (see [`diff_upper`]).
+    pub tree: Option<Tree>,
+}
 
 /// What [`diff_layers`] found.
 #[derive(Debug)]
@@ -240,12 +254,125 @@ impl Upper {
 /// the lower directory, or removing them would have left a whiteout).
 /// Lower paths still untouched are the rendering's either way: they were
 /// the same then, and the tree then was the rendering.
+///
+/// An upper directory that only adds to the lower directory (no
+/// whiteout, no opaque directory, and every path it shares with the
+/// rendering a directory on both sides: new paths, and directories copied
+/// up to hold them) is judged from its own paths and the rendering's map,
+/// without assembling either tree: an Acidofile step that adds files
+/// costs what it adds, not what the tree holds. The changes are the ones
+/// the full comparison finds (tested against it).
 pub fn diff_upper(
     rendering: &DependencyRendering,
     upper: &Path,
     since: Option<&Snapshot>,
-) -> Result<(Vec<Change>, Tree), BuildError> {
-    diff_read(rendering, &Upper::read(upper)?, upper, since)
+) -> Result<UpperDiff, BuildError> {
+    let layer = Upper::read(upper)?;
+    if since.is_none() {
+        if let Some(changes) = diff_additions(rendering, &layer) {
+            return Ok(UpperDiff {
+                changes,
+                tree: None,
+            });
+        }
+    }
+    let (changes, tree) = diff_read(rendering, &layer, upper, since)?;
+    Ok(UpperDiff {
+        changes,
+        tree: Some(tree),
+    })
+}
+
+/// The changes of `layer`, an upper directory over the lower directory
+/// that holds `rendering`, when it only adds (see [`diff_upper`]); `None`
+/// when it does more, for the full comparison to judge.
+///
+/// Why this is the full comparison's result: nothing of the rendering is
+/// hidden (no whiteout, no opaque directory, no upper non-directory over
+/// a lower path, and a path new to the rendering has nothing of it below),
+/// and no regular file of the rendering is copied up, so no hard-link
+/// group shrinks. Every path the upper directory does not hold is then
+/// the same on both sides, which the judge passes over except for the
+/// implied directories (always modified: only an explicit entry gives
+/// their time). Each upper path is new (added) or a directory on both
+/// sides, which the judge compares by metadata alone.
+fn diff_additions(rendering: &DependencyRendering, layer: &Upper) -> Option<Vec<Change>> {
+    if !layer.whiteouts.is_empty() || !layer.opaque.is_empty() {
+        return None;
+    }
+    let opts = DiffOptions::default();
+    let display = |key: &[u8]| {
+        if key.is_empty() {
+            diff::ROOT_PATH.to_vec()
+        } else {
+            key.to_vec()
+        }
+    };
+    let implied_change = |key: &[u8], b: FileMeta| Change {
+        path: display(key),
+        status: Status::Modified,
+        attrs: vec![Attr::Mtime],
+        a: Some(implied_dir()),
+        b: Some(b),
+    };
+    // Keyed as the trees are (root first), for the trees' order.
+    let mut changes: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
+    for (key, b) in &layer.present {
+        let mut map_key = b"rootfs".to_vec();
+        if !key.is_empty() {
+            map_key.push(b'/');
+            map_key.extend_from_slice(key);
+        }
+        let change = match rendering.map.paths.get(&map_key) {
+            None => Some(Change {
+                path: display(key),
+                status: Status::Added,
+                attrs: Vec::new(),
+                a: None,
+                b: Some(b.clone()),
+            }),
+            Some(_) if b.kind != EntryKind::Directory => return None,
+            Some(Supplier::Implied) => Some(implied_change(key, b.clone())),
+            Some(Supplier::Entry {
+                element,
+                entry,
+                kind,
+            }) => {
+                if !kind.is_dir() {
+                    return None;
+                }
+                let a = meta_of_entry(rendering.entry(*element, *entry)?);
+                // Directories: the content is never asked for.
+                let judged = diff::compare(&a, b, &opts, || Ok(false)).ok()?;
+                judged.map(|(status, attrs)| Change {
+                    path: display(key),
+                    status,
+                    attrs,
+                    a: Some(a),
+                    b: Some(b.clone()),
+                })
+            }
+        };
+        if let Some(change) = change {
+            changes.insert(key.clone(), change);
+        }
+    }
+    for (path, supplier) in &rendering.map.paths {
+        if !matches!(supplier, Supplier::Implied) {
+            continue;
+        }
+        let key = match path.as_slice() {
+            b"rootfs" => &b""[..],
+            p => match p.strip_prefix(b"rootfs/") {
+                Some(rel) => rel,
+                None => continue,
+            },
+        };
+        if !layer.present.contains_key(key) {
+            changes.insert(key.to_vec(), implied_change(key, implied_dir()));
+        }
+    }
+    Some(changes.into_values().collect())
 }
 
 /// [`diff_upper`] for an overlay whose lower directory holds `rendering`
@@ -378,4 +505,149 @@ pub fn copy_root_attrs(lower: &Path, upper: &Path) -> Result<(), BuildError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
+
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+
+    use super::*;
+    use crate::manifest::ImageManifest;
+    use crate::pack::{self, PackOptions, Sink, Source};
+    use crate::store::Store;
+
+    /// Gives `path` a fixed modification time (the rendering's, where
+    /// the base image has it).
+    fn set_time(path: &Path, secs: i64) {
+        let time = TimeSpec::new(secs, 0);
+        utimensat(None, path, &time, &time, UtimensatFlags::NoFollowSymlink).unwrap();
+    }
+
+    /// A store holding a base image, the rendering of an image on top
+    /// of it, and the directory `upper` to fill; the base lists `opt/deep/f`
+    /// without its parents, so `opt` and `opt/deep` are implied.
+    fn setup() -> (tempfile::TempDir, DependencyRendering) {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        let r = base.join("rootfs");
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::create_dir_all(r.join("usr/bin")).unwrap();
+        fs::create_dir_all(r.join("opt/deep")).unwrap();
+        fs::write(r.join("etc/a"), b"a").unwrap();
+        fs::write(r.join("usr/bin/x"), b"x").unwrap();
+        fs::write(r.join("opt/deep/f"), b"f").unwrap();
+        for p in ["etc", "usr", "usr/bin", ""] {
+            set_time(&r.join(p), 1_600_000_000);
+        }
+        let listed: Vec<Vec<u8>> = ["etc", "etc/a", "usr", "usr/bin", "usr/bin/x", "opt/deep/f"]
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        let manifest =
+            br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/base"}"#;
+        let tar = dir.path().join("base.aci");
+        let mut out = fs::File::create(&tar).unwrap();
+        let opts = PackOptions {
+            compression: crate::compression::Compression::None,
+            ..PackOptions::default()
+        };
+        let source = Source::Listed {
+            manifest,
+            rootfs: &r,
+            paths: &listed,
+            layers: None,
+        };
+        pack::pack(source, Sink::Writer(&mut out), &opts).unwrap();
+        let store = Store::at(dir.path().join("store"));
+        let id = store
+            .import(fs::File::open(&tar).unwrap(), "base")
+            .unwrap()
+            .record
+            .id;
+        let top = format!(
+            r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/top","dependencies":[{{"imageName":"example.com/base","imageID":"{id}"}}]}}"#
+        );
+        let top = ImageManifest::from_slice(top.as_bytes()).unwrap();
+        let tree = dir.path().join("tree/rootfs");
+        fs::create_dir_all(&tree).unwrap();
+        set_time(&tree, 1_600_000_000);
+        let scratch = dir.path().join("scratch");
+        fs::create_dir_all(&scratch).unwrap();
+        let rendering = super::super::dependency_rendering(&store, &top, &tree, &scratch).unwrap();
+        fs::create_dir_all(dir.path().join("upper")).unwrap();
+        (dir, rendering)
+    }
+
+    /// The fast judgement of an upper directory that only adds, and the
+    /// full one, of the same upper directory.
+    fn both(rendering: &DependencyRendering, upper: &Path) -> (Option<Vec<Change>>, Vec<Change>) {
+        let layer = Upper::read(upper).unwrap();
+        let fast = diff_additions(rendering, &layer);
+        let (full, _) = diff_read(rendering, &layer, upper, None).unwrap();
+        (fast, full)
+    }
+
+    #[test]
+    fn an_upper_that_only_adds_is_judged_as_the_full_comparison_judges_it() {
+        let (dir, rendering) = setup();
+        let upper = dir.path().join("upper");
+        // Copied-up directories, one as it was, one with a new time and
+        // mode; new files, a new tree, a new link; the implied `opt/deep`
+        // copied up to hold a new file.
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        fs::write(upper.join("etc/new"), b"n").unwrap();
+        fs::create_dir_all(upper.join("usr/bin")).unwrap();
+        fs::write(upper.join("usr/bin/y"), b"y").unwrap();
+        fs::set_permissions(upper.join("usr"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::create_dir_all(upper.join("srv/app")).unwrap();
+        fs::write(upper.join("srv/app/code"), b"code").unwrap();
+        symlink("app/code", upper.join("srv/link")).unwrap();
+        fs::create_dir_all(upper.join("opt/deep")).unwrap();
+        fs::write(upper.join("opt/deep/g"), b"g").unwrap();
+        for p in ["etc", "usr/bin", ""] {
+            set_time(&upper.join(p), 1_600_000_000);
+        }
+        let (fast, full) = both(&rendering, &upper);
+        let fast = fast.expect("an upper that only adds is judged fast");
+        assert_eq!(fast, full);
+        let paths: Vec<&[u8]> = fast.iter().map(|c| c.path.as_slice()).collect();
+        for expected in [&b"opt"[..], b"opt/deep", b"usr", b"etc/new", b"srv/link"] {
+            assert!(
+                paths.contains(&expected),
+                "{:?}",
+                String::from_utf8_lossy(expected)
+            );
+        }
+        assert!(
+            !paths.contains(&&b"etc"[..]),
+            "an untouched copy-up is no change"
+        );
+    }
+
+    #[test]
+    fn an_upper_that_does_more_than_add_goes_to_the_full_comparison() {
+        let (dir, rendering) = setup();
+        let upper = dir.path().join("upper");
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        // A copied-up regular file of the rendering.
+        fs::write(upper.join("etc/a"), b"A").unwrap();
+        assert!(both(&rendering, &upper).0.is_none());
+        fs::remove_file(upper.join("etc/a")).unwrap();
+        // A directory where the rendering has a file.
+        fs::create_dir(upper.join("etc/a")).unwrap();
+        assert!(both(&rendering, &upper).0.is_none());
+        fs::remove_dir(upper.join("etc/a")).unwrap();
+        // A file where the rendering has a directory.
+        fs::write(upper.join("usr"), b"u").unwrap();
+        assert!(both(&rendering, &upper).0.is_none());
+        fs::remove_file(upper.join("usr")).unwrap();
+        // Nothing but an untouched copy-up: the fast way again.
+        let (fast, full) = both(&rendering, &upper);
+        assert_eq!(fast, Some(full));
+    }
 }
