@@ -239,6 +239,25 @@ pub fn resolve(store: &Store, image: &ImageRef) -> Result<Resolved, NamingError>
     }
 }
 
+/// [`resolve`] with app strings resolved against `records`, a reading of
+/// the store's records the caller already has (ids still against the
+/// store): one reading serves a command that also needs the records for
+/// something else.
+pub fn resolve_among(
+    store: &Store,
+    records: &[ImageRecord],
+    image: &ImageRef,
+) -> Result<Resolved, NamingError> {
+    match image {
+        ImageRef::App(app) => {
+            resolve_app_among(records, app).ok_or_else(|| NamingError::NotFound {
+                name: app.to_string(),
+            })
+        }
+        other => resolve(store, other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

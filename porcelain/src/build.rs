@@ -161,6 +161,10 @@ pub(crate) struct TreeKnowledge<'a> {
     /// so the stored images sharing that name are not looked for (a scan
     /// of every record, per step).
     pub(crate) cache_entry: bool,
+    /// A reading of the store's records the maker took before the build,
+    /// for the check for other images of the new image's name (read anew
+    /// without it).
+    pub(crate) records: Option<&'a [ImageRecord]>,
 }
 
 /// [`build`] of an overlay build tree with what its maker knows of it.
@@ -339,7 +343,7 @@ pub(crate) fn build_with(
         if known.cache_entry {
             Vec::new()
         } else {
-            same_name_and_labels(store, &manifest, id)
+            same_name_and_labels(store, known.records, &manifest, id)
         }
     };
     let (report, imported, same_name) = match &opts.output {
@@ -422,8 +426,14 @@ fn pack_into_store(
 }
 
 /// Stored images other than `id` whose name is the manifest's and whose
-/// labels are exactly its labels (in any order).
-fn same_name_and_labels(store: &Store, manifest: &ImageManifest, id: &ImageId) -> Vec<ImageRecord> {
+/// labels are exactly its labels (in any order), among `records` when
+/// given, else among the store's records read now.
+fn same_name_and_labels(
+    store: &Store,
+    records: Option<&[ImageRecord]>,
+    manifest: &ImageManifest,
+    id: &ImageId,
+) -> Vec<ImageRecord> {
     let sorted = |labels: Vec<(String, String)>| {
         let mut labels = labels;
         labels.sort();
@@ -439,13 +449,21 @@ fn same_name_and_labels(store: &Store, manifest: &ImageManifest, id: &ImageId) -
     );
     // The check is advice: a record that cannot be read is fsck's
     // business and must not fail a build that has already packed.
-    let records = store.records().unwrap_or_default();
+    let read;
+    let records = match records {
+        Some(records) => records,
+        None => {
+            read = store.records().unwrap_or_default();
+            &read
+        }
+    };
     records
-        .into_iter()
+        .iter()
         .filter(|r| r.id != *id && r.name == name)
         .filter(|r| {
             let theirs = r.labels.iter().map(|l| (l.name.clone(), l.value.clone()));
             sorted(theirs.collect()) == labels
         })
+        .cloned()
         .collect()
 }

@@ -280,11 +280,14 @@ pub fn build_file(
             });
         }
     }
+    // One reading of the records serves the whole build: the cache's
+    // entries, the `FROM` name and the final image's same-name check (each
+    // reading costs one file per stored image).
+    let records = store.records().map_err(|source| AcidofileError::Cache {
+        file: file.to_owned(),
+        source,
+    })?;
     let entries = if opts.use_cache {
-        let records = store.records().map_err(|source| AcidofileError::Cache {
-            file: file.to_owned(),
-            source,
-        })?;
         Entries::of(&records)
     } else {
         Entries::default()
@@ -333,6 +336,7 @@ pub fn build_file(
         on_overlay: false,
         upper_since: None,
         layer_walks: LayerWalks::new(),
+        records,
     };
     let result = builder
         .run_all(&instructions)

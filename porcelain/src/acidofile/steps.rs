@@ -47,7 +47,7 @@ use acido_plumbing::limits::LimitKind;
 use acido_plumbing::manifest::ImageManifest;
 use acido_plumbing::naming::{self, ImageRef};
 use acido_plumbing::pack::PackOptions;
-use acido_plumbing::store::{Layer, StateLayer, Store};
+use acido_plumbing::store::{ImageRecord, Layer, StateLayer, Store};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use serde_json::{json, Map, Value};
@@ -137,6 +137,8 @@ pub(super) struct Builder<'a> {
     /// The walks of the step layers stacked in the tree, from their seal
     /// checks and seals, for the final build (which reads the layers).
     pub(super) layer_walks: LayerWalks,
+    /// The store's records as the build started (see `build_file`).
+    pub(super) records: Vec<ImageRecord>,
 }
 
 /// The instruction in a form that depends only on what it does: keyword
@@ -514,6 +516,7 @@ impl Builder<'_> {
                 since,
                 layer_walks: None,
                 cache_entry: true,
+                records: None,
             },
         );
         let report = match built {
@@ -681,7 +684,8 @@ impl Builder<'_> {
                     )?;
                     naming::Resolved { id, matches: 1 }
                 } else {
-                    naming::resolve(self.store, &ImageRef::parse(image, false)?)?
+                    let image = ImageRef::parse(image, false)?;
+                    naming::resolve_among(self.store, &self.records, &image)?
                 };
                 if resolved.matches > 1 {
                     self.progress.note(&format!(
