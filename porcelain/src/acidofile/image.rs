@@ -91,7 +91,7 @@ pub(super) fn finish(
             since: None,
             layer_walks: Some(&b.layer_walks),
             cache_entry: false,
-            records: Some(&b.records),
+            records: b.records.as_deref(),
         },
     )
     .map_err(build_err)?;

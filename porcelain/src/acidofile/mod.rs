@@ -282,15 +282,17 @@ pub fn build_file(
     }
     // One reading of the records serves the whole build: the cache's
     // entries, the `FROM` name and the final image's same-name check (each
-    // reading costs one file per stored image).
-    let records = store.records().map_err(|source| AcidofileError::Cache {
-        file: file.to_owned(),
-        source,
-    })?;
-    let entries = if opts.use_cache {
-        Entries::of(&records)
+    // reading costs one file per stored image). Without the cache nothing
+    // needs it up front: a record that cannot be read then fails only
+    // what would have failed without this reading.
+    let (entries, records) = if opts.use_cache {
+        let records = store.records().map_err(|source| AcidofileError::Cache {
+            file: file.to_owned(),
+            source,
+        })?;
+        (Entries::of(&records), Some(records))
     } else {
-        Entries::default()
+        (Entries::default(), None)
     };
     let context = match &opts.context {
         Some(dir) => dir.clone(),

@@ -137,8 +137,9 @@ pub(super) struct Builder<'a> {
     /// The walks of the step layers stacked in the tree, from their seal
     /// checks and seals, for the final build (which reads the layers).
     pub(super) layer_walks: LayerWalks,
-    /// The store's records as the build started (see `build_file`).
-    pub(super) records: Vec<ImageRecord>,
+    /// The store's records as the build started, when it uses the cache
+    /// (see `build_file`).
+    pub(super) records: Option<Vec<ImageRecord>>,
 }
 
 /// The instruction in a form that depends only on what it does: keyword
@@ -685,7 +686,10 @@ impl Builder<'_> {
                     naming::Resolved { id, matches: 1 }
                 } else {
                     let image = ImageRef::parse(image, false)?;
-                    naming::resolve_among(self.store, &self.records, &image)?
+                    match &self.records {
+                        Some(records) => naming::resolve_among(self.store, records, &image)?,
+                        None => naming::resolve(self.store, &image)?,
+                    }
                 };
                 if resolved.matches > 1 {
                     self.progress.note(&format!(
