@@ -316,11 +316,30 @@ fn collect_layers(store: &Store, report: &mut GcReport) -> Result<(), StoreError
         .filter(|l| !store.contains(l.id()) && !stacked.contains(&l.upper()))
         .map(|l| l.entry().to_owned());
     let doomed: Vec<PathBuf> = orphans.chain(inv.damaged.iter().cloned()).collect();
+    remove_entries(
+        store,
+        doomed,
+        Garbage::Layer,
+        |entry| store.remove_layer_entry(entry),
+        report,
+    )
+}
+
+/// Removes each of the cache directories `doomed` with `remove` (which
+/// says whether it was still there), reporting each one gone as `kind`
+/// with the bytes it held.
+fn remove_entries(
+    store: &Store,
+    doomed: Vec<PathBuf>,
+    kind: Garbage,
+    remove: impl Fn(&Path) -> Result<bool, StoreError>,
+    report: &mut GcReport,
+) -> Result<(), StoreError> {
     for entry in doomed {
         let bytes = file_bytes_under(&entry);
-        if store.remove_layer_entry(&entry)? {
+        if remove(&entry)? {
             report.removed.push(Removed {
-                kind: Garbage::Layer,
+                kind,
                 path: relative(store, &entry),
                 bytes,
             });
@@ -386,15 +405,11 @@ fn collect_trees(store: &Store, report: &mut GcReport) -> Result<(), StoreError>
         }
     });
     let doomed: Vec<PathBuf> = unused.chain(inv.damaged.iter().cloned()).collect();
-    for entry in doomed {
-        let bytes = file_bytes_under(&entry);
-        if store.remove_tree_entry(&entry)? {
-            report.removed.push(Removed {
-                kind: Garbage::Tree,
-                path: relative(store, &entry),
-                bytes,
-            });
-        }
-    }
-    Ok(())
+    remove_entries(
+        store,
+        doomed,
+        Garbage::Tree,
+        |entry| store.remove_tree_entry(entry),
+        report,
+    )
 }

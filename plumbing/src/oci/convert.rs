@@ -554,22 +554,9 @@ impl Converter {
             encode_header(spec, &mut header).map_err(header_err)?;
             sink.write_all(&header)
         };
-        let plain = |path: &'static [u8], typeflag: u8, mode: u32, size: u64| HeaderSpec {
-            path,
-            typeflag,
-            mode,
-            uid: 0,
-            gid: 0,
-            size,
-            mtime: Timestamp::default(),
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: &[],
-        };
         put(
             &mut sink,
-            &plain(b"manifest", TYPE_REGULAR, 0o644, json.len() as u64),
+            &HeaderSpec::plain_file(b"manifest", json.len() as u64),
         )?;
         sink.write_all(json.as_bytes())?;
         sink.pad()?;
